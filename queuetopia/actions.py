@@ -1,0 +1,231 @@
+"""Actions: functions registered with `@topia.action(name)`, and the pydantic model
+built from each signature that validates params at enqueue and loads them to run."""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar
+
+import pydantic
+
+from .errors import ValidationError
+from .validation import _check_storable, check_name, params_json
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from .app import Queuetopia
+    from .models import Job
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+OnExhausted = Literal["skip", "block"]
+BackoffFn = Callable[["Job"], float]
+FailureHook = Callable[["Job", BaseException], object]
+
+DEFAULT_TIMEOUT = 60.0
+DEFAULT_MAX_ATTEMPTS = 20
+DEFAULT_MAX_BACKOFF = 86_400.0
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """Per-job settings; None means "the action's default"."""
+
+    timeout: float | None = None
+    max_attempts: int | None = None
+    max_backoff: float | None = None
+    connection: psycopg.Connection[Any] | None = None
+
+
+@dataclass(frozen=True)
+class ActionConfig:
+    timeout: float = DEFAULT_TIMEOUT
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    max_backoff: float = DEFAULT_MAX_BACKOFF
+    backoff: BackoffFn | None = None
+    on_exhausted: OnExhausted = "skip"
+
+    def resolve(self, options: JobOptions) -> ActionConfig:
+        """The settings a job gets: its own options over these defaults, checked."""
+        resolved = replace(
+            self,
+            timeout=_pick(options.timeout, self.timeout),
+            max_attempts=_pick(options.max_attempts, self.max_attempts),
+            max_backoff=_pick(options.max_backoff, self.max_backoff),
+        )
+        resolved.check()
+        return resolved
+
+    def check(self) -> None:
+        if not _positive(self.timeout):
+            raise ValidationError(f"timeout must be a positive number, got {self.timeout!r}")
+        if not isinstance(self.max_attempts, int) or isinstance(self.max_attempts, bool) or (
+            self.max_attempts < 1
+        ):
+            raise ValidationError(f"max_attempts must be an int >= 1, got {self.max_attempts!r}")
+        if not _positive(self.max_backoff, allow_zero=True):
+            raise ValidationError(f"max_backoff must be >= 0, got {self.max_backoff!r}")
+        if self.on_exhausted not in ("skip", "block"):
+            raise ValidationError(
+                f"on_exhausted must be 'skip' or 'block', got {self.on_exhausted!r}"
+            )
+
+
+def _pick(value: Any, default: Any) -> Any:
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return default if value is None else value
+
+
+def _positive(value: object, allow_zero: bool = False) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return value >= 0 if allow_zero else value > 0 and value != float("inf")
+
+
+class ParamSchema:
+    """Validates params against a function's signature (the `job` parameter excluded)."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        signature = inspect.signature(fn)
+        hints = typing.get_type_hints(fn)
+        fields: dict[str, Any] = {}
+        self.untyped: set[str] = set()
+        self.takes_job = False
+        extra: Literal["allow", "forbid"] = "forbid"
+        for name, param in signature.parameters.items():
+            if name == "job":
+                self.takes_job = True
+            elif param.kind is param.VAR_KEYWORD:
+                extra = "allow"
+            elif param.kind in (param.VAR_POSITIONAL, param.POSITIONAL_ONLY):
+                raise ValidationError(f"action parameter {name!r} must be passable by keyword")
+            else:
+                annotation = hints.get(name, Any)
+                if annotation in (Any, object):
+                    self.untyped.add(name)
+                default = ... if param.default is param.empty else param.default
+                fields[name] = (annotation, default)
+        self.accepts_extra = extra == "allow"
+        config = pydantic.ConfigDict(extra=extra, arbitrary_types_allowed=False)
+        self.model: type[pydantic.BaseModel] = pydantic.create_model(  # type: ignore[call-overload]
+            f"{fn.__name__}_params", __config__=config, **fields
+        )
+
+    def dump(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate `params` and return them as JSON-ready values."""
+        for name, value in params.items():
+            if name in self.untyped or (self.accepts_extra and name not in self.model.model_fields):
+                _check_storable(name, value)
+        try:
+            model = self.model.model_validate(dict(params))
+            return model.model_dump(mode="json", exclude_unset=True)
+        except pydantic.ValidationError as exc:
+            raise _translate(exc) from exc
+        except (TypeError, ValueError) as exc:
+            raise ValidationError(f"params are not JSON-serialisable: {exc}") from exc
+
+    def load(self, stored: Mapping[str, Any]) -> dict[str, Any]:
+        """Stored JSON params back to the typed values the function takes."""
+        model = self.model.model_validate(dict(stored))
+        values = {name: getattr(model, name) for name in type(model).model_fields}
+        values.update(model.model_extra or {})
+        return values
+
+
+def _translate(exc: pydantic.ValidationError) -> ValidationError:
+    problems = []
+    fields = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "params"
+        fields.append(str(error["loc"][0]) if error["loc"] else "params")
+        problems.append(f"{where}: {error['msg']}")
+    return ValidationError("invalid params: " + "; ".join(problems), tuple(fields))
+
+
+class Action(Generic[P, R]):
+    """A registered action. Calling it runs the function directly; `delay`,
+    `schedule` and `delay_many` enqueue jobs that a worker runs."""
+
+    def __init__(
+        self,
+        topia: Queuetopia,
+        name: str,
+        fn: Callable[P, R],
+        config: ActionConfig,
+        on_failure: FailureHook | None = None,
+    ) -> None:
+        self.topia = topia
+        self.name = check_name("action", name)
+        self.fn = fn
+        self.config = config
+        self.on_failure = on_failure
+        self.schema = ParamSchema(fn)
+        self.is_async = inspect.iscoroutinefunction(fn)
+        config.check()
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<Action {self.name!r}>"
+
+    def options(
+        self,
+        *,
+        timeout: float | timedelta | None = None,
+        max_attempts: int | None = None,
+        max_backoff: float | timedelta | None = None,
+        connection: psycopg.Connection[Any] | None = None,
+    ) -> BoundAction:
+        """The same action with per-job options for the jobs enqueued through it."""
+        return BoundAction(
+            self,
+            JobOptions(_pick(timeout, None), max_attempts, _pick(max_backoff, None), connection),
+        )
+
+    def delay(self, queue: str, /, **params: Any) -> Job:
+        return BoundAction(self, JobOptions()).delay(queue, **params)
+
+    def schedule(self, queue: str, /, *, at: datetime | timedelta, **params: Any) -> Job:
+        return BoundAction(self, JobOptions()).schedule(queue, at=at, **params)
+
+    def delay_many(self, queue: str, params_list: list[dict[str, Any]], /) -> list[Job]:
+        return BoundAction(self, JobOptions()).delay_many(queue, params_list)
+
+    def serialise(self, params: Mapping[str, Any]) -> str:
+        """Validated params as the JSON text that will be stored."""
+        return params_json(self.schema.dump(params), self.topia.max_params_bytes)
+
+
+@dataclass(frozen=True)
+class BoundAction:
+    """An action with job options attached, from `Action.options(...)`."""
+
+    action: Action[Any, Any]
+    opts: JobOptions
+
+    def delay(self, queue: str, /, **params: Any) -> Job:
+        return self.delay_many(queue, [params])[0]
+
+    def schedule(self, queue: str, /, *, at: datetime | timedelta, **params: Any) -> Job:
+        return self._enqueue(queue, [params], at)[0]
+
+    def delay_many(self, queue: str, params_list: list[dict[str, Any]], /) -> list[Job]:
+        return self._enqueue(queue, params_list, None)
+
+    def _enqueue(
+        self, queue: str, params_list: list[dict[str, Any]], at: datetime | timedelta | None
+    ) -> list[Job]:
+        if not isinstance(params_list, list) or not all(isinstance(p, dict) for p in params_list):
+            raise ValidationError("delay_many takes a list of dicts of params")
+        texts = [self.action.serialise(p) for p in params_list]
+        return self.action.topia.enqueue_serialised(
+            queue, self.action.name, texts, at=at, options=self.opts
+        )

@@ -1,0 +1,328 @@
+"""Queuetopia: configuration, connection pool and action registry; the producer and
+operator API. Workers are built by `topia.worker()` (see worker.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from . import migrations, store
+from .actions import (
+    Action,
+    ActionConfig,
+    BackoffFn,
+    FailureHook,
+    JobOptions,
+    OnExhausted,
+    _pick,
+)
+from .database import open_pool, resolve_dsn
+from .errors import InvalidTransition, JobNotFound, ValidationError
+from .models import Job, JobState, QueueInfo
+from .validation import DEFAULT_MAX_PARAMS_BYTES, check_name, params_json
+
+if TYPE_CHECKING:
+    from .worker import Worker
+
+P = ParamSpec("P")
+R = TypeVar("R")
+Conn = psycopg.Connection[Any]
+
+
+def _seconds(value: float | timedelta, what: str) -> float:
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
+        raise ValidationError(f"{what} must be a positive duration, got {value!r}")
+    return float(seconds)
+
+
+class Queuetopia:
+    """A database, a scope and a registry of actions."""
+
+    def __init__(
+        self,
+        dsn: str | None = None,
+        scope: str = "default",
+        poll_interval: float | timedelta = 60.0,
+        concurrency: int = 10,
+        lock_ttl: float | timedelta = 30.0,
+        job_retention: timedelta | None = timedelta(days=7),
+        max_params_bytes: int = DEFAULT_MAX_PARAMS_BYTES,
+        pool_size: int = 10,
+    ) -> None:
+        self.scope = check_name("scope", scope)
+        self.poll_interval = _seconds(poll_interval, "poll_interval")
+        self.lock_ttl = _seconds(lock_ttl, "lock_ttl")
+        if not isinstance(concurrency, int) or concurrency < 1:
+            raise ValidationError(f"concurrency must be an int >= 1, got {concurrency!r}")
+        self.concurrency = concurrency
+        self.job_retention = job_retention
+        self.max_params_bytes = max_params_bytes
+        self.pool_size = pool_size
+        self.on_failure: FailureHook | None = None
+        self.actions: dict[str, Action[Any, Any]] = {}
+        self._dsn = dsn
+        self._pool: ConnectionPool | None = None
+
+    # -- configuration ---------------------------------------------------------
+
+    @property
+    def dsn(self) -> str:
+        """The DSN in use (resolved on first use: argument, $QUEUETOPIA_DSN, embedded)."""
+        if self._dsn is None or not self._dsn:
+            self._dsn = resolve_dsn(self._dsn)
+        return self._dsn
+
+    def action(
+        self,
+        name: str,
+        *,
+        timeout: float | timedelta = 60.0,
+        max_attempts: int = 20,
+        max_backoff: float | timedelta = 86_400.0,
+        backoff: BackoffFn | None = None,
+        on_exhausted: OnExhausted = "skip",
+        on_failure: FailureHook | None = None,
+    ) -> Callable[[Callable[P, R]], Action[P, R]]:
+        """Register a function as the action `name`."""
+        config = ActionConfig(
+            timeout=_pick(timeout, None),
+            max_attempts=max_attempts,
+            max_backoff=_pick(max_backoff, None),
+            backoff=backoff,
+            on_exhausted=on_exhausted,
+        )
+
+        def register(fn: Callable[P, R]) -> Action[P, R]:
+            action = Action(self, name, fn, config, on_failure)
+            if name in self.actions:
+                raise ValidationError(f"action {name!r} is already registered")
+            self.actions[name] = action
+            return action
+
+        return register
+
+    # -- connections -------------------------------------------------------------
+
+    @contextmanager
+    def connection(self, conn: Conn | None = None) -> Iterator[Conn]:
+        """`conn` as is (the caller's transaction), else a pooled connection whose
+        transaction commits when the block ends."""
+        if conn is not None:
+            yield conn
+            return
+        if self._pool is None:
+            self._pool = open_pool(self.dsn, max_size=self.pool_size, name="queuetopia")
+        from .errors import translate_errors
+
+        with translate_errors(), self._pool.connection() as pooled:
+            yield pooled
+
+    def close(self) -> None:
+        """Release the connections."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    def __enter__(self) -> Queuetopia:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def migrate(self) -> list[int]:
+        """Create or upgrade the schema; idempotent and safe to race."""
+        with self.connection() as conn:
+            return migrations.migrate(conn)
+
+    # -- producing ---------------------------------------------------------------
+
+    def create_job(
+        self,
+        queue: str,
+        action: str,
+        params: dict[str, Any] | None = None,
+        *,
+        scheduled_at: datetime | timedelta | None = None,
+        timeout: float | timedelta | None = None,
+        max_backoff: float | timedelta | None = None,
+        max_attempts: int | None = None,
+        connection: Conn | None = None,
+    ) -> Job:
+        """Enqueue a job by action name; the action need not be registered here."""
+        check_name("action", action)
+        params = {} if params is None else params
+        if not isinstance(params, dict):
+            raise ValidationError("params must be a dict")
+        registered = self.actions.get(action)
+        text = (
+            registered.serialise(params)
+            if registered
+            else params_json(params, self.max_params_bytes)
+        )
+        options = JobOptions(_pick(timeout, None), max_attempts, _pick(max_backoff, None),
+                             connection)
+        return self.enqueue_serialised(queue, action, [text], at=scheduled_at, options=options)[0]
+
+    def enqueue_serialised(
+        self,
+        queue: str,
+        action: str,
+        params_texts: list[str],
+        *,
+        at: datetime | timedelta | None,
+        options: JobOptions,
+    ) -> list[Job]:
+        """Write validated jobs in one round trip; the shared end of every enqueue."""
+        check_name("queue", queue)
+        registered = self.actions.get(action)
+        config = (registered.config if registered else ActionConfig()).resolve(options)
+        if not params_texts:
+            return []
+        absolute, delay = _schedule(at)
+        with self.connection(options.connection) as conn:
+            return store.job_insert(
+                conn,
+                scope=self.scope,
+                queue=queue,
+                action=action,
+                params_list=params_texts,
+                at=absolute,
+                delay=delay,
+                timeout=config.timeout,
+                max_attempts=config.max_attempts,
+                max_backoff=config.max_backoff,
+                on_exhausted=config.on_exhausted,
+            )
+
+    def notify(self, queue: str = "") -> None:
+        """Wake every worker of this scope now."""
+        with self.connection() as conn:
+            store.scope_notify(conn, self.scope, queue)
+
+    # -- operating ---------------------------------------------------------------
+
+    def get_job(self, job_id: int) -> Job | None:
+        with self.connection() as conn:
+            return store.job_get(conn, scope=self.scope, job_id=job_id)
+
+    def list_jobs(
+        self,
+        queue: str | None = None,
+        action: str | None = None,
+        state: JobState | str | None = None,
+        search: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Job]:
+        if state is not None:
+            try:
+                state = JobState(state)
+            except ValueError:
+                raise ValidationError(f"unknown job state {state!r}") from None
+        with self.connection() as conn:
+            return store.job_list(
+                conn,
+                scope=self.scope,
+                queue=queue,
+                action=action,
+                state=None if state is None else str(state),
+                search=search,
+                limit=limit,
+                offset=offset,
+            )
+
+    def list_queues(self) -> list[QueueInfo]:
+        with self.connection() as conn:
+            return store.queue_list(conn, scope=self.scope)
+
+    def retry_job(self, job_id: int) -> Job:
+        """Make a pending, failed or cancelled job due now, at its place in line."""
+        with self.connection() as conn:
+            job = store.job_retry(conn, scope=self.scope, job_id=job_id)
+            if job is None:
+                self._refuse(conn, job_id, "retry")
+            return self._touched(conn, job)
+
+    def cancel_job(self, job_id: int, reason: str = "by operator") -> Job:
+        """Take a pending or failed job out of its queue; the queue moves on."""
+        with self.connection() as conn:
+            job = store.job_cancel(conn, scope=self.scope, job_id=job_id, reason=reason)
+            if job is None:
+                self._refuse(conn, job_id, "cancel")
+            return self._touched(conn, job)
+
+    def _refuse(self, conn: Conn, job_id: int, verb: str) -> NoReturn:
+        job = store.job_get(conn, scope=self.scope, job_id=job_id)
+        if job is None:
+            raise JobNotFound(f"no job {job_id} in scope {self.scope!r}")
+        raise InvalidTransition(f"cannot {verb} job {job_id}: it is {job.state.value}")
+
+    def _touched(self, conn: Conn, job: Job | None) -> Job:
+        assert job is not None
+        store.queue_touch(conn, scope=self.scope, queue=job.queue)
+        store.scope_notify(conn, self.scope, job.queue)
+        return job
+
+    def pause_queue(self, queue: str) -> None:
+        """A paused queue starts no new job; a running one finishes."""
+        self._set_paused(queue, True)
+
+    def resume_queue(self, queue: str) -> None:
+        self._set_paused(queue, False)
+
+    def _set_paused(self, queue: str, paused: bool) -> None:
+        check_name("queue", queue)
+        with self.connection() as conn:
+            store.queue_set_paused(conn, scope=self.scope, queue=queue, paused=paused)
+            store.scope_notify(conn, self.scope, queue)
+
+    def prune(self, older_than: timedelta | float = timedelta(days=7), batch: int = 1000) -> int:
+        """Delete done and cancelled jobs older than `older_than`; return how many."""
+        seconds = older_than.total_seconds() if isinstance(older_than, timedelta) else older_than
+        total = 0
+        while True:
+            with self.connection() as conn:
+                deleted = store.job_prune_batch(
+                    conn, scope=self.scope, older_than=seconds, batch=batch
+                )
+            total += deleted
+            if deleted < batch:
+                return total
+
+    # -- working -------------------------------------------------------------------
+
+    def worker(
+        self,
+        concurrency: int | None = None,
+        queues: list[str] | None = None,
+        name: str | None = None,
+        shutdown_timeout: float = 30.0,
+    ) -> Worker:
+        from .worker import Worker
+
+        return Worker(
+            self,
+            concurrency=concurrency or self.concurrency,
+            queues=queues,
+            name=name,
+            shutdown_timeout=shutdown_timeout,
+        )
+
+
+def _schedule(at: datetime | timedelta | None) -> tuple[datetime | None, float]:
+    """An absolute time, or a delay from the database's clock."""
+    if at is None:
+        return None, 0.0
+    if isinstance(at, timedelta):
+        return None, at.total_seconds()
+    if isinstance(at, datetime):
+        if at.tzinfo is None or at.utcoffset() is None:
+            raise ValidationError("scheduled times must be timezone-aware datetimes")
+        return at, 0.0
+    raise ValidationError(f"at must be a datetime or a timedelta, got {type(at).__name__}")

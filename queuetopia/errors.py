@@ -1,0 +1,84 @@
+"""The exception tree. Every error queuetopia raises is a QueuetopiaError::
+
+    QueuetopiaError
+     ├── ValidationError        bad input: names, params, options (also a ValueError)
+     ├── ConfigurationError     no usable database configuration
+     ├── DatabaseError          PostgreSQL failed; the psycopg error is chained
+     │    └── DatabaseUnavailable   could not connect, or the connection broke
+     ├── JobNotFound            no job with that id in this scope (also a LookupError)
+     ├── InvalidTransition      the operator call makes no sense for the job's state
+     ├── LeaseLost              a worker's claim on a queue was taken over (internal)
+     └── JobTimeout             raised inside an action that ran past its timeout
+
+Driver errors are translated in exactly one place, `translate_errors`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+
+
+class QueuetopiaError(Exception):
+    """Queuetopia failed."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+
+class ValidationError(QueuetopiaError, ValueError):
+    """Invalid input; nothing was written."""
+
+    def __init__(self, message: str | None = None, fields: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.fields = fields
+
+
+class ConfigurationError(QueuetopiaError):
+    """No usable database configuration."""
+
+
+class DatabaseError(QueuetopiaError):
+    """The database reported an error."""
+
+
+class DatabaseUnavailable(DatabaseError):
+    """The database cannot be reached."""
+
+
+class JobNotFound(QueuetopiaError, LookupError):
+    """No such job in this scope."""
+
+
+class InvalidTransition(QueuetopiaError):
+    """The job is not in a state that allows this."""
+
+
+class LeaseLost(QueuetopiaError):
+    """This worker no longer holds the queue; another claim was made on it."""
+
+
+class JobTimeout(QueuetopiaError):
+    """The job ran past its timeout."""
+
+
+_PASSWORD = re.compile(r"(password\s*=\s*)\S+|(://[^:/@\s]*:)[^@\s]*@", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """Hide passwords of DSNs that appear in `text`."""
+    return _PASSWORD.sub(lambda m: (m.group(1) or m.group(2)) + "***" + ("@" if m.group(2) else ""), text)
+
+
+@contextmanager
+def translate_errors() -> Iterator[None]:
+    """Re-raise psycopg errors as queuetopia errors, chained, with passwords hidden."""
+    try:
+        yield
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable(redact(f"database unavailable: {exc}".strip())) from exc
+    except psycopg.Error as exc:
+        raise DatabaseError(redact(f"database error: {exc}".strip())) from exc

@@ -1,0 +1,216 @@
+"""Runs ONE job's action and classifies how it ended. No SQL here.
+
+Sync actions run in the calling thread; a watchdog thread interrupts them at their
+deadline by raising JobTimeout inside that thread (PyThreadState_SetAsyncExc). That
+lands at the next Python bytecode: code blocked inside one long C call (a single
+long `time.sleep`, a socket read without timeout) is interrupted only when the
+call returns. Until then the execution has not ended, so the worker keeps holding
+the queue and no retry can overlap it. Async actions are cancelled by asyncio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import heapq
+import itertools
+import json
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .errors import JobTimeout, redact
+
+if TYPE_CHECKING:
+    from .actions import Action
+    from .models import Job
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an attempt ended. `interrupted` names why the worker cut it short."""
+
+    ok: bool
+    result: Any = None
+    error: str | None = None
+    interrupted: str | None = None
+
+
+class Interrupted(BaseException):
+    """Raised inside an action the worker stops (shutdown, lost lease)."""
+
+
+def _inject(thread_id: int, exc: type[BaseException] | None) -> None:
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread_id), ctypes.py_object(exc) if exc else None
+    )
+
+
+class Execution:
+    """One running attempt that another thread may interrupt."""
+
+    def __init__(self, timeout: float) -> None:
+        self.thread_id = threading.get_ident()
+        self.deadline = time.monotonic() + timeout
+        self.timeout = timeout
+        self.reason: str | None = None
+        self._active = True
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[Any] | None = None
+
+    def interrupt(self, reason: str) -> None:
+        exc = JobTimeout if reason == "timeout" else Interrupted
+        with self._lock:
+            if not self._active or self.reason is not None:
+                return
+            self.reason = reason
+            if self._task is not None and self._loop is not None:
+                self._loop.call_soon_threadsafe(self._task.cancel)
+            else:
+                _inject(self.thread_id, exc)
+
+    def attach(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
+        with self._lock:
+            self._loop, self._task = loop, task
+
+    def finish(self) -> None:
+        with self._lock:
+            if self._active and self.reason is not None and self._task is None:
+                _inject(self.thread_id, None)  # drop an exception not yet delivered
+            self._active = False
+
+
+class Watchdog:
+    """One thread that interrupts executions at their deadlines."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Execution]] = []
+        self._counter = itertools.count()
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._loop, name="queuetopia-watchdog",
+                                        daemon=True)
+        self._thread.start()
+
+    def watch(self, execution: Execution) -> None:
+        with self._cond:
+            heapq.heappush(self._heap, (execution.deadline, next(self._counter), execution))
+            self._cond.notify()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._heap:
+                    self._cond.wait()
+                deadline, _, execution = self._heap[0]
+                delay = deadline - time.monotonic()
+                if delay > 0:
+                    self._cond.wait(delay)
+                    continue
+                heapq.heappop(self._heap)
+            execution.interrupt("timeout")
+
+
+_watchdog: Watchdog | None = None
+_watchdog_lock = threading.Lock()
+
+
+def watchdog() -> Watchdog:
+    global _watchdog
+    with _watchdog_lock:
+        if _watchdog is None:
+            _watchdog = Watchdog()
+        return _watchdog
+
+
+_loops = threading.local()
+
+
+def _event_loop() -> asyncio.AbstractEventLoop:
+    loop: asyncio.AbstractEventLoop | None = getattr(_loops, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = asyncio.new_event_loop()
+        _loops.loop = loop
+    return loop
+
+
+def execute(
+    job: Job,
+    action: Action[Any, Any] | None,
+    on_start: Callable[[Execution], None] = lambda _e: None,
+) -> Outcome:
+    """Run `job` in this thread and say how it ended. Never raises."""
+    if action is None:
+        return Outcome(ok=False, error=f"unknown action {job.action!r}")
+    try:
+        kwargs = action.schema.load(job.params)
+    except Exception as exc:
+        return Outcome(ok=False, error=f"invalid params: {redact(str(exc))}")
+    if action.schema.takes_job:
+        kwargs["job"] = job
+    execution = Execution(job.timeout)
+    on_start(execution)
+    watchdog().watch(execution)
+    try:
+        try:
+            if action.is_async:
+                value = _run_async(action.fn, kwargs, execution)
+            else:
+                value = action.fn(**kwargs)
+        finally:
+            execution.finish()
+    except BaseException as exc:
+        execution.finish()
+        return _failure(execution, exc)
+    if execution.reason is not None:
+        return _cut_short(execution)
+    if isinstance(value, BaseException):
+        return Outcome(ok=False, error=_describe(value))
+    return Outcome(ok=True, result=_json_or_none(value))
+
+
+def _run_async(fn: Callable[..., Any], kwargs: dict[str, Any], execution: Execution) -> Any:
+    loop = _event_loop()
+
+    async def main() -> Any:
+        task = asyncio.ensure_future(fn(**kwargs))
+        execution.attach(loop, task)
+        try:
+            return await asyncio.wait_for(task, timeout=execution.timeout)
+        except TimeoutError:
+            execution.reason = execution.reason or "timeout"
+            raise
+
+    return loop.run_until_complete(main())
+
+
+def _failure(execution: Execution, exc: BaseException) -> Outcome:
+    if execution.reason is not None:
+        return _cut_short(execution)
+    return Outcome(ok=False, error=_describe(exc))
+
+
+def _cut_short(execution: Execution) -> Outcome:
+    if execution.reason == "timeout":
+        return Outcome(ok=False, error=f"timeout: the job ran past its timeout of "
+                                       f"{execution.timeout:g}s", interrupted="timeout")
+    return Outcome(ok=False, error=f"interrupted: {execution.reason}",
+                   interrupted=execution.reason)
+
+
+def _describe(exc: BaseException) -> str:
+    """The error's one-line summary first, then the traceback."""
+    summary = "".join(traceback.format_exception_only(exc)).strip()
+    trace = "".join(traceback.format_exception(exc)).rstrip()
+    return redact(f"{summary}\n\n{trace}")
+
+
+def _json_or_none(value: Any) -> Any:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return None
+    return value

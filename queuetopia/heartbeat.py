@@ -1,0 +1,84 @@
+"""Keeps a worker's leases alive: one batched renewal every lock_ttl/3 on a
+connection of its own, so busy job connections can never starve it."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+
+from . import store
+from .database import connect
+from .errors import QueuetopiaError
+from .store import Lease
+
+logger = logging.getLogger("queuetopia.worker")
+
+
+class Heartbeat:
+    """Renews the leases `held()` returns; calls `on_lost(lease)` for each lease that
+    was not renewed, or whose local trust deadline passed without a renewal."""
+
+    def __init__(
+        self,
+        dsn: str,
+        scope: str,
+        ttl: float,
+        held: Callable[[], list[tuple[Lease, float]]],
+        on_renewed: Callable[[Lease, float], None],
+        on_lost: Callable[[Lease], None],
+    ) -> None:
+        self._dsn, self._scope, self._ttl = dsn, scope, ttl
+        self._held, self._on_renewed, self._on_lost = held, on_renewed, on_lost
+        self._conn: psycopg.Connection[Any] | None = None
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="queuetopia-heartbeat",
+                                        daemon=True)
+
+    @property
+    def interval(self) -> float:
+        return self._ttl / 3
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self.interval):
+            self.beat()
+        if self._conn is not None:
+            self._conn.close()
+
+    def beat(self) -> None:
+        held = self._held()
+        if not held:
+            return
+        started = time.monotonic()
+        try:
+            renewed = self._renew([lease for lease, _ in held])
+        except (psycopg.Error, QueuetopiaError) as exc:
+            logger.warning("heartbeat failed (%s); will retry", type(exc).__name__)
+            self._drop_connection()
+            renewed = None
+        for lease, trusted_until in held:
+            if renewed is not None and lease.queue in renewed:
+                self._on_renewed(lease, started)
+            elif renewed is not None or time.monotonic() > trusted_until:
+                self._on_lost(lease)
+
+    def _renew(self, leases: list[Lease]) -> set[str]:
+        if self._conn is None or self._conn.closed:
+            self._conn = connect(self._dsn, autocommit=True)
+        return store.lease_renew(self._conn, scope=self._scope, ttl=self._ttl, leases=leases)
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None

@@ -1,0 +1,106 @@
+"""The versioned schema: SQL files from migrations/, applied in order under an
+advisory lock and recorded in queuetopia_versions. `up_sql()` and `down_sql()` give
+the same SQL to teams that run their own migration tool."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from .errors import translate_errors
+
+# Any fixed number works; it only has to be the same in every process.
+_ADVISORY_KEY = 0x71756575  # "queu"
+_FILE = re.compile(r"^(\d{4})_(\w+)\.(up|down)\.sql$")
+
+VERSIONS_TABLE = """
+CREATE TABLE IF NOT EXISTS queuetopia_versions (
+    version    integer PRIMARY KEY,
+    name       text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)"""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    up: str
+    down: str
+
+
+def _sql_dir() -> Path:
+    shipped = Path(__file__).parent / "_sql"  # inside a wheel
+    if shipped.is_dir():
+        return shipped
+    return Path(__file__).resolve().parent.parent / "migrations"  # a source checkout
+
+
+@cache
+def all_migrations() -> tuple[Migration, ...]:
+    found: dict[int, dict[str, str]] = {}
+    for path in sorted(_sql_dir().glob("*.sql")):
+        match = _FILE.match(path.name)
+        if match:
+            version, name, direction = int(match[1]), match[2], match[3]
+            found.setdefault(version, {"name": name})[direction] = path.read_text("utf-8")
+    return tuple(
+        Migration(v, parts["name"], parts["up"], parts.get("down", ""))
+        for v, parts in sorted(found.items())
+    )
+
+
+def up_sql() -> str:
+    """All migrations, oldest first, as one script (without the versions table)."""
+    return "\n".join(m.up for m in all_migrations())
+
+
+def down_sql() -> str:
+    """The script that removes everything queuetopia created, newest first."""
+    return "\n".join(m.down for m in reversed(all_migrations()))
+
+
+def applied_versions(conn: psycopg.Connection[Any]) -> list[int]:
+    with translate_errors(), conn.cursor() as cur:
+        cur.execute("SELECT to_regclass('queuetopia_versions') IS NOT NULL")
+        row = cur.fetchone()
+        if not row or not row[0]:
+            return []
+        cur.execute("SELECT version FROM queuetopia_versions ORDER BY version")
+        return [r[0] for r in cur.fetchall()]
+
+
+def migrate(conn: psycopg.Connection[Any]) -> list[int]:
+    """Apply pending migrations in one transaction; return the versions applied.
+
+    The transaction-level advisory lock makes concurrent runs queue up: the second
+    finds the work done and applies nothing."""
+    with translate_errors(), conn.transaction(), conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_KEY,))
+        cur.execute(VERSIONS_TABLE)
+        cur.execute("SELECT version FROM queuetopia_versions")
+        done = {r[0] for r in cur.fetchall()}
+        applied = []
+        for migration in all_migrations():
+            if migration.version in done:
+                continue
+            cur.execute(migration.up.encode("utf-8"))
+            cur.execute(
+                "INSERT INTO queuetopia_versions (version, name) VALUES (%s, %s)",
+                (migration.version, migration.name),
+            )
+            applied.append(migration.version)
+        return applied
+
+
+def rollback_all(conn: psycopg.Connection[Any]) -> None:
+    """Remove every queuetopia object, the versions table included."""
+    with translate_errors(), conn.transaction(), conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_KEY,))
+        cur.execute(down_sql().encode("utf-8"))
+        cur.execute("DROP TABLE IF EXISTS queuetopia_versions")

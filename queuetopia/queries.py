@@ -1,0 +1,302 @@
+"""Every SQL statement queuetopia runs, named noun-first.
+
+All values are bound parameters; no statement is ever built from user input.
+Time is always the database's (`now()`, `clock_timestamp()`), never a worker's.
+"""
+
+from __future__ import annotations
+
+from typing import LiteralString
+
+CHANNEL = "queuetopia"
+
+JOB_COLUMNS: LiteralString = """
+    id, scope, queue, seq, action, params, state, on_exhausted, attempts, max_attempts,
+    timeout, max_backoff, scheduled_at, attempted_at, attempted_by, next_attempt_at,
+    failing_since, done_at, error, result, lease_id, inserted_at, updated_at"""
+
+# Enqueue a batch of jobs into one queue, in one round trip.
+# Locks: upserting the queue row takes its row lock until the caller's transaction
+# commits, so a second producer of the same queue waits here. That is what makes
+# `seq` (and, for jobs due now, `scheduled_at`, read from the clock after the lock)
+# follow commit order (rule 3.1). Other queues never contend.
+# ready_at is only lowered: a new job can make the queue due sooner, never later.
+# The notification is delivered when the caller commits, and not at all on rollback.
+JOB_INSERT: LiteralString = (
+    """
+WITH q AS (
+    INSERT INTO queuetopia_queues AS q (scope, queue, last_seq, ready_at)
+    VALUES (%(scope)s, %(queue)s, %(count)s, coalesce(%(at)s::timestamptz, clock_timestamp() + make_interval(secs => %(delay)s)))
+    ON CONFLICT (scope, queue) DO UPDATE
+       SET last_seq = q.last_seq + EXCLUDED.last_seq,
+           ready_at = least(q.ready_at, coalesce(%(at)s::timestamptz, clock_timestamp() + make_interval(secs => %(delay)s)))
+    RETURNING q.last_seq - %(count)s AS base_seq, clock_timestamp() AS joined_at
+), ins AS (
+    INSERT INTO queuetopia_jobs (scope, queue, seq, action, params, on_exhausted,
+                                 max_attempts, timeout, max_backoff, scheduled_at)
+    SELECT %(scope)s, %(queue)s, q.base_seq + p.ord, %(action)s, p.params,
+           %(on_exhausted)s, %(max_attempts)s, %(timeout)s, %(max_backoff)s,
+           coalesce(%(at)s::timestamptz, q.joined_at + make_interval(secs => %(delay)s))
+      FROM q, unnest(%(params)s::jsonb[]) WITH ORDINALITY AS p(params, ord)
+    RETURNING"""
+    + JOB_COLUMNS
+    + """
+), wake AS (
+    SELECT pg_notify('queuetopia', json_build_array(%(scope)s::text, %(queue)s::text)::text)
+)
+SELECT ins.* FROM ins, wake ORDER BY ins.seq
+"""
+)
+
+# Wake every worker of a scope (an empty queue name means "look at everything").
+SCOPE_NOTIFY: LiteralString = """
+SELECT pg_notify('queuetopia', json_build_array(%(scope)s::text, %(queue)s::text)::text)
+"""
+
+# Take leases on up to `limit` due queues of a scope, longest waiting first.
+# Candidates come from the ready_at index, never from a scan of pending jobs. A queue
+# whose lease is live is skipped; an expired lease is taken over (the lost worker's
+# running head is then recovered by the claim). Two workers racing for one queue
+# meet on the lease primary key: the second sees a live lease and gets nothing.
+# `skip` lists queues this worker found not ready but could not correct (a
+# producer held the queue row), so it does not spin on them.
+LEASE_ACQUIRE: LiteralString = """
+WITH candidate AS (
+    SELECT q.scope, q.queue
+      FROM queuetopia_queues q
+     WHERE q.scope = %(scope)s
+       AND q.ready_at <= now()
+       AND NOT q.paused
+       AND (%(queues)s::text[] IS NULL OR q.queue = ANY(%(queues)s::text[]))
+       AND q.queue <> ALL(%(skip)s::text[])
+       AND NOT EXISTS (
+           SELECT 1 FROM queuetopia_leases l
+            WHERE l.scope = q.scope AND l.queue = q.queue AND l.locked_until > now())
+     ORDER BY q.ready_at
+     LIMIT %(limit)s
+)
+INSERT INTO queuetopia_leases AS l (scope, queue, lease_id, token, owner, acquired_at,
+                                    locked_until)
+SELECT scope, queue, gen_random_uuid(), nextval('queuetopia_fence'), %(owner)s, now(),
+       now() + make_interval(secs => %(ttl)s)
+  FROM candidate
+ON CONFLICT (scope, queue) DO UPDATE
+   SET lease_id = EXCLUDED.lease_id, token = EXCLUDED.token, owner = EXCLUDED.owner,
+       acquired_at = EXCLUDED.acquired_at, locked_until = EXCLUDED.locked_until
+ WHERE l.locked_until <= now()
+RETURNING l.queue, l.lease_id, l.token
+"""
+
+# Is any queue of the scope due and free? Tells a draining worker to yield its slot.
+QUEUE_ANY_DUE: LiteralString = """
+SELECT EXISTS (
+    SELECT 1 FROM queuetopia_queues q
+     WHERE q.scope = %(scope)s AND q.ready_at <= now() AND NOT q.paused
+       AND (%(queues)s::text[] IS NULL OR q.queue = ANY(%(queues)s::text[]))
+       AND q.queue <> ALL(%(skip)s::text[])
+       AND NOT EXISTS (
+           SELECT 1 FROM queuetopia_leases l
+            WHERE l.scope = q.scope AND l.queue = q.queue AND l.locked_until > now()))
+"""
+
+# Seconds until the earliest queue of the scope becomes due (NULL: none is waiting).
+QUEUE_NEXT_DUE: LiteralString = """
+SELECT extract(epoch FROM min(ready_at) - now())::float8 AS seconds
+  FROM queuetopia_queues
+ WHERE scope = %(scope)s AND ready_at > now() AND NOT paused
+   AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+"""
+
+# Renew every lease this worker holds in one statement (the heartbeat).
+# A queue missing from the result is lost: its lease expired or was taken over.
+LEASE_RENEW: LiteralString = """
+UPDATE queuetopia_leases l
+   SET locked_until = now() + make_interval(secs => %(ttl)s)
+  FROM unnest(%(queues)s::text[], %(lease_ids)s::uuid[]) AS h(queue, lease_id)
+ WHERE l.scope = %(scope)s AND l.queue = h.queue AND l.lease_id = h.lease_id
+   AND l.locked_until > now()
+RETURNING l.queue
+"""
+
+# Give a queue back: drop the lease and correct the queue's ready_at hint
+# (queuetopia_queue_refresh skips that if a producer holds the queue row).
+LEASE_RELEASE: LiteralString = """
+WITH gone AS (
+    DELETE FROM queuetopia_leases
+     WHERE scope = %(scope)s AND queue = %(queue)s AND lease_id = %(lease_id)s
+    RETURNING 1
+)
+SELECT queuetopia_queue_refresh(%(scope)s, %(queue)s) AS refreshed,
+       (SELECT count(*) FROM gone) AS released
+"""
+
+# Claim the head of a queue under a lease: the heart of the product.
+# - The head is the first job still in line by (scheduled_at, seq), found by the
+#   queuetopia_jobs_line index; only the head is ever considered (rules 3.1, 3.3).
+#   SKIP LOCKED is never used here: it would hand out the second job.
+# - It is claimed only if it is pending and due, the queue is not paused, and the
+#   lease is ours and live. `FOR UPDATE` on the lease row serialises the claim
+#   against a takeover, so a stale worker can never claim (rule 3.10).
+# - attempts is counted here, when the attempt starts, so a job that kills its
+#   worker still uses up its attempts.
+# - The partial unique index on running jobs backs rule 3.2 up.
+# The result has one row: the lease and pause flags, plus either the claimed job
+# (outcome 'claimed') or the unclaimed head as it was (outcome 'head'), so the
+# worker can tell an empty queue from a lost worker's job or a job not yet due.
+JOB_CLAIM_HEAD: LiteralString = (
+    """
+WITH lease AS (
+    SELECT 1 FROM queuetopia_leases
+     WHERE scope = %(scope)s AND queue = %(queue)s AND lease_id = %(lease_id)s
+       AND locked_until > now()
+       FOR UPDATE
+), head AS (
+    SELECT id AS head_id FROM queuetopia_jobs
+     WHERE scope = %(scope)s AND queue = %(queue)s AND in_line
+     ORDER BY scheduled_at, seq
+     LIMIT 1
+), paused AS (
+    SELECT paused FROM queuetopia_queues WHERE scope = %(scope)s AND queue = %(queue)s
+), claimed AS (
+    UPDATE queuetopia_jobs j
+       SET state = 'running', attempts = j.attempts + 1, attempted_at = now(),
+           attempted_by = %(node)s, lease_id = %(lease_id)s, next_attempt_at = NULL,
+           updated_at = now()
+      FROM head
+     WHERE j.id = head.head_id AND j.state = 'pending'
+       AND j.scheduled_at <= now() AND coalesce(j.next_attempt_at, j.scheduled_at) <= now()
+       AND EXISTS (SELECT 1 FROM lease)
+       AND NOT coalesce((SELECT paused FROM paused), false)
+    RETURNING"""
+    + JOB_COLUMNS
+    + """
+), found AS (
+    SELECT 'claimed' AS outcome, """
+    + JOB_COLUMNS
+    + """ FROM claimed
+    UNION ALL
+    SELECT 'head' AS outcome, """
+    + JOB_COLUMNS
+    + """
+      FROM queuetopia_jobs
+     WHERE id = (SELECT head_id FROM head) AND NOT EXISTS (SELECT 1 FROM claimed)
+)
+SELECT EXISTS (SELECT 1 FROM lease) AS leased,
+       coalesce((SELECT paused FROM paused), false) AS paused,
+       found.*
+  FROM (SELECT 1) AS one LEFT JOIN found ON true
+"""
+)
+
+# Record the end of an attempt, fenced by the lease (rule 3.10): the write happens
+# only if the lease is still ours and live (locked FOR UPDATE against a takeover)
+# and the job still runs under `job_lease_id`. Used for success, failure,
+# exhaustion, and for a lost worker's job recovered under a new lease.
+JOB_RECORD: LiteralString = (
+    """
+WITH lease AS (
+    SELECT 1 FROM queuetopia_leases
+     WHERE scope = %(scope)s AND queue = %(queue)s AND lease_id = %(lease_id)s
+       AND locked_until > now()
+       FOR UPDATE
+)
+UPDATE queuetopia_jobs
+   SET state = %(state)s::text,
+       done_at = CASE WHEN %(state)s::text IN ('done', 'failed') THEN now() END,
+       result = %(result)s,
+       error = coalesce(%(error)s, error),
+       next_attempt_at = CASE WHEN %(state)s::text = 'pending'
+                              THEN now() + make_interval(secs => %(backoff)s) END,
+       failing_since = CASE WHEN %(state)s::text = 'done' THEN NULL
+                            ELSE coalesce(failing_since, now()) END,
+       updated_at = now()
+ WHERE id = %(id)s AND state = 'running' AND lease_id = %(job_lease_id)s
+   AND EXISTS (SELECT 1 FROM lease)
+RETURNING"""
+    + JOB_COLUMNS
+)
+
+JOB_GET: LiteralString = (
+    "SELECT" + JOB_COLUMNS + " FROM queuetopia_jobs WHERE scope = %(scope)s AND id = %(id)s"
+)
+
+JOB_LIST: LiteralString = (
+    "SELECT"
+    + JOB_COLUMNS
+    + """
+  FROM queuetopia_jobs
+ WHERE scope = %(scope)s
+   AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+   AND (%(action)s::text IS NULL OR action = %(action)s)
+   AND (%(state)s::text IS NULL OR state = %(state)s)
+   AND (%(pattern)s::text IS NULL OR action ILIKE %(pattern)s OR queue ILIKE %(pattern)s
+        OR params::text ILIKE %(pattern)s OR error ILIKE %(pattern)s)
+ ORDER BY id
+ LIMIT %(limit)s OFFSET %(offset)s
+"""
+)
+
+# Operator retry: the job is due now and keeps its place in line (scheduled_at only
+# moves if it was in the future). A failed job gets its attempts back.
+JOB_RETRY: LiteralString = (
+    """
+UPDATE queuetopia_jobs
+   SET state = 'pending',
+       attempts = CASE WHEN state = 'pending' THEN attempts ELSE 0 END,
+       scheduled_at = least(scheduled_at, now()), next_attempt_at = NULL,
+       done_at = NULL, updated_at = now()
+ WHERE scope = %(scope)s AND id = %(id)s AND state IN ('pending', 'failed', 'cancelled')
+RETURNING"""
+    + JOB_COLUMNS
+)
+
+# Operator cancel: the job leaves its line, the queue moves on. Running jobs are refused.
+JOB_CANCEL: LiteralString = (
+    """
+UPDATE queuetopia_jobs
+   SET state = 'cancelled', done_at = now(), updated_at = now(),
+       error = 'cancelled: ' || %(reason)s || coalesce(E'\\nlast error: ' || error, '')
+ WHERE scope = %(scope)s AND id = %(id)s AND state IN ('pending', 'failed')
+RETURNING"""
+    + JOB_COLUMNS
+)
+
+# After an operator change, make the queue due now so a worker re-reads its head.
+# Takes the queue row lock: an operator call may wait for an open enqueue.
+QUEUE_TOUCH: LiteralString = """
+UPDATE queuetopia_queues SET ready_at = least(ready_at, now())
+ WHERE scope = %(scope)s AND queue = %(queue)s
+"""
+
+QUEUE_SET_PAUSED: LiteralString = """
+INSERT INTO queuetopia_queues AS q (scope, queue, paused)
+VALUES (%(scope)s, %(queue)s, %(paused)s)
+ON CONFLICT (scope, queue) DO UPDATE
+   SET paused = EXCLUDED.paused,
+       ready_at = CASE WHEN EXCLUDED.paused THEN q.ready_at ELSE least(q.ready_at, now()) END
+"""
+
+# One row per queue of the scope with its head, lease and count of jobs in line.
+QUEUE_LIST: LiteralString = """
+SELECT q.queue, q.paused, now() AS db_now,
+       (SELECT count(*) FROM queuetopia_jobs c
+         WHERE c.scope = q.scope AND c.queue = q.queue AND c.in_line) AS pending,
+       l.owner AS locked_by, l.locked_until,
+       (SELECT to_jsonb(h) FROM queuetopia_jobs h
+         WHERE h.scope = q.scope AND h.queue = q.queue AND h.in_line
+         ORDER BY h.scheduled_at, h.seq LIMIT 1) AS head
+  FROM queuetopia_queues q
+  LEFT JOIN queuetopia_leases l
+    ON l.scope = q.scope AND l.queue = q.queue AND l.locked_until > now()
+ WHERE q.scope = %(scope)s
+ ORDER BY q.queue
+"""
+
+# Delete finished jobs in small batches so no prune holds many locks or a long xmin.
+JOB_PRUNE_BATCH: LiteralString = """
+DELETE FROM queuetopia_jobs
+ WHERE id IN (SELECT id FROM queuetopia_jobs
+               WHERE scope = %(scope)s AND state IN ('done', 'cancelled')
+                 AND done_at < now() - make_interval(secs => %(older_than)s)
+               LIMIT %(batch)s)
+"""

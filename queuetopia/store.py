@@ -1,0 +1,277 @@
+"""The only code that runs queries: each function runs one named statement on the
+connection it is given, translates errors and maps rows to models."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from . import queries
+from .errors import translate_errors
+from .models import Job, QueueInfo, QueueStatus
+
+Conn = psycopg.Connection[Any]
+
+
+@dataclass(frozen=True)
+class Lease:
+    queue: str
+    lease_id: UUID
+    token: int
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What claiming a queue's head found."""
+
+    leased: bool
+    paused: bool
+    claimed: bool
+    head: Job | None
+
+
+def _rows(conn: Conn, statement: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    with translate_errors(), conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(statement, params)  # type: ignore[arg-type]
+        return cur.fetchall() if cur.description else []
+
+
+def _job(row: dict[str, Any]) -> Job:
+    return Job.model_validate(row)
+
+
+def job_insert(
+    conn: Conn,
+    *,
+    scope: str,
+    queue: str,
+    action: str,
+    params_list: list[str],
+    at: datetime | None,
+    delay: float,
+    timeout: float,
+    max_attempts: int,
+    max_backoff: float,
+    on_exhausted: str,
+) -> list[Job]:
+    rows = _rows(
+        conn,
+        queries.JOB_INSERT,
+        {
+            "scope": scope,
+            "queue": queue,
+            "action": action,
+            "count": len(params_list),
+            # Params were serialised once, during validation: send that text as is.
+            "params": [Jsonb(p, dumps=_as_is) for p in params_list],
+            "at": at,
+            "delay": float(delay),
+            "timeout": float(timeout),
+            "max_attempts": max_attempts,
+            "max_backoff": float(max_backoff),
+            "on_exhausted": on_exhausted,
+        },
+    )
+    return [_job(r) for r in rows]
+
+
+def _as_is(text: Any) -> str:
+    return str(text)
+
+
+def scope_notify(conn: Conn, scope: str, queue: str = "") -> None:
+    _rows(conn, queries.SCOPE_NOTIFY, {"scope": scope, "queue": queue})
+
+
+def lease_acquire(
+    conn: Conn,
+    *,
+    scope: str,
+    owner: str,
+    limit: int,
+    ttl: float,
+    queues: list[str] | None,
+    skip: list[str],
+) -> list[Lease]:
+    rows = _rows(
+        conn,
+        queries.LEASE_ACQUIRE,
+        {"scope": scope, "owner": owner, "limit": limit, "ttl": float(ttl), "queues": queues,
+         "skip": skip},
+    )
+    return [Lease(r["queue"], r["lease_id"], r["token"]) for r in rows]
+
+
+def queue_any_due(conn: Conn, *, scope: str, queues: list[str] | None, skip: list[str]) -> bool:
+    rows = _rows(conn, queries.QUEUE_ANY_DUE, {"scope": scope, "queues": queues, "skip": skip})
+    return bool(rows[0]["exists"])
+
+
+def queue_next_due(conn: Conn, *, scope: str, queues: list[str] | None) -> float | None:
+    rows = _rows(conn, queries.QUEUE_NEXT_DUE, {"scope": scope, "queues": queues})
+    seconds = rows[0]["seconds"]
+    return None if seconds is None else float(seconds)
+
+
+def lease_renew(conn: Conn, *, scope: str, ttl: float, leases: list[Lease]) -> set[str]:
+    rows = _rows(
+        conn,
+        queries.LEASE_RENEW,
+        {
+            "scope": scope,
+            "ttl": float(ttl),
+            "queues": [lease.queue for lease in leases],
+            "lease_ids": [lease.lease_id for lease in leases],
+        },
+    )
+    return {r["queue"] for r in rows}
+
+
+def lease_release(conn: Conn, *, scope: str, lease: Lease) -> bool:
+    """Release the lease; return whether the queue's ready_at hint was refreshed."""
+    rows = _rows(
+        conn,
+        queries.LEASE_RELEASE,
+        {"scope": scope, "queue": lease.queue, "lease_id": lease.lease_id},
+    )
+    return bool(rows[0]["refreshed"])
+
+
+def job_claim_head(conn: Conn, *, scope: str, lease: Lease, node: str) -> Claim:
+    rows = _rows(
+        conn,
+        queries.JOB_CLAIM_HEAD,
+        {"scope": scope, "queue": lease.queue, "lease_id": lease.lease_id, "node": node},
+    )
+    row = rows[0]
+    leased, paused, outcome = row.pop("leased"), row.pop("paused"), row.pop("outcome")
+    head = _job(row) if outcome is not None else None
+    return Claim(leased=leased, paused=paused, claimed=outcome == "claimed", head=head)
+
+
+def job_record(
+    conn: Conn,
+    *,
+    scope: str,
+    lease: Lease,
+    job: Job,
+    state: str,
+    error: str | None = None,
+    result: Any = None,
+    backoff: float | None = None,
+) -> Job | None:
+    """Write the end of an attempt under `lease`; None when the fence rejected it."""
+    rows = _rows(
+        conn,
+        queries.JOB_RECORD,
+        {
+            "scope": scope,
+            "queue": lease.queue,
+            "lease_id": lease.lease_id,
+            "job_lease_id": job.lease_id,
+            "id": job.id,
+            "state": state,
+            "error": error,
+            "result": None if result is None else Jsonb(result),
+            "backoff": None if backoff is None else float(backoff),
+        },
+    )
+    return _job(rows[0]) if rows else None
+
+
+def job_get(conn: Conn, *, scope: str, job_id: int) -> Job | None:
+    rows = _rows(conn, queries.JOB_GET, {"scope": scope, "id": job_id})
+    return _job(rows[0]) if rows else None
+
+
+def job_list(
+    conn: Conn,
+    *,
+    scope: str,
+    queue: str | None,
+    action: str | None,
+    state: str | None,
+    search: str | None,
+    limit: int,
+    offset: int,
+) -> list[Job]:
+    pattern = None if search is None else "%" + _escape_like(search) + "%"
+    rows = _rows(
+        conn,
+        queries.JOB_LIST,
+        {"scope": scope, "queue": queue, "action": action, "state": state, "pattern": pattern,
+         "limit": limit, "offset": offset},
+    )
+    return [_job(r) for r in rows]
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def job_retry(conn: Conn, *, scope: str, job_id: int) -> Job | None:
+    rows = _rows(conn, queries.JOB_RETRY, {"scope": scope, "id": job_id})
+    return _job(rows[0]) if rows else None
+
+
+def job_cancel(conn: Conn, *, scope: str, job_id: int, reason: str) -> Job | None:
+    rows = _rows(conn, queries.JOB_CANCEL, {"scope": scope, "id": job_id, "reason": reason})
+    return _job(rows[0]) if rows else None
+
+
+def queue_touch(conn: Conn, *, scope: str, queue: str) -> None:
+    _rows(conn, queries.QUEUE_TOUCH, {"scope": scope, "queue": queue})
+
+
+def queue_set_paused(conn: Conn, *, scope: str, queue: str, paused: bool) -> None:
+    _rows(conn, queries.QUEUE_SET_PAUSED, {"scope": scope, "queue": queue, "paused": paused})
+
+
+def queue_list(conn: Conn, *, scope: str) -> list[QueueInfo]:
+    return [_queue_info(scope, r) for r in _rows(conn, queries.QUEUE_LIST, {"scope": scope})]
+
+
+def _queue_info(scope: str, row: dict[str, Any]) -> QueueInfo:
+    head = None if row["head"] is None else Job.model_validate(row["head"])
+    status = queue_status(row["paused"], head)
+    return QueueInfo(
+        scope=scope,
+        queue=row["queue"],
+        status=status,
+        paused=row["paused"],
+        pending=row["pending"],
+        head=head,
+        blocked_since=head.failing_since if head and status == QueueStatus.BLOCKED else None,
+        last_error=head.error if head else None,
+        next_attempt_at=head.next_attempt_at if head else None,
+        locked_by=row["locked_by"],
+        locked_until=row["locked_until"],
+    )
+
+
+def queue_status(paused: bool, head: Job | None) -> QueueStatus:
+    """Status of a queue from its head; the first match wins (SPEC §2)."""
+    if paused:
+        return QueueStatus.PAUSED
+    if head is None:
+        return QueueStatus.IDLE
+    if head.state == "running":
+        return QueueStatus.RUNNING
+    if head.state == "failed" or head.failing_since is not None:
+        return QueueStatus.BLOCKED
+    return QueueStatus.WAITING
+
+
+def job_prune_batch(conn: Conn, *, scope: str, older_than: float, batch: int) -> int:
+    with translate_errors(), conn.cursor() as cur:
+        cur.execute(
+            queries.JOB_PRUNE_BATCH,
+            {"scope": scope, "older_than": float(older_than), "batch": batch},
+        )
+        return cur.rowcount

@@ -1,0 +1,80 @@
+"""Checks on names and params that run before anything is written."""
+
+from __future__ import annotations
+
+import json
+import math
+import unicodedata
+from typing import Any
+
+from .errors import ValidationError
+
+MAX_NAME_LENGTH = 255
+DEFAULT_MAX_PARAMS_BYTES = 1024 * 1024
+# PostgreSQL's jsonb parser and Python's json both recurse; stay well inside both.
+MAX_DEPTH = 100
+
+
+def check_name(kind: str, value: object) -> str:
+    """Return `value` if it is a valid scope, queue or action name; raise otherwise."""
+    if not isinstance(value, str):
+        raise ValidationError(f"{kind} name must be a string, not {type(value).__name__}", (kind,))
+    if not 1 <= len(value) <= MAX_NAME_LENGTH:
+        raise ValidationError(
+            f"{kind} name must be 1 to {MAX_NAME_LENGTH} characters, got {len(value)}", (kind,)
+        )
+    for char in value:
+        if unicodedata.category(char) in ("Cc", "Cs"):
+            raise ValidationError(
+                f"{kind} name must not contain control characters (found {char!r})", (kind,)
+            )
+    return value
+
+
+def params_json(params: dict[str, Any], max_bytes: int = DEFAULT_MAX_PARAMS_BYTES) -> str:
+    """Serialise params for storage, naming the field that PostgreSQL could not store."""
+    for field, value in params.items():
+        if not isinstance(field, str):
+            raise ValidationError(f"param names must be strings, got {field!r}", (str(field),))
+        _check_storable(field, value)
+    text = json.dumps(params, ensure_ascii=False, allow_nan=False)
+    size = len(text.encode("utf-8"))
+    if size > max_bytes:
+        raise ValidationError(f"params are {size} bytes of JSON, over the limit of {max_bytes}")
+    return text
+
+
+def _check_storable(field: str, value: Any) -> None:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ValidationError(f"param {field!r} is nested deeper than {MAX_DEPTH}", (field,))
+        if item is None or isinstance(item, bool | int):
+            continue
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                raise ValidationError(f"param {field!r}: {item} is not valid JSON", (field,))
+        elif isinstance(item, str):
+            _check_text(field, item)
+        elif isinstance(item, list | tuple):
+            stack.extend((sub, depth + 1) for sub in item)
+        elif isinstance(item, dict):
+            for key, sub in item.items():
+                if not isinstance(key, str):
+                    raise ValidationError(f"param {field!r}: key {key!r} is not a string", (field,))
+                _check_text(field, key)
+                stack.append((sub, depth + 1))
+        else:
+            raise ValidationError(
+                f"param {field!r}: {type(item).__name__} is not JSON-serialisable", (field,)
+            )
+
+
+def _check_text(field: str, text: str) -> None:
+    if "\x00" in text:
+        raise ValidationError(f"param {field!r}: NUL characters cannot be stored", (field,))
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValidationError(f"param {field!r}: text is not valid unicode", (field,)) from exc

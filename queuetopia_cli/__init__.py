@@ -1,0 +1,1 @@
+"""The `queuetopia` command line."""
