@@ -65,8 +65,10 @@ class ActionConfig:
     def check(self) -> None:
         if not _positive(self.timeout):
             raise ValidationError(f"timeout must be a positive number, got {self.timeout!r}")
-        if not isinstance(self.max_attempts, int) or isinstance(self.max_attempts, bool) or (
-            self.max_attempts < 1
+        if (
+            not isinstance(self.max_attempts, int)
+            or isinstance(self.max_attempts, bool)
+            or (self.max_attempts < 1)
         ):
             raise ValidationError(f"max_attempts must be an int >= 1, got {self.max_attempts!r}")
         if not _positive(self.max_backoff, allow_zero=True):
@@ -114,7 +116,7 @@ class ParamSchema:
                 fields[name] = (annotation, default)
         self.accepts_extra = extra == "allow"
         config = pydantic.ConfigDict(extra=extra, arbitrary_types_allowed=False)
-        self.model: type[pydantic.BaseModel] = pydantic.create_model(  # type: ignore[call-overload]
+        self.model: type[pydantic.BaseModel] = pydantic.create_model(
             f"{fn.__name__}_params", __config__=config, **fields
         )
 

@@ -22,7 +22,7 @@ from .actions import (
     _pick,
 )
 from .database import open_pool, resolve_dsn
-from .errors import InvalidTransition, JobNotFound, ValidationError
+from .errors import InvalidTransition, JobNotFound, QueuetopiaError, ValidationError
 from .models import Job, JobState, QueueInfo
 from .validation import DEFAULT_MAX_PARAMS_BYTES, check_name, params_json
 
@@ -74,9 +74,16 @@ class Queuetopia:
     @property
     def dsn(self) -> str:
         """The DSN in use (resolved on first use: argument, $QUEUETOPIA_DSN, embedded)."""
-        if self._dsn is None or not self._dsn:
+        if not self._dsn:
             self._dsn = resolve_dsn(self._dsn)
         return self._dsn
+
+    @dsn.setter
+    def dsn(self, value: str) -> None:
+        """Point this topia at another database (before it first connects)."""
+        if self._pool is not None:
+            raise QueuetopiaError("cannot change the DSN of a topia that is connected")
+        self._dsn = value
 
     def action(
         self,
@@ -165,8 +172,9 @@ class Queuetopia:
             if registered
             else params_json(params, self.max_params_bytes)
         )
-        options = JobOptions(_pick(timeout, None), max_attempts, _pick(max_backoff, None),
-                             connection)
+        options = JobOptions(
+            _pick(timeout, None), max_attempts, _pick(max_backoff, None), connection
+        )
         return self.enqueue_serialised(queue, action, [text], at=scheduled_at, options=options)[0]
 
     def enqueue_serialised(

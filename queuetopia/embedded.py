@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import warnings
 from pathlib import Path
 
 from .errors import ConfigurationError
@@ -21,14 +22,17 @@ def embedded_dsn(directory: Path | str = DEFAULT_DIR) -> str:
     with _lock:
         if path not in _servers:
             _servers[path] = _start(path)
-            logger.info("using the embedded PostgreSQL in %s (set QUEUETOPIA_DSN for production)",
-                        path)
+            logger.info(
+                "using the embedded PostgreSQL in %s (set QUEUETOPIA_DSN for production)", path
+            )
         return _servers[path]
 
 
 def _start(path: Path) -> str:
     try:
-        import pgserver
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR
+            import pgserver
     except ImportError:
         raise ConfigurationError(
             "no database configured: set QUEUETOPIA_DSN (or pass dsn=...), or install "
@@ -36,5 +40,7 @@ def _start(path: Path) -> str:
         ) from None
     path.mkdir(parents=True, exist_ok=True)
     # 'stop': the server stops when the last process that uses it exits.
-    server = pgserver.get_server(path, cleanup_mode="stop")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        server = pgserver.get_server(path, cleanup_mode="stop")  # type: ignore[attr-defined]
     return str(server.get_uri())

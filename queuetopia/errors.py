@@ -70,7 +70,9 @@ _PASSWORD = re.compile(r"(password\s*=\s*)\S+|(://[^:/@\s]*:)[^@\s]*@", re.IGNOR
 
 def redact(text: str) -> str:
     """Hide passwords of DSNs that appear in `text`."""
-    return _PASSWORD.sub(lambda m: (m.group(1) or m.group(2)) + "***" + ("@" if m.group(2) else ""), text)
+    return _PASSWORD.sub(
+        lambda m: (m.group(1) or m.group(2)) + "***" + ("@" if m.group(2) else ""), text
+    )
 
 
 @contextmanager

@@ -91,8 +91,7 @@ class Watchdog:
         self._heap: list[tuple[float, int, Execution]] = []
         self._counter = itertools.count()
         self._cond = threading.Condition()
-        self._thread = threading.Thread(target=self._loop, name="queuetopia-watchdog",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._loop, name="queuetopia-watchdog", daemon=True)
         self._thread.start()
 
     def watch(self, execution: Execution) -> None:
@@ -195,10 +194,12 @@ def _failure(execution: Execution, exc: BaseException) -> Outcome:
 
 def _cut_short(execution: Execution) -> Outcome:
     if execution.reason == "timeout":
-        return Outcome(ok=False, error=f"timeout: the job ran past its timeout of "
-                                       f"{execution.timeout:g}s", interrupted="timeout")
-    return Outcome(ok=False, error=f"interrupted: {execution.reason}",
-                   interrupted=execution.reason)
+        return Outcome(
+            ok=False,
+            error=f"timeout: the job ran past its timeout of {execution.timeout:g}s",
+            interrupted="timeout",
+        )
+    return Outcome(ok=False, error=f"interrupted: {execution.reason}", interrupted=execution.reason)
 
 
 def _describe(exc: BaseException) -> str:

@@ -36,8 +36,7 @@ class Heartbeat:
         self._held, self._on_renewed, self._on_lost = held, on_renewed, on_lost
         self._conn: psycopg.Connection[Any] | None = None
         self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="queuetopia-heartbeat",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name="queuetopia-heartbeat", daemon=True)
 
     @property
     def interval(self) -> float:

@@ -32,8 +32,7 @@ class Listener:
         self._on_notify = on_notify
         self._stopped = threading.Event()
         self.healthy = False
-        self._thread = threading.Thread(target=self._run, name="queuetopia-listener",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name="queuetopia-listener", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -49,6 +48,8 @@ class Listener:
                 delay = 0.1
             except (psycopg.Error, QueuetopiaError) as exc:
                 self.healthy = False
+                if self._stopped.is_set():
+                    return
                 logger.warning("listener disconnected (%s); reconnecting", type(exc).__name__)
                 self._stopped.wait(delay)
                 delay = min(delay * 2, 5.0)

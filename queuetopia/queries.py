@@ -26,10 +26,14 @@ JOB_INSERT: LiteralString = (
     """
 WITH q AS (
     INSERT INTO queuetopia_queues AS q (scope, queue, last_seq, ready_at)
-    VALUES (%(scope)s, %(queue)s, %(count)s, coalesce(%(at)s::timestamptz, clock_timestamp() + make_interval(secs => %(delay)s)))
+    VALUES (%(scope)s, %(queue)s, %(count)s,
+            coalesce(%(at)s::timestamptz,
+                     clock_timestamp() + make_interval(secs => %(delay)s)))
     ON CONFLICT (scope, queue) DO UPDATE
        SET last_seq = q.last_seq + EXCLUDED.last_seq,
-           ready_at = least(q.ready_at, coalesce(%(at)s::timestamptz, clock_timestamp() + make_interval(secs => %(delay)s)))
+           ready_at = least(q.ready_at,
+                            coalesce(%(at)s::timestamptz,
+                                     clock_timestamp() + make_interval(secs => %(delay)s)))
     RETURNING q.last_seq - %(count)s AS base_seq, clock_timestamp() AS joined_at
 ), ins AS (
     INSERT INTO queuetopia_jobs (scope, queue, seq, action, params, on_exhausted,

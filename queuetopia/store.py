@@ -38,7 +38,7 @@ class Claim:
 
 def _rows(conn: Conn, statement: str, params: dict[str, Any]) -> list[dict[str, Any]]:
     with translate_errors(), conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(statement, params)  # type: ignore[arg-type]
+        cur.execute(statement, params)
         return cur.fetchall() if cur.description else []
 
 
@@ -102,8 +102,14 @@ def lease_acquire(
     rows = _rows(
         conn,
         queries.LEASE_ACQUIRE,
-        {"scope": scope, "owner": owner, "limit": limit, "ttl": float(ttl), "queues": queues,
-         "skip": skip},
+        {
+            "scope": scope,
+            "owner": owner,
+            "limit": limit,
+            "ttl": float(ttl),
+            "queues": queues,
+            "skip": skip,
+        },
     )
     return [Lease(r["queue"], r["lease_id"], r["token"]) for r in rows]
 
@@ -205,8 +211,15 @@ def job_list(
     rows = _rows(
         conn,
         queries.JOB_LIST,
-        {"scope": scope, "queue": queue, "action": action, "state": state, "pattern": pattern,
-         "limit": limit, "offset": offset},
+        {
+            "scope": scope,
+            "queue": queue,
+            "action": action,
+            "state": state,
+            "pattern": pattern,
+            "limit": limit,
+            "offset": offset,
+        },
     )
     return [_job(r) for r in rows]
 

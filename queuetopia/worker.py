@@ -104,8 +104,9 @@ class Worker:
     def start(self) -> Worker:
         """Run in a background thread (for embedding and tests)."""
         self._setup()
-        self._thread = threading.Thread(target=self._run_started, name="queuetopia-worker",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._run_started, name="queuetopia-worker", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -161,20 +162,23 @@ class Worker:
         self._heartbeat.start()
         self._listener.start()
         for i in range(self.concurrency):
-            runner = threading.Thread(target=self._runner, name=f"queuetopia-runner-{i}",
-                                      daemon=True)
+            runner = threading.Thread(
+                target=self._runner, name=f"queuetopia-runner-{i}", daemon=True
+            )
             runner.start()
             self._runners.append(runner)
-        logger.info("worker %s started: scope %r, concurrency %d", self.node, self.scope,
-                    self.concurrency)
+        logger.info(
+            "worker %s started: scope %r, concurrency %d", self.node, self.scope, self.concurrency
+        )
 
     def _shutdown(self) -> None:
         deadline = time.monotonic() + self.shutdown_timeout
         while self.running_queues and time.monotonic() < deadline:
             time.sleep(0.01)
         if self.running_queues:
-            logger.warning("shutdown timeout: interrupting %d running jobs",
-                           len(self.running_queues))
+            logger.warning(
+                "shutdown timeout: interrupting %d running jobs", len(self.running_queues)
+            )
             self._interrupt_all("shutdown")
             grace = time.monotonic() + 5.0
             while self.running_queues and time.monotonic() < grace:
@@ -221,8 +225,13 @@ class Worker:
         started = time.monotonic()
         leases = self._bookkeeping(
             lambda c: store.lease_acquire(
-                c, scope=self.scope, owner=self.owner, limit=free, ttl=self.topia.lock_ttl,
-                queues=self.queues, skip=skip,
+                c,
+                scope=self.scope,
+                owner=self.owner,
+                limit=free,
+                ttl=self.topia.lock_ttl,
+                queues=self.queues,
+                skip=skip,
             )
         )
         self._contended = len(leases) >= free
@@ -289,8 +298,7 @@ class Worker:
         try:
             while not held.lost and not self._stopping.is_set() and ran < DRAIN_LIMIT:
                 claim = self._bookkeeping(
-                    lambda c: store.job_claim_head(c, scope=self.scope, lease=lease,
-                                                   node=self.node)
+                    lambda c: store.job_claim_head(c, scope=self.scope, lease=lease, node=self.node)
                 )
                 runnable = self._handle_claim(held, claim)
                 if not runnable:
@@ -314,8 +322,9 @@ class Worker:
             self._record(held, head, outcome)
             return outcome.ok
         if head.state == "running":
-            self._record(held, head, Outcome(ok=False, error=f"worker lost: "
-                                                            f"{head.attempted_by} stopped"))
+            self._record(
+                held, head, Outcome(ok=False, error=f"worker lost: {head.attempted_by} stopped")
+            )
             return True
         return False
 
@@ -341,14 +350,19 @@ class Worker:
         state, backoff = self._next_state(job, outcome)
         recorded = self._bookkeeping(
             lambda c: store.job_record(
-                c, scope=self.scope, lease=held.lease, job=job, state=state,
-                error=outcome.error, result=outcome.result, backoff=backoff,
+                c,
+                scope=self.scope,
+                lease=held.lease,
+                job=job,
+                state=state,
+                error=outcome.error,
+                result=outcome.result,
+                backoff=backoff,
             )
         )
         if recorded is None and not self._committed_before(held, job):
             held.lost = True
-            logger.warning("lease lost on queue %r: outcome of job %d discarded", job.queue,
-                           job.id)
+            logger.warning("lease lost on queue %r: outcome of job %d discarded", job.queue, job.id)
             return
         if not outcome.ok:
             self._call_failure_hooks(recorded or job, outcome)
@@ -447,5 +461,7 @@ class Worker:
 
 
 def _describe(job: Job) -> str:
-    return (f"job {job.id} queue={job.queue!r} action={job.action!r} "
-            f"attempt={job.attempts}/{job.max_attempts}")
+    return (
+        f"job {job.id} queue={job.queue!r} action={job.action!r} "
+        f"attempt={job.attempts}/{job.max_attempts}"
+    )

@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+"""Bootstrap and run: `python3 dev.py demo` or `python3 dev.py test [pytest args]`.
+
+Needs only Python 3.11+: it creates .venv/, installs queuetopia with its dev and
+embedded extras (again only when pyproject.toml changes), then runs the command.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+STAMP = VENV / ".installed"
+
+
+def ensure_env() -> None:
+    if sys.version_info < (3, 11):  # noqa: UP036 - dev.py may be run by an older python3
+        sys.exit("queuetopia needs Python 3.11 or newer")
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if STAMP.exists() and STAMP.read_text() == wanted:
+        return
+    if not (BIN / "python").exists():
+        print("creating .venv ...", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    print("installing queuetopia[dev] into .venv ...", flush=True)
+    pip = [str(BIN / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    subprocess.run([*pip, "-e", f"{ROOT}[dev]"], check=True)
+    STAMP.write_text(wanted)
+
+
+def main(argv: list[str]) -> int:
+    command, *rest = argv or ["help"]
+    if command not in ("demo", "test", "lint"):
+        print(__doc__)
+        return 2
+    ensure_env()
+    if command == "demo":
+        return subprocess.call([str(BIN / "queuetopia"), "demo", *rest])
+    if command == "lint":
+        steps = [
+            [str(BIN / "ruff"), "format", "--check", "queuetopia", "queuetopia_cli", "tests"],
+            [str(BIN / "ruff"), "check", "queuetopia", "queuetopia_cli", "tests"],
+            [str(BIN / "mypy"), "queuetopia"],
+        ]
+        return max(subprocess.call(step, cwd=ROOT) for step in steps)
+    return subprocess.call([str(BIN / "python"), "-m", "pytest", *rest], cwd=ROOT)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

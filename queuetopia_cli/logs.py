@@ -1,0 +1,48 @@
+"""Logging for the CLI: rich in a terminal, JSON lines on request; never a password."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+
+from rich.logging import RichHandler
+
+from queuetopia.errors import redact
+
+
+class RedactingFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(record.getMessage())
+        record.args = None
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = redact(self.formatException(record.exc_info))
+        return json.dumps(entry)
+
+
+def setup_logging(verbose: bool = False, log_format: str = "text") -> None:
+    level = logging.DEBUG if verbose else logging.INFO
+    handler: logging.Handler
+    if log_format == "json":
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler = RichHandler(show_path=False, rich_tracebacks=False, markup=False)
+    handler.addFilter(RedactingFilter())
+    for name in ("queuetopia", "pgserver"):
+        logger = logging.getLogger(name)
+        logger.handlers = [handler]
+        logger.setLevel(level if name == "queuetopia" else logging.WARNING)
+        logger.propagate = False

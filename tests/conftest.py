@@ -1,0 +1,74 @@
+"""Shared fixtures: one real PostgreSQL for the session (QUEUETOPIA_TEST_DSN, else an
+embedded server in a temporary directory), migrated once; a fresh scope per test."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from queuetopia import Queuetopia
+
+from .helpers import fast_settings
+
+
+@pytest.fixture(scope="session")
+def dsn() -> Iterator[str]:
+    configured = os.environ.get("QUEUETOPIA_TEST_DSN")
+    if configured:
+        _prepare(configured)
+        yield configured
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver
+
+        directory = Path(tempfile.mkdtemp(prefix="queuetopia-test-"))
+        server = pgserver.get_server(directory, cleanup_mode="delete")
+    uri = str(server.get_uri())
+    _prepare(uri)
+    os.environ["QUEUETOPIA_TEST_DSN"] = uri  # subprocesses started by tests find it
+    yield uri
+    os.environ.pop("QUEUETOPIA_TEST_DSN", None)
+
+
+def _prepare(uri: str) -> None:
+    with psycopg.connect(uri, autocommit=True) as conn:
+        Queuetopia(dsn=uri).migrate()
+        conn.execute("SELECT 1")
+
+
+@pytest.fixture
+def make_topia(dsn: str) -> Iterator[Callable[..., Queuetopia]]:
+    """A factory of topias on the test database, each in a scope of its own."""
+    made: list[Queuetopia] = []
+
+    def make(**kwargs: Any) -> Queuetopia:
+        settings = {**fast_settings(), **kwargs}
+        settings.setdefault("scope", f"test-{uuid.uuid4().hex[:10]}")
+        topia = Queuetopia(dsn=dsn, **settings)
+        made.append(topia)
+        return topia
+
+    yield make
+    for topia in made:
+        topia.close()
+
+
+@pytest.fixture
+def topia(make_topia: Callable[..., Queuetopia]) -> Queuetopia:
+    return make_topia()
+
+
+@pytest.fixture
+def db(dsn: str) -> Iterator[psycopg.Connection[Any]]:
+    """A plain autocommit connection for looking at the tables directly."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        yield conn
