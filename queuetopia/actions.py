@@ -162,12 +162,14 @@ class Action(Generic[P, R]):
         fn: Callable[P, R],
         config: ActionConfig,
         on_failure: FailureHook | None = None,
+        sensitive: tuple[str, ...] = (),
     ) -> None:
         self.topia = topia
         self.name = check_name("action", name)
         self.fn = fn
         self.config = config
         self.on_failure = on_failure
+        self.sensitive = frozenset(sensitive)
         self.schema = ParamSchema(fn)
         self.is_async = inspect.iscoroutinefunction(fn)
         config.check()
@@ -200,6 +202,10 @@ class Action(Generic[P, R]):
 
     def delay_many(self, queue: str, params_list: list[dict[str, Any]], /) -> list[Job]:
         return BoundAction(self, JobOptions()).delay_many(queue, params_list)
+
+    def shown_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Params as people may see them: sensitive values replaced by '***'."""
+        return {k: "***" if k in self.sensitive else v for k, v in params.items()}
 
     def serialise(self, params: Mapping[str, Any]) -> str:
         """Validated params as the JSON text that will be stored."""

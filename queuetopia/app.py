@@ -54,6 +54,7 @@ class Queuetopia:
         job_retention: timedelta | None = timedelta(days=7),
         max_params_bytes: int = DEFAULT_MAX_PARAMS_BYTES,
         pool_size: int = 10,
+        on_failure: FailureHook | None = None,
     ) -> None:
         self.scope = check_name("scope", scope)
         self.poll_interval = _seconds(poll_interval, "poll_interval")
@@ -64,7 +65,7 @@ class Queuetopia:
         self.job_retention = job_retention
         self.max_params_bytes = max_params_bytes
         self.pool_size = pool_size
-        self.on_failure: FailureHook | None = None
+        self.on_failure = on_failure
         self.actions: dict[str, Action[Any, Any]] = {}
         self._dsn = dsn
         self._pool: ConnectionPool | None = None
@@ -95,8 +96,12 @@ class Queuetopia:
         backoff: BackoffFn | None = None,
         on_exhausted: OnExhausted = "skip",
         on_failure: FailureHook | None = None,
+        sensitive: tuple[str, ...] = (),
     ) -> Callable[[Callable[P, R]], Action[P, R]]:
-        """Register a function as the action `name`."""
+        """Register a function as the action `name`.
+
+        `on_failure(job, error)` is called after each failed attempt is recorded;
+        `sensitive` names params shown as '***' in listings and logs."""
         config = ActionConfig(
             timeout=_pick(timeout, None),
             max_attempts=max_attempts,
@@ -106,7 +111,7 @@ class Queuetopia:
         )
 
         def register(fn: Callable[P, R]) -> Action[P, R]:
-            action = Action(self, name, fn, config, on_failure)
+            action = Action(self, name, fn, config, on_failure, tuple(sensitive))
             if name in self.actions:
                 raise ValidationError(f"action {name!r} is already registered")
             self.actions[name] = action
@@ -214,6 +219,11 @@ class Queuetopia:
             store.scope_notify(conn, self.scope, queue)
 
     # -- operating ---------------------------------------------------------------
+
+    def shown_params(self, job: Job) -> dict[str, Any]:
+        """The job's params for display, with the action's sensitive params hidden."""
+        action = self.actions.get(job.action)
+        return action.shown_params(job.params) if action else dict(job.params)
 
     def get_job(self, job_id: int) -> Job | None:
         with self.connection() as conn:

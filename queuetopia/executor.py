@@ -37,6 +37,7 @@ class Outcome:
     result: Any = None
     error: str | None = None
     interrupted: str | None = None
+    exception: BaseException | None = None
 
 
 class Interrupted(BaseException):
@@ -167,7 +168,7 @@ def execute(
     if execution.reason is not None:
         return _cut_short(execution)
     if isinstance(value, BaseException):
-        return Outcome(ok=False, error=_describe(value))
+        return Outcome(ok=False, error=_describe(value), exception=value)
     return Outcome(ok=True, result=_json_or_none(value))
 
 
@@ -189,7 +190,7 @@ def _run_async(fn: Callable[..., Any], kwargs: dict[str, Any], execution: Execut
 def _failure(execution: Execution, exc: BaseException) -> Outcome:
     if execution.reason is not None:
         return _cut_short(execution)
-    return Outcome(ok=False, error=_describe(exc))
+    return Outcome(ok=False, error=_describe(exc), exception=exc)
 
 
 def _cut_short(execution: Execution) -> Outcome:

@@ -220,6 +220,19 @@ RETURNING"""
     + JOB_COLUMNS
 )
 
+# Append a note to the error of the attempt just recorded, fenced like JOB_RECORD.
+JOB_NOTE_ERROR: LiteralString = """
+WITH lease AS (
+    SELECT 1 FROM queuetopia_leases
+     WHERE scope = %(scope)s AND queue = %(queue)s AND lease_id = %(lease_id)s
+       AND locked_until > now()
+       FOR UPDATE
+)
+UPDATE queuetopia_jobs
+   SET error = coalesce(error, '') || %(note)s, updated_at = now()
+ WHERE id = %(id)s AND lease_id = %(lease_id)s AND EXISTS (SELECT 1 FROM lease)
+"""
+
 JOB_GET: LiteralString = (
     "SELECT" + JOB_COLUMNS + " FROM queuetopia_jobs WHERE scope = %(scope)s AND id = %(id)s"
 )
@@ -294,6 +307,11 @@ SELECT q.queue, q.paused, now() AS db_now,
     ON l.scope = q.scope AND l.queue = q.queue AND l.locked_until > now()
  WHERE q.scope = %(scope)s
  ORDER BY q.queue
+"""
+
+# Only one worker of a scope prunes at a time; the lock ends with the transaction.
+PRUNE_LOCK: LiteralString = """
+SELECT pg_try_advisory_xact_lock(%(key)s, hashtext(%(scope)s)) AS locked
 """
 
 # Delete finished jobs in small batches so no prune holds many locks or a long xmin.

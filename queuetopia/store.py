@@ -191,6 +191,28 @@ def job_record(
     return _job(rows[0]) if rows else None
 
 
+def job_note_error(conn: Conn, *, scope: str, lease: Lease, job_id: int, note: str) -> None:
+    _rows(
+        conn,
+        queries.JOB_NOTE_ERROR,
+        {
+            "scope": scope,
+            "queue": lease.queue,
+            "lease_id": lease.lease_id,
+            "id": job_id,
+            "note": note,
+        },
+    )
+
+
+def prune_lock(conn: Conn, *, scope: str) -> bool:
+    rows = _rows(conn, queries.PRUNE_LOCK, {"key": PRUNE_LOCK_KEY, "scope": scope})
+    return bool(rows[0]["locked"])
+
+
+PRUNE_LOCK_KEY = 0x70727565  # any fixed number: "prue"
+
+
 def job_get(conn: Conn, *, scope: str, job_id: int) -> Job | None:
     rows = _rows(conn, queries.JOB_GET, {"scope": scope, "id": job_id})
     return _job(rows[0]) if rows else None

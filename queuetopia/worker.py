@@ -24,7 +24,7 @@ from psycopg_pool import ConnectionPool
 from . import migrations, store
 from .backoff import default_backoff, retry_bookkeeping
 from .database import open_pool
-from .errors import ValidationError
+from .errors import QueuetopiaError, ValidationError, redact
 from .executor import Execution, Outcome, execute
 from .heartbeat import Heartbeat
 from .models import Job
@@ -41,6 +41,9 @@ T = TypeVar("T")
 # A runner keeps draining its queue only while no other queue waits for a slot, and
 # never for more than this many jobs in a row.
 DRAIN_LIMIT = 100
+# Retention: a small batch per minute keeps locks and vacuum work small.
+PRUNE_EVERY = 60.0
+PRUNE_BATCH = 500
 
 
 @dataclass
@@ -206,12 +209,34 @@ class Worker:
     # -- the loop ----------------------------------------------------------------
 
     def _loop(self) -> None:
+        next_prune = time.monotonic() + PRUNE_EVERY / 10
         while not self._stopping.is_set():
             self._wake.clear()
             self._fill_slots()
+            if time.monotonic() >= next_prune:
+                self._prune()
+                next_prune = time.monotonic() + PRUNE_EVERY
             if self._stopping.is_set():
                 break
-            self._wake.wait(self._next_wait())
+            until_prune = max(next_prune - time.monotonic(), 0.0)
+            self._wake.wait(min(self._next_wait(), until_prune))
+
+    def _prune(self) -> None:
+        """Delete finished jobs past job_retention: one batch, one worker per scope."""
+        retention = self.topia.job_retention
+        if retention is None:
+            return
+
+        def batch(conn: Conn) -> int:
+            if not store.prune_lock(conn, scope=self.scope):
+                return 0
+            return store.job_prune_batch(
+                conn, scope=self.scope, older_than=retention.total_seconds(), batch=PRUNE_BATCH
+            )
+
+        deleted = self._bookkeeping(batch)
+        if deleted:
+            logger.info("pruned %d finished jobs older than %s", deleted, retention)
 
     def _fill_slots(self) -> None:
         with self._lock:
@@ -365,7 +390,7 @@ class Worker:
             logger.warning("lease lost on queue %r: outcome of job %d discarded", job.queue, job.id)
             return
         if not outcome.ok:
-            self._call_failure_hooks(recorded or job, outcome)
+            self._call_failure_hooks(held, recorded or job, outcome)
 
     def _committed_before(self, held: Held, job: Job) -> bool:
         """After a retried write: did our first try commit although its reply was lost?"""
@@ -396,17 +421,28 @@ class Worker:
             logger.exception("backoff of action %r failed; using the default", job.action)
             return default_backoff(job.attempts, job.max_backoff)
 
-    def _call_failure_hooks(self, job: Job, outcome: Outcome) -> None:
+    def _call_failure_hooks(self, held: Held, job: Job, outcome: Outcome) -> None:
+        """Hooks run after the failed attempt is recorded; one that raises is logged and
+        noted on the job, and never stops the worker."""
         action = self.topia.actions.get(job.action)
         hooks = [action.on_failure if action else None, self.topia.on_failure]
-        error = RuntimeError(outcome.error or "failed")
+        error = outcome.exception or QueuetopiaError((outcome.error or "failed").splitlines()[0])
         for hook in hooks:
             if hook is None:
                 continue
             try:
                 hook(job, error)
-            except Exception:
-                logger.exception("failure hook for job %d raised", job.id)
+            except Exception as exc:
+                logger.exception("on_failure hook for job %d raised", job.id)
+                self._note_error(held, job, f"on_failure hook raised: {type(exc).__name__}: {exc}")
+
+    def _note_error(self, held: Held, job: Job, note: str) -> None:
+        text = redact(f"\n\n{note}")
+        self._bookkeeping(
+            lambda c: store.job_note_error(
+                c, scope=self.scope, lease=held.lease, job_id=job.id, note=text
+            )
+        )
 
     def _release(self, held: Held, *, nothing_runnable: bool) -> None:
         refreshed = self._bookkeeping(
