@@ -50,11 +50,12 @@ CREATE TABLE queuetopia_jobs (
     lease_id        uuid,
     inserted_at     timestamptz NOT NULL DEFAULT now(),
     updated_at      timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (scope, queue, seq),
     FOREIGN KEY (scope, queue) REFERENCES queuetopia_queues (scope, queue)
 );
 
--- The head of a queue is found by this index, never by sorting the queue.
+-- The head of a queue is found by this index, never by sorting the queue. No other
+-- index leads with (scope, queue): the planner must never walk a queue's finished jobs
+-- (seq is unique per queue by construction: it is handed out under the queue row lock).
 CREATE INDEX queuetopia_jobs_line ON queuetopia_jobs (scope, queue, scheduled_at, seq)
     WHERE in_line;
 

@@ -261,7 +261,7 @@ class Queuetopia:
 
     def retry_job(self, job_id: int) -> Job:
         """Make a pending, failed or cancelled job due now, at its place in line."""
-        with self.connection() as conn:
+        with self.connection() as conn, conn.transaction():
             job = store.job_retry(conn, scope=self.scope, job_id=job_id)
             if job is None:
                 self._refuse(conn, job_id, "retry")
@@ -269,7 +269,7 @@ class Queuetopia:
 
     def cancel_job(self, job_id: int, reason: str = "by operator") -> Job:
         """Take a pending or failed job out of its queue; the queue moves on."""
-        with self.connection() as conn:
+        with self.connection() as conn, conn.transaction():
             job = store.job_cancel(conn, scope=self.scope, job_id=job_id, reason=reason)
             if job is None:
                 self._refuse(conn, job_id, "cancel")
@@ -296,7 +296,7 @@ class Queuetopia:
 
     def _set_paused(self, queue: str, paused: bool) -> None:
         check_name("queue", queue)
-        with self.connection() as conn:
+        with self.connection() as conn, conn.transaction():
             store.queue_set_paused(conn, scope=self.scope, queue=queue, paused=paused)
             store.scope_notify(conn, self.scope, queue)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 
 import psycopg
@@ -39,8 +40,9 @@ def open_pool(dsn: str, *, max_size: int, name: str) -> ConnectionPool:
         dsn,
         min_size=1,
         max_size=max(max_size, 1),
-        kwargs=dict(CONNECT_KWARGS),
-        check=ConnectionPool.check_connection,
+        # Autocommit: each call is one statement, so no BEGIN/COMMIT round trips;
+        # calls that need several statements open a transaction explicitly.
+        kwargs={**CONNECT_KWARGS, "autocommit": True},
         name=name,
         timeout=30.0,
         open=True,
@@ -51,3 +53,38 @@ def connect(dsn: str, *, autocommit: bool = True) -> psycopg.Connection[Any]:
     """A dedicated connection (listener, heartbeat), outside any pool."""
     with translate_errors():
         return psycopg.connect(dsn, autocommit=autocommit, **CONNECT_KWARGS)
+
+
+class ThreadConnections:
+    """One dedicated autocommit connection per thread, replaced after a failure.
+
+    Every statement the worker runs is a single statement, so autocommit saves the
+    BEGIN and COMMIT round trips; a thread never waits on a pool."""
+
+    def __init__(self, dsn: str) -> None:
+        self._dsn = dsn
+        self._local = threading.local()
+        self._all: list[psycopg.Connection[Any]] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> psycopg.Connection[Any]:
+        conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            conn = connect(self._dsn, autocommit=True)
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    def discard(self) -> None:
+        """Drop this thread's connection (after an error that may have broken it)."""
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            conn.close()
+
+    def close_all(self) -> None:
+        with self._lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            conn.close()

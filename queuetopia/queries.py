@@ -62,8 +62,9 @@ SELECT pg_notify('queuetopia', json_build_array(%(scope)s::text, %(queue)s::text
 # whose lease is live is skipped; an expired lease is taken over (the lost worker's
 # running head is then recovered by the claim). Two workers racing for one queue
 # meet on the lease primary key: the second sees a live lease and gets nothing.
-# `skip` lists queues this worker found not ready but could not correct (a
-# producer held the queue row), so it does not spin on them.
+# `candidates` tells whether more queues were due than were taken (then the worker
+# makes its runners take turns). `skip` lists queues this worker found not ready but
+# could not correct (a producer held the queue row), so it does not spin on them.
 LEASE_ACQUIRE: LiteralString = """
 WITH candidate AS (
     SELECT q.scope, q.queue
@@ -77,18 +78,18 @@ WITH candidate AS (
            SELECT 1 FROM queuetopia_leases l
             WHERE l.scope = q.scope AND l.queue = q.queue AND l.locked_until > now())
      ORDER BY q.ready_at
-     LIMIT %(limit)s
+     LIMIT %(limit)s + 1
 )
 INSERT INTO queuetopia_leases AS l (scope, queue, lease_id, token, owner, acquired_at,
                                     locked_until)
 SELECT scope, queue, gen_random_uuid(), nextval('queuetopia_fence'), %(owner)s, now(),
        now() + make_interval(secs => %(ttl)s)
-  FROM candidate
+  FROM (SELECT * FROM candidate LIMIT %(limit)s) AS taken
 ON CONFLICT (scope, queue) DO UPDATE
    SET lease_id = EXCLUDED.lease_id, token = EXCLUDED.token, owner = EXCLUDED.owner,
        acquired_at = EXCLUDED.acquired_at, locked_until = EXCLUDED.locked_until
  WHERE l.locked_until <= now()
-RETURNING l.queue, l.lease_id, l.token
+RETURNING l.queue, l.lease_id, l.token, (SELECT count(*) FROM candidate) AS candidates
 """
 
 # Is any queue of the scope due and free? Tells a draining worker to yield its slot.
@@ -192,35 +193,69 @@ SELECT EXISTS (SELECT 1 FROM lease) AS leased,
 """
 )
 
-# Record the end of an attempt, fenced by the lease (rule 3.10): the write happens
-# only if the lease is still ours and live (locked FOR UPDATE against a takeover)
-# and the job still runs under `job_lease_id`. Used for success, failure,
-# exhaustion, and for a lost worker's job recovered under a new lease.
-JOB_RECORD: LiteralString = (
+# Record the end of an attempt and, in the same statement, claim the queue's next head.
+# The write is fenced by the lease (rule 3.10): it happens only if the lease is still
+# ours and live (its row locked FOR UPDATE against a takeover) and the job still runs
+# under `job_lease_id`. Used for success, failure, exhaustion, and for a lost worker's
+# job recovered under a new lease (then `job_lease_id` is the dead lease's).
+# When `claim_next` is true and the attempt was recorded, the next head is claimed as
+# in JOB_CLAIM_HEAD: one round trip and one commit per job while a worker drains a
+# queue. The recorded job is excluded from the head search, since this statement's
+# snapshot still sees it running; `EXISTS (SELECT 1 FROM rec)` makes the record run
+# before the claim, so the one-running-job index never sees two running jobs.
+# Returns the recorded job (outcome 'recorded'), then the claimed one ('claimed');
+# no rows when the fence rejected the write.
+JOB_FINISH: LiteralString = (
     """
 WITH lease AS (
     SELECT 1 FROM queuetopia_leases
      WHERE scope = %(scope)s AND queue = %(queue)s AND lease_id = %(lease_id)s
        AND locked_until > now()
        FOR UPDATE
-)
-UPDATE queuetopia_jobs
-   SET state = %(state)s::text,
-       done_at = CASE WHEN %(state)s::text IN ('done', 'failed') THEN now() END,
-       result = %(result)s,
-       error = coalesce(%(error)s, error),
-       next_attempt_at = CASE WHEN %(state)s::text = 'pending'
-                              THEN now() + make_interval(secs => %(backoff)s) END,
-       failing_since = CASE WHEN %(state)s::text = 'done' THEN NULL
-                            ELSE coalesce(failing_since, now()) END,
-       updated_at = now()
- WHERE id = %(id)s AND state = 'running' AND lease_id = %(job_lease_id)s
-   AND EXISTS (SELECT 1 FROM lease)
-RETURNING"""
+), rec AS (
+    UPDATE queuetopia_jobs
+       SET state = %(state)s::text,
+           done_at = CASE WHEN %(state)s::text IN ('done', 'failed') THEN now() END,
+           result = %(result)s,
+           error = coalesce(%(error)s, error),
+           next_attempt_at = CASE WHEN %(state)s::text = 'pending'
+                                  THEN now() + make_interval(secs => %(backoff)s) END,
+           failing_since = CASE WHEN %(state)s::text = 'done' THEN NULL
+                                ELSE coalesce(failing_since, now()) END,
+           updated_at = now()
+     WHERE id = %(id)s AND state = 'running' AND lease_id = %(job_lease_id)s
+       AND EXISTS (SELECT 1 FROM lease)
+    RETURNING"""
     + JOB_COLUMNS
+    + """
+), head AS (
+    SELECT id AS head_id FROM queuetopia_jobs
+     WHERE scope = %(scope)s AND queue = %(queue)s AND in_line AND id <> %(id)s
+       AND %(claim_next)s
+     ORDER BY scheduled_at, seq
+     LIMIT 1
+), claimed AS (
+    UPDATE queuetopia_jobs j
+       SET state = 'running', attempts = j.attempts + 1, attempted_at = now(),
+           attempted_by = %(node)s, lease_id = %(lease_id)s, next_attempt_at = NULL,
+           updated_at = now()
+      FROM head
+     WHERE j.id = head.head_id AND j.state = 'pending'
+       AND j.scheduled_at <= now() AND coalesce(j.next_attempt_at, j.scheduled_at) <= now()
+       AND EXISTS (SELECT 1 FROM rec)
+       AND NOT EXISTS (SELECT 1 FROM queuetopia_queues q
+                        WHERE q.scope = %(scope)s AND q.queue = %(queue)s AND q.paused)
+    RETURNING"""
+    + JOB_COLUMNS
+    + """
+)
+SELECT 'recorded' AS outcome, rec.* FROM rec
+UNION ALL
+SELECT 'claimed' AS outcome, claimed.* FROM claimed
+"""
 )
 
-# Append a note to the error of the attempt just recorded, fenced like JOB_RECORD.
+# Append a note to the error of the attempt just recorded, fenced like JOB_FINISH.
 JOB_NOTE_ERROR: LiteralString = """
 WITH lease AS (
     SELECT 1 FROM queuetopia_leases

@@ -98,7 +98,8 @@ def lease_acquire(
     ttl: float,
     queues: list[str] | None,
     skip: list[str],
-) -> list[Lease]:
+) -> tuple[list[Lease], bool]:
+    """Leases on up to `limit` due queues, and whether more were due than taken."""
     rows = _rows(
         conn,
         queries.LEASE_ACQUIRE,
@@ -111,7 +112,8 @@ def lease_acquire(
             "skip": skip,
         },
     )
-    return [Lease(r["queue"], r["lease_id"], r["token"]) for r in rows]
+    leases = [Lease(r["queue"], r["lease_id"], r["token"]) for r in rows]
+    return leases, any(r["candidates"] > limit for r in rows)
 
 
 def queue_any_due(conn: Conn, *, scope: str, queues: list[str] | None, skip: list[str]) -> bool:
@@ -161,6 +163,44 @@ def job_claim_head(conn: Conn, *, scope: str, lease: Lease, node: str) -> Claim:
     return Claim(leased=leased, paused=paused, claimed=outcome == "claimed", head=head)
 
 
+def job_finish(
+    conn: Conn,
+    *,
+    scope: str,
+    lease: Lease,
+    job: Job,
+    state: str,
+    node: str,
+    error: str | None = None,
+    result: Any = None,
+    backoff: float | None = None,
+    claim_next: bool = False,
+) -> tuple[Job | None, Job | None]:
+    """Write the end of an attempt under `lease` and maybe claim the next head.
+
+    Returns (recorded job, claimed job); the recorded job is None when the fence
+    rejected the write."""
+    rows = _rows(
+        conn,
+        queries.JOB_FINISH,
+        {
+            "scope": scope,
+            "queue": lease.queue,
+            "lease_id": lease.lease_id,
+            "job_lease_id": job.lease_id,
+            "id": job.id,
+            "state": state,
+            "error": error,
+            "result": None if result is None else Jsonb(result),
+            "backoff": None if backoff is None else float(backoff),
+            "claim_next": claim_next,
+            "node": node,
+        },
+    )
+    found = {row.pop("outcome"): _job(row) for row in rows}
+    return found.get("recorded"), found.get("claimed")
+
+
 def job_record(
     conn: Conn,
     *,
@@ -173,22 +213,18 @@ def job_record(
     backoff: float | None = None,
 ) -> Job | None:
     """Write the end of an attempt under `lease`; None when the fence rejected it."""
-    rows = _rows(
+    recorded, _ = job_finish(
         conn,
-        queries.JOB_RECORD,
-        {
-            "scope": scope,
-            "queue": lease.queue,
-            "lease_id": lease.lease_id,
-            "job_lease_id": job.lease_id,
-            "id": job.id,
-            "state": state,
-            "error": error,
-            "result": None if result is None else Jsonb(result),
-            "backoff": None if backoff is None else float(backoff),
-        },
+        scope=scope,
+        lease=lease,
+        job=job,
+        state=state,
+        node="",
+        error=error,
+        result=result,
+        backoff=backoff,
     )
-    return _job(rows[0]) if rows else None
+    return recorded
 
 
 def job_note_error(conn: Conn, *, scope: str, lease: Lease, job_id: int, note: str) -> None:

@@ -1,0 +1,235 @@
+"""Drains one leased queue: claim its head, run it, record the outcome and claim the
+next head in the same statement, until nothing more is runnable now, the lease is
+lost, the worker stops, or another queue's turn has come. Then release the queue."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol, TypeVar
+
+from . import store
+from .backoff import default_backoff
+from .errors import QueuetopiaError, redact
+from .executor import Execution, Outcome, execute
+from .models import Job
+from .store import Conn, Lease
+
+if TYPE_CHECKING:
+    from .app import Queuetopia
+
+logger = logging.getLogger("queuetopia.worker")
+T = TypeVar("T")
+
+
+class Bookkeeping(Protocol):
+    """Runs a store call on a connection, retrying while the database is away."""
+
+    def __call__(self, fn: Callable[[Conn], T], /) -> T: ...
+
+
+@dataclass
+class Held:
+    """A queue this worker holds a lease on."""
+
+    lease: Lease
+    trusted_until: float
+    lost: bool = False
+    execution: Execution | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def lose(self) -> None:
+        """Stop trusting the lease; interrupt the running job, if any."""
+        with self.lock:
+            self.lost = True
+            execution = self.execution
+        if execution is not None:
+            execution.interrupt("lease lost")
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a runner needs from its worker."""
+
+    topia: Queuetopia
+    node: str
+    bookkeeping: Bookkeeping
+    stopping: threading.Event
+    turn_over: Callable[[int, float], bool]  # (jobs run, seconds held) -> yield the slot?
+    skip: Callable[[str], None]  # look at this queue again only when told
+
+
+class Runner:
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+        self.scope = ctx.topia.scope
+
+    def drain(self, held: Held) -> None:
+        started, ran, exhausted = time.monotonic(), 0, False
+        try:
+            job = self._first_job(held)
+            exhausted = job is None
+            while job is not None:
+                outcome = self._perform(held, job)
+                ran += 1
+                go_on = outcome.ok and not self._must_stop(held, ran, started)
+                job = self._finish(held, job, outcome, claim_next=go_on)
+                exhausted = go_on and job is None
+        finally:
+            self._release(held, exhausted=exhausted)
+
+    def _must_stop(self, held: Held, ran: int, started: float) -> bool:
+        elapsed = time.monotonic() - started
+        return held.lost or self.ctx.stopping.is_set() or self.ctx.turn_over(ran, elapsed)
+
+    # -- claiming -------------------------------------------------------------------
+
+    def _first_job(self, held: Held) -> Job | None:
+        """The job to run first, recovering a lost worker's job on the way."""
+        while not held.lost and not self.ctx.stopping.is_set():
+            claim = self.ctx.bookkeeping(
+                lambda c: store.job_claim_head(
+                    c, scope=self.scope, lease=held.lease, node=self.ctx.node
+                )
+            )
+            if not claim.leased:
+                held.lose()
+                return None
+            head = claim.head
+            if claim.claimed or (
+                head and head.state == "running" and head.lease_id == held.lease.lease_id
+            ):
+                return head  # ours, possibly claimed by a try whose reply was lost
+            if head is None or head.state != "running":
+                return None  # empty, not due, paused, or blocked for good
+            lost = Outcome(
+                ok=False, error=f"worker lost: {head.attempted_by} stopped renewing its lease"
+            )
+            self._finish(held, head, lost, claim_next=False)
+        return None
+
+    # -- running --------------------------------------------------------------------
+
+    def _perform(self, held: Held, job: Job) -> Outcome:
+        logger.info("start %s", describe(job))
+        started = time.monotonic()
+
+        def on_start(execution: Execution) -> None:
+            with held.lock:
+                held.execution = execution
+                lost = held.lost
+            if lost:
+                execution.interrupt("lease lost")
+
+        outcome = execute(job, self.ctx.topia.actions.get(job.action), on_start)
+        with held.lock:
+            held.execution = None
+        verdict = "done" if outcome.ok else (outcome.error or "failed").splitlines()[0]
+        logger.info("end %s in %.3fs: %s", describe(job), time.monotonic() - started, verdict)
+        return outcome
+
+    # -- recording ------------------------------------------------------------------
+
+    def _finish(self, held: Held, job: Job, outcome: Outcome, *, claim_next: bool) -> Job | None:
+        """Record the outcome; return the next job claimed with it, if any."""
+        state, backoff = self._next_state(job, outcome)
+        recorded, claimed = self.ctx.bookkeeping(
+            lambda c: store.job_finish(
+                c,
+                scope=self.scope,
+                lease=held.lease,
+                job=job,
+                state=state,
+                node=self.ctx.node,
+                error=outcome.error,
+                result=outcome.result,
+                backoff=backoff,
+                claim_next=claim_next,
+            )
+        )
+        if recorded is None:
+            if not self._committed_before(job):
+                logger.warning(
+                    "lease lost on queue %r: outcome of job %d discarded", job.queue, job.id
+                )
+                held.lose()
+                return None
+            # The first try committed but its reply was lost: it may have claimed the
+            # next head too, which the claim below finds running under our lease.
+            claimed = self._first_job(held) if claim_next else None
+        if not outcome.ok:
+            self._call_failure_hooks(held, recorded or job, outcome)
+        return claimed
+
+    def _committed_before(self, job: Job) -> bool:
+        """After a retried write: did our first try commit although its reply was lost?"""
+        current = self.ctx.bookkeeping(lambda c: store.job_get(c, scope=self.scope, job_id=job.id))
+        return (
+            current is not None
+            and current.state != "running"
+            and current.lease_id == job.lease_id
+            and current.attempts == job.attempts
+        )
+
+    def _next_state(self, job: Job, outcome: Outcome) -> tuple[str, float | None]:
+        if outcome.ok:
+            return "done", None
+        if outcome.interrupted == "shutdown":
+            return "pending", 0.0  # the attempt counts, but no backoff is charged
+        if job.attempts >= job.max_attempts:
+            return "failed", None
+        return "pending", self._backoff(job)
+
+    def _backoff(self, job: Job) -> float:
+        action = self.ctx.topia.actions.get(job.action)
+        if action is None or action.config.backoff is None:
+            return default_backoff(job.attempts, job.max_backoff)
+        try:
+            return max(0.0, float(action.config.backoff(job)))
+        except Exception:
+            logger.exception("backoff of action %r failed; using the default", job.action)
+            return default_backoff(job.attempts, job.max_backoff)
+
+    def _call_failure_hooks(self, held: Held, job: Job, outcome: Outcome) -> None:
+        """Hooks run after the failed attempt is recorded; one that raises is logged and
+        noted on the job, and never stops the worker."""
+        action = self.ctx.topia.actions.get(job.action)
+        hooks = [action.on_failure if action else None, self.ctx.topia.on_failure]
+        error = outcome.exception or QueuetopiaError((outcome.error or "failed").splitlines()[0])
+        for hook in hooks:
+            if hook is None:
+                continue
+            try:
+                hook(job, error)
+            except Exception as exc:
+                logger.exception("on_failure hook for job %d raised", job.id)
+                self._note_error(held, job, f"on_failure hook raised: {type(exc).__name__}: {exc}")
+
+    def _note_error(self, held: Held, job: Job, note: str) -> None:
+        text = redact(f"\n\n{note}")
+        self.ctx.bookkeeping(
+            lambda c: store.job_note_error(
+                c, scope=self.scope, lease=held.lease, job_id=job.id, note=text
+            )
+        )
+
+    # -- releasing ------------------------------------------------------------------
+
+    def _release(self, held: Held, *, exhausted: bool) -> None:
+        refreshed = self.ctx.bookkeeping(
+            lambda c: store.lease_release(c, scope=self.scope, lease=held.lease)
+        )
+        if exhausted and not refreshed:
+            # A producer holds the queue row, so its ready_at hint stays early: look
+            # again after its notification or the next poll rather than spin on it.
+            self.ctx.skip(held.lease.queue)
+
+
+def describe(job: Job) -> str:
+    return (
+        f"job {job.id} queue={job.queue!r} action={job.action!r} "
+        f"attempt={job.attempts}/{job.max_attempts}"
+    )
