@@ -109,7 +109,7 @@ RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM 1 FROM queuetopia_queues
       WHERE scope = p_scope AND queue = p_queue
-        FOR UPDATE SKIP LOCKED;
+        FOR NO KEY UPDATE SKIP LOCKED;
     IF NOT FOUND THEN
         RETURN false;
     END IF;

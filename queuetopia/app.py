@@ -21,8 +21,14 @@ from .actions import (
     OnExhausted,
     _pick,
 )
-from .database import open_pool, resolve_dsn
-from .errors import InvalidTransition, JobNotFound, QueuetopiaError, ValidationError
+from .database import connect, open_pool, resolve_dsn
+from .errors import (
+    InvalidTransition,
+    JobNotFound,
+    QueuetopiaError,
+    ValidationError,
+    translate_errors,
+)
 from .models import Job, JobState, QueueInfo
 from .validation import DEFAULT_MAX_PARAMS_BYTES, check_name, params_json
 
@@ -129,9 +135,8 @@ class Queuetopia:
             yield conn
             return
         if self._pool is None:
+            connect(self.dsn).close()  # fail now with the reason, not at the pool's timeout
             self._pool = open_pool(self.dsn, max_size=self.pool_size, name="queuetopia")
-        from .errors import translate_errors
-
         with translate_errors(), self._pool.connection() as pooled:
             yield pooled
 

@@ -15,7 +15,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from .errors import DatabaseUnavailable
+from .errors import DatabaseConflict, DatabaseUnavailable
 
 T = TypeVar("T")
 logger = logging.getLogger("queuetopia.worker")
@@ -40,7 +40,7 @@ def retry_bookkeeping(
         return stop() or stop_after_delay(give_up_after)(state)
 
     retrying = Retrying(
-        retry=retry_if_exception_type(DatabaseUnavailable),
+        retry=retry_if_exception_type((DatabaseUnavailable, DatabaseConflict)),
         wait=wait_random_exponential(multiplier=0.1, max=5.0),
         stop=_stop,
         before_sleep=before_sleep_log(logger, logging.WARNING),

@@ -4,7 +4,8 @@
      ├── ValidationError        bad input: names, params, options (also a ValueError)
      ├── ConfigurationError     no usable database configuration
      ├── DatabaseError          PostgreSQL failed; the psycopg error is chained
-     │    └── DatabaseUnavailable   could not connect, or the connection broke
+     │    ├── DatabaseUnavailable   could not connect, or the connection broke
+     │    └── DatabaseConflict      a deadlock or serialization failure; a retry helps
      ├── JobNotFound            no job with that id in this scope (also a LookupError)
      ├── InvalidTransition      the operator call makes no sense for the job's state
      ├── LeaseLost              a worker's claim on a queue was taken over (internal)
@@ -49,6 +50,10 @@ class DatabaseUnavailable(DatabaseError):
     """The database cannot be reached."""
 
 
+class DatabaseConflict(DatabaseError):
+    """The database aborted the statement over a conflict; retrying it helps."""
+
+
 class JobNotFound(QueuetopiaError, LookupError):
     """No such job in this scope."""
 
@@ -80,6 +85,8 @@ def translate_errors() -> Iterator[None]:
     """Re-raise psycopg errors as queuetopia errors, chained, with passwords hidden."""
     try:
         yield
+    except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
+        raise DatabaseConflict(redact(f"database conflict: {exc}".strip())) from exc
     except psycopg.OperationalError as exc:
         raise DatabaseUnavailable(redact(f"database unavailable: {exc}".strip())) from exc
     except psycopg.Error as exc:

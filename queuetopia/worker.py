@@ -212,14 +212,19 @@ class Worker:
         next_prune = time.monotonic() + PRUNE_EVERY / 10
         while not self._stopping.is_set():
             self._wake.clear()
-            self._fill_slots()
-            if time.monotonic() >= next_prune:
-                self._prune()
-                next_prune = time.monotonic() + PRUNE_EVERY
-            if self._stopping.is_set():
-                break
-            until_prune = max(next_prune - time.monotonic(), 0.0)
-            self._wake.wait(min(self._next_wait(), until_prune))
+            try:
+                self._fill_slots()
+                if time.monotonic() >= next_prune:
+                    next_prune = time.monotonic() + PRUNE_EVERY
+                    self._prune()
+                wait = min(self._next_wait(), max(next_prune - time.monotonic(), 0.0))
+            except Exception:
+                # Transient errors are retried below this; anything else must not kill
+                # the loop that every queue of this worker depends on.
+                logger.exception("worker loop error; continuing")
+                wait = 1.0
+            if not self._stopping.is_set():
+                self._wake.wait(wait)
 
     def _fill_slots(self) -> None:
         with self._lock:

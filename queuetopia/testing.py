@@ -1,0 +1,296 @@
+"""Helpers for testing code that uses queuetopia: run due jobs synchronously
+(`drain`) and check which jobs were created (`assert_job_created`,
+`refute_job_created`).
+
+`drain` is a worker that runs in the calling thread: it takes leases, claims heads,
+executes and records attempts with the worker's own code, so the ordering and
+blocking rules are exactly those of `topia.worker()`. Only due jobs run: a failed
+attempt waits for its backoff, a job scheduled later stays scheduled, a paused
+queue stays paused, and jobs created by the jobs that ran are run too if due.
+
+    def test_signup_sends_a_welcome_mail(topia):
+        signup("ada@example.com")
+        assert_job_created(topia, queue="mail", action="send_mail",
+                           params={"to": "ada@example.com"})
+        result = drain(topia)
+        assert result.done == 1
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic_core import to_jsonable_python
+
+from . import store
+from .heartbeat import Heartbeat
+from .models import Job, JobState
+from .runner import Held, RunContext, Runner
+from .store import Conn, Lease
+from .validation import check_name
+from .worker import TRUST_SHARE
+
+if TYPE_CHECKING:
+    from .app import Queuetopia
+    from .executor import Outcome
+
+__all__ = ["DrainResult", "assert_job_created", "drain", "refute_job_created"]
+
+T = TypeVar("T")
+
+# Enough for any test; a job that keeps enqueuing due work into its own queue would
+# otherwise never let `drain` return.
+DEFAULT_MAX_JOBS = 10_000
+
+
+@dataclass(frozen=True)
+class DrainResult:
+    """What `drain` ran: each attempt's job as that attempt left it, in run order."""
+
+    jobs: tuple[Job, ...] = ()
+
+    @property
+    def ran(self) -> int:
+        """Attempts run."""
+        return len(self.jobs)
+
+    @property
+    def done(self) -> int:
+        """Attempts that succeeded."""
+        return self._count(JobState.DONE)
+
+    @property
+    def failed(self) -> int:
+        """Attempts that failed and used up their job's attempts."""
+        return self._count(JobState.FAILED)
+
+    @property
+    def retried(self) -> int:
+        """Attempts that failed and will be retried after their backoff."""
+        return self._count(JobState.PENDING)
+
+    def _count(self, state: JobState) -> int:
+        return sum(1 for job in self.jobs if job.state == state)
+
+    def __repr__(self) -> str:
+        return (
+            f"DrainResult(ran={self.ran}, done={self.done}, failed={self.failed}, "
+            f"retried={self.retried})"
+        )
+
+
+def drain(
+    topia: Queuetopia, queue: str | None = None, *, max_jobs: int = DEFAULT_MAX_JOBS
+) -> DrainResult:
+    """Run due jobs of `topia` (only of `queue`, if given) in the calling thread until
+    none is due, and return what ran. Stops after `max_jobs` attempts."""
+    return _Drain(topia, queue).run(max_jobs)
+
+
+class _Drain:
+    """A worker with one slot whose loop and runner are the calling thread.
+
+    Each turn leases the queue that has waited longest (as a worker does), runs one
+    attempt of its head with the worker's Runner, and gives the queue back."""
+
+    def __init__(self, topia: Queuetopia, queue: str | None) -> None:
+        self.topia = topia
+        self.queues = None if queue is None else [check_name("queue", queue)]
+        node = f"{socket.gethostname()}:{os.getpid()}:drain"
+        self.owner = f"{node}:{uuid.uuid4().hex[:12]}"
+        self.held: Held | None = None
+        self.skipped: set[str] = set()
+        self.runner = _RecordingRunner(
+            RunContext(
+                topia,
+                node,
+                self._bookkeeping,
+                threading.Event(),
+                turn_over=lambda _ran, _elapsed: True,
+                skip=self.skipped.add,
+            )
+        )
+
+    def run(self, max_jobs: int) -> DrainResult:
+        heartbeat = Heartbeat(
+            self.topia.dsn,
+            self.topia.scope,
+            self.topia.lock_ttl,
+            self._held_leases,
+            self._renewed,
+            self._lost,
+        )
+        heartbeat.start()
+        try:
+            while len(self.runner.attempted) < max_jobs and self._next_turn():
+                pass
+        finally:
+            heartbeat.stop()
+        ran = [self.topia.get_job(job_id) for job_id in self.runner.attempted]
+        return DrainResult(tuple(job for job in ran if job is not None))
+
+    def _next_turn(self) -> bool:
+        """Lease the longest-waiting due queue and run its head; False if none is due."""
+        started = time.monotonic()
+        leases, _more = self._bookkeeping(
+            lambda c: store.lease_acquire(
+                c,
+                scope=self.topia.scope,
+                owner=self.owner,
+                limit=1,
+                ttl=self.topia.lock_ttl,
+                queues=self.queues,
+                skip=sorted(self.skipped),
+            )
+        )
+        if not leases:
+            return False
+        self.held = Held(leases[0], started + self.topia.lock_ttl * TRUST_SHARE)
+        try:
+            self.runner.drain(self.held)
+        finally:
+            self.held = None
+        return True
+
+    def _bookkeeping(self, fn: Callable[[Conn], T]) -> T:
+        # The topia's own connections, and no retrying: a test should fail at once.
+        with self.topia.connection() as conn:
+            return fn(conn)
+
+    def _held_leases(self) -> list[tuple[Lease, float]]:
+        held = self.held
+        return [] if held is None else [(held.lease, held.trusted_until)]
+
+    def _renewed(self, lease: Lease, started: float) -> None:
+        held = self.held
+        if held is not None and held.lease == lease:
+            held.trusted_until = started + self.topia.lock_ttl * TRUST_SHARE
+
+    def _lost(self, lease: Lease) -> None:
+        held = self.held
+        if held is not None and held.lease == lease:
+            held.lose()
+
+
+class _RecordingRunner(Runner):
+    """The worker's runner, noting the id of each job whose attempt it starts."""
+
+    def __init__(self, ctx: RunContext) -> None:
+        super().__init__(ctx)
+        self.attempted: list[int] = []
+
+    def _perform(self, held: Held, job: Job) -> Outcome:
+        self.attempted.append(job.id)
+        return super()._perform(held, job)
+
+
+# -- assertions ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Criteria:
+    queue: str | None
+    action: str | None
+    state: JobState | str | None
+    params: Any  # the wanted params in their stored (JSON) form, or None
+
+    def matches(self, job: Job) -> bool:
+        return self.params is None or _contains(job.params, self.params)
+
+    def describe(self) -> str:
+        named = (("queue", self.queue), ("action", self.action), ("state", self.state))
+        parts = [f"{name}={str(value)!r}" for name, value in named if value is not None]
+        if self.params is not None:
+            parts.append(f"params containing {json.dumps(self.params, sort_keys=True)}")
+        return ", ".join(parts) or "any job"
+
+
+def assert_job_created(
+    topia: Queuetopia,
+    queue: str | None = None,
+    action: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    count: int = 1,
+    *,
+    state: JobState | str | None = None,
+) -> list[Job]:
+    """Assert that exactly `count` jobs of the topia's scope match, and return them.
+
+    `params` matches as a subset: every key given must be there with an equal value
+    (dicts inside params match as subsets too). Jobs in any state match unless
+    `state` is given. The failure message lists the jobs that exist."""
+    wanted = None if params is None else to_jsonable_python(params)
+    criteria = _Criteria(queue, action, state, wanted)
+    every = _all_jobs(topia, criteria)
+    matching = [job for job in every if criteria.matches(job)]
+    if len(matching) != count:
+        raise AssertionError(
+            f"expected {count} job(s) matching {criteria.describe()}, found {len(matching)}"
+            + _listing(topia)
+        )
+    return matching
+
+
+def refute_job_created(
+    topia: Queuetopia,
+    queue: str | None = None,
+    action: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    *,
+    state: JobState | str | None = None,
+) -> None:
+    """Assert that no job of the topia's scope matches (same matching as
+    `assert_job_created`)."""
+    assert_job_created(topia, queue, action, params, count=0, state=state)
+
+
+def _all_jobs(topia: Queuetopia, criteria: _Criteria) -> list[Job]:
+    jobs: list[Job] = []
+    page = 1000
+    while True:
+        batch = topia.list_jobs(
+            queue=criteria.queue,
+            action=criteria.action,
+            state=criteria.state,
+            limit=page,
+            offset=len(jobs),
+        )
+        jobs.extend(batch)
+        if len(batch) < page:
+            return jobs
+
+
+def _listing(topia: Queuetopia) -> str:
+    """The jobs that exist in the scope, so a failure shows what was created instead."""
+    shown = 50
+    existing = topia.list_jobs(limit=shown + 1)
+    if not existing:
+        return f"; scope {topia.scope!r} has no jobs"
+    lines = [_line(job) for job in existing[:shown]]
+    if len(existing) > shown:
+        lines.append("…")
+    return f"; jobs in scope {topia.scope!r}:\n" + "\n".join(lines)
+
+
+def _line(job: Job) -> str:
+    params = json.dumps(job.params, sort_keys=True, ensure_ascii=False)
+    return (
+        f"  #{job.id} queue={job.queue!r} action={job.action!r} state={job.state.value} "
+        f"params={params}"
+    )
+
+
+def _contains(actual: Any, wanted: Any) -> bool:
+    if isinstance(wanted, dict):
+        return isinstance(actual, dict) and all(
+            key in actual and _contains(actual[key], value) for key, value in wanted.items()
+        )
+    return bool(actual == wanted)
