@@ -40,7 +40,7 @@ class JobOptions:
     timeout: float | None = None
     max_attempts: int | None = None
     max_backoff: float | None = None
-    connection: psycopg.Connection[Any] | None = None
+    connection: psycopg.Connection[Any] | psycopg.AsyncConnection[Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -186,7 +186,7 @@ class Action(Generic[P, R]):
         timeout: float | timedelta | None = None,
         max_attempts: int | None = None,
         max_backoff: float | timedelta | None = None,
-        connection: psycopg.Connection[Any] | None = None,
+        connection: psycopg.Connection[Any] | psycopg.AsyncConnection[Any] | None = None,
     ) -> BoundAction:
         """The same action with per-job options for the jobs enqueued through it."""
         return BoundAction(
@@ -202,6 +202,17 @@ class Action(Generic[P, R]):
 
     def delay_many(self, queue: str, params_list: list[dict[str, Any]], /) -> list[Job]:
         return BoundAction(self, JobOptions()).delay_many(queue, params_list)
+
+    async def delay_async(self, queue: str, /, **params: Any) -> Job:
+        return await BoundAction(self, JobOptions()).delay_async(queue, **params)
+
+    async def schedule_async(
+        self, queue: str, /, *, at: datetime | timedelta, **params: Any
+    ) -> Job:
+        return await BoundAction(self, JobOptions()).schedule_async(queue, at=at, **params)
+
+    async def delay_many_async(self, queue: str, params_list: list[dict[str, Any]], /) -> list[Job]:
+        return await BoundAction(self, JobOptions()).delay_many_async(queue, params_list)
 
     def shown_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """Params as people may see them: sensitive values replaced by '***'."""
@@ -228,12 +239,34 @@ class BoundAction:
     def delay_many(self, queue: str, params_list: list[dict[str, Any]], /) -> list[Job]:
         return self._enqueue(queue, params_list, None)
 
+    async def delay_async(self, queue: str, /, **params: Any) -> Job:
+        return (await self.delay_many_async(queue, [params]))[0]
+
+    async def schedule_async(
+        self, queue: str, /, *, at: datetime | timedelta, **params: Any
+    ) -> Job:
+        return (await self._enqueue_async(queue, [params], at))[0]
+
+    async def delay_many_async(self, queue: str, params_list: list[dict[str, Any]], /) -> list[Job]:
+        return await self._enqueue_async(queue, params_list, None)
+
     def _enqueue(
         self, queue: str, params_list: list[dict[str, Any]], at: datetime | timedelta | None
     ) -> list[Job]:
-        if not isinstance(params_list, list) or not all(isinstance(p, dict) for p in params_list):
-            raise ValidationError("delay_many takes a list of dicts of params")
-        texts = [self.action.serialise(p) for p in params_list]
+        texts = self._serialise_all(params_list)
         return self.action.topia.enqueue_serialised(
             queue, self.action.name, texts, at=at, options=self.opts
         )
+
+    async def _enqueue_async(
+        self, queue: str, params_list: list[dict[str, Any]], at: datetime | timedelta | None
+    ) -> list[Job]:
+        texts = self._serialise_all(params_list)
+        return await self.action.topia.enqueue_serialised_async(
+            queue, self.action.name, texts, at=at, options=self.opts
+        )
+
+    def _serialise_all(self, params_list: list[dict[str, Any]]) -> list[str]:
+        if not isinstance(params_list, list) or not all(isinstance(p, dict) for p in params_list):
+            raise ValidationError("delay_many takes a list of dicts of params")
+        return [self.action.serialise(p) for p in params_list]

@@ -3,13 +3,13 @@ operator API. Workers are built by `topia.worker()` (see worker.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
 
 import psycopg
-from psycopg_pool import ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from . import migrations, store
 from .actions import (
@@ -21,7 +21,7 @@ from .actions import (
     OnExhausted,
     _pick,
 )
-from .database import connect, open_pool, resolve_dsn
+from .database import connect, open_async_pool, open_pool, resolve_dsn
 from .errors import (
     InvalidTransition,
     JobNotFound,
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 R = TypeVar("R")
 Conn = psycopg.Connection[Any]
+AsyncConn = psycopg.AsyncConnection[Any]
 
 
 def _seconds(value: float | timedelta, what: str) -> float:
@@ -75,6 +76,7 @@ class Queuetopia:
         self.actions: dict[str, Action[Any, Any]] = {}
         self._dsn = dsn
         self._pool: ConnectionPool | None = None
+        self._async_pool: AsyncConnectionPool | None = None
 
     # -- configuration ---------------------------------------------------------
 
@@ -140,11 +142,36 @@ class Queuetopia:
         with translate_errors(), self._pool.connection() as pooled:
             yield pooled
 
+    @asynccontextmanager
+    async def async_connection(self, conn: AsyncConn | None = None) -> AsyncIterator[AsyncConn]:
+        """Like `connection`, for async code (a pool bound to the running event loop)."""
+        if conn is not None:
+            yield conn
+            return
+        if self._async_pool is None:
+            self._async_pool = await open_async_pool(self.dsn, max_size=self.pool_size)
+        with translate_errors():
+            async with self._async_pool.connection() as pooled:
+                yield pooled
+
     def close(self) -> None:
-        """Release the connections."""
+        """Release the connections (use `aclose` for the async pool)."""
         if self._pool is not None:
             self._pool.close()
             self._pool = None
+
+    async def aclose(self) -> None:
+        """Release all connections, the async pool's included."""
+        if self._async_pool is not None:
+            await self._async_pool.close()
+            self._async_pool = None
+        self.close()
+
+    async def __aenter__(self) -> Queuetopia:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
     def __enter__(self) -> Queuetopia:
         return self
@@ -172,6 +199,41 @@ class Queuetopia:
         connection: Conn | None = None,
     ) -> Job:
         """Enqueue a job by action name; the action need not be registered here."""
+        text, options = self._untyped_job(
+            action, params, timeout, max_backoff, max_attempts, connection
+        )
+        return self.enqueue_serialised(queue, action, [text], at=scheduled_at, options=options)[0]
+
+    async def create_job_async(
+        self,
+        queue: str,
+        action: str,
+        params: dict[str, Any] | None = None,
+        *,
+        scheduled_at: datetime | timedelta | None = None,
+        timeout: float | timedelta | None = None,
+        max_backoff: float | timedelta | None = None,
+        max_attempts: int | None = None,
+        connection: AsyncConn | None = None,
+    ) -> Job:
+        """`create_job` for async code; `connection` is a psycopg AsyncConnection."""
+        text, options = self._untyped_job(
+            action, params, timeout, max_backoff, max_attempts, connection
+        )
+        jobs = await self.enqueue_serialised_async(
+            queue, action, [text], at=scheduled_at, options=options
+        )
+        return jobs[0]
+
+    def _untyped_job(
+        self,
+        action: str,
+        params: dict[str, Any] | None,
+        timeout: float | timedelta | None,
+        max_backoff: float | timedelta | None,
+        max_attempts: int | None,
+        connection: Conn | AsyncConn | None,
+    ) -> tuple[str, JobOptions]:
         check_name("action", action)
         params = {} if params is None else params
         if not isinstance(params, dict):
@@ -185,7 +247,7 @@ class Queuetopia:
         options = JobOptions(
             _pick(timeout, None), max_attempts, _pick(max_backoff, None), connection
         )
-        return self.enqueue_serialised(queue, action, [text], at=scheduled_at, options=options)[0]
+        return text, options
 
     def enqueue_serialised(
         self,
@@ -197,26 +259,56 @@ class Queuetopia:
         options: JobOptions,
     ) -> list[Job]:
         """Write validated jobs in one round trip; the shared end of every enqueue."""
+        request = self._insert_request(queue, action, params_texts, at, options)
+        if not params_texts:
+            return []
+        if isinstance(options.connection, psycopg.AsyncConnection):
+            raise ValidationError("an AsyncConnection needs the *_async enqueue calls")
+        with self.connection(options.connection) as conn:
+            return store.job_insert(conn, request)
+
+    async def enqueue_serialised_async(
+        self,
+        queue: str,
+        action: str,
+        params_texts: list[str],
+        *,
+        at: datetime | timedelta | None,
+        options: JobOptions,
+    ) -> list[Job]:
+        """`enqueue_serialised` for async code: the same request, async I/O."""
+        request = self._insert_request(queue, action, params_texts, at, options)
+        if not params_texts:
+            return []
+        if isinstance(options.connection, psycopg.Connection):
+            raise ValidationError("a sync Connection needs the sync enqueue calls")
+        async with self.async_connection(options.connection) as conn:
+            return await store.job_insert_async(conn, request)
+
+    def _insert_request(
+        self,
+        queue: str,
+        action: str,
+        params_texts: list[str],
+        at: datetime | timedelta | None,
+        options: JobOptions,
+    ) -> dict[str, Any]:
         check_name("queue", queue)
         registered = self.actions.get(action)
         config = (registered.config if registered else ActionConfig()).resolve(options)
-        if not params_texts:
-            return []
         absolute, delay = _schedule(at)
-        with self.connection(options.connection) as conn:
-            return store.job_insert(
-                conn,
-                scope=self.scope,
-                queue=queue,
-                action=action,
-                params_list=params_texts,
-                at=absolute,
-                delay=delay,
-                timeout=config.timeout,
-                max_attempts=config.max_attempts,
-                max_backoff=config.max_backoff,
-                on_exhausted=config.on_exhausted,
-            )
+        return store.job_insert_params(
+            scope=self.scope,
+            queue=queue,
+            action=action,
+            params_list=params_texts,
+            at=absolute,
+            delay=delay,
+            timeout=config.timeout,
+            max_attempts=config.max_attempts,
+            max_backoff=config.max_backoff,
+            on_exhausted=config.on_exhausted,
+        )
 
     def notify(self, queue: str = "") -> None:
         """Wake every worker of this scope now."""

@@ -7,7 +7,7 @@ import threading
 from typing import Any
 
 import psycopg
-from psycopg_pool import ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from .errors import translate_errors
 
@@ -47,6 +47,23 @@ def open_pool(dsn: str, *, max_size: int, name: str) -> ConnectionPool:
         timeout=30.0,
         open=True,
     )
+
+
+async def open_async_pool(dsn: str, *, max_size: int) -> AsyncConnectionPool:
+    with translate_errors():
+        probe = await psycopg.AsyncConnection.connect(dsn, **CONNECT_KWARGS)
+        await probe.close()  # fail now with the reason, not at the pool's timeout
+        pool = AsyncConnectionPool(
+            dsn,
+            min_size=1,
+            max_size=max(max_size, 1),
+            kwargs={**CONNECT_KWARGS, "autocommit": True},
+            name="queuetopia-async",
+            timeout=30.0,
+            open=False,
+        )
+        await pool.open()
+        return pool
 
 
 def connect(dsn: str, *, autocommit: bool = True) -> psycopg.Connection[Any]:

@@ -17,6 +17,7 @@ from .errors import translate_errors
 from .models import Job, QueueInfo, QueueStatus
 
 Conn = psycopg.Connection[Any]
+AsyncConn = psycopg.AsyncConnection[Any]
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,7 @@ def _job(row: dict[str, Any]) -> Job:
     return Job.model_validate(row)
 
 
-def job_insert(
-    conn: Conn,
+def job_insert_params(
     *,
     scope: str,
     queue: str,
@@ -59,26 +59,33 @@ def job_insert(
     max_attempts: int,
     max_backoff: float,
     on_exhausted: str,
-) -> list[Job]:
-    rows = _rows(
-        conn,
-        queries.JOB_INSERT,
-        {
-            "scope": scope,
-            "queue": queue,
-            "action": action,
-            "count": len(params_list),
-            # Params were serialised once, during validation: send that text as is.
-            "params": [Jsonb(p, dumps=_as_is) for p in params_list],
-            "at": at,
-            "delay": float(delay),
-            "timeout": float(timeout),
-            "max_attempts": max_attempts,
-            "max_backoff": float(max_backoff),
-            "on_exhausted": on_exhausted,
-        },
-    )
-    return [_job(r) for r in rows]
+) -> dict[str, Any]:
+    """The parameters of JOB_INSERT, shared by the sync and async producers."""
+    return {
+        "scope": scope,
+        "queue": queue,
+        "action": action,
+        "count": len(params_list),
+        # Params were serialised once, during validation: send that text as is.
+        "params": [Jsonb(p, dumps=_as_is) for p in params_list],
+        "at": at,
+        "delay": float(delay),
+        "timeout": float(timeout),
+        "max_attempts": max_attempts,
+        "max_backoff": float(max_backoff),
+        "on_exhausted": on_exhausted,
+    }
+
+
+def job_insert(conn: Conn, params: dict[str, Any]) -> list[Job]:
+    return [_job(r) for r in _rows(conn, queries.JOB_INSERT, params)]
+
+
+async def job_insert_async(conn: AsyncConn, params: dict[str, Any]) -> list[Job]:
+    with translate_errors():
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(queries.JOB_INSERT, params)
+            return [_job(r) for r in await cur.fetchall()]
 
 
 def _as_is(text: Any) -> str:
