@@ -30,6 +30,7 @@ from .errors import (
     translate_errors,
 )
 from .models import Job, JobState, QueueInfo
+from .periodic import Periodic
 from .validation import DEFAULT_MAX_PARAMS_BYTES, check_name, params_json
 
 if TYPE_CHECKING:
@@ -74,6 +75,7 @@ class Queuetopia:
         self.pool_size = pool_size
         self.on_failure = on_failure
         self.actions: dict[str, Action[Any, Any]] = {}
+        self.periodics: list[Periodic] = []
         self._dsn = dsn
         self._pool: ConnectionPool | None = None
         self._async_pool: AsyncConnectionPool | None = None
@@ -123,6 +125,30 @@ class Queuetopia:
             if name in self.actions:
                 raise ValidationError(f"action {name!r} is already registered")
             self.actions[name] = action
+            return action
+
+        return register
+
+    def periodic(
+        self,
+        cron: str,
+        *,
+        queue: str,
+        name: str | None = None,
+        params: dict[str, Any] | None = None,
+        **action_options: Any,
+    ) -> Callable[[Callable[P, R]], Action[P, R]]:
+        """Register an action that workers enqueue into `queue` at every tick of the
+        cron schedule `cron` (UTC), exactly once per tick across all workers."""
+
+        def register(fn: Callable[P, R]) -> Action[P, R]:
+            action_name = name or fn.__name__
+            periodic = Periodic(
+                action_name, cron, check_name("queue", queue), action_name, params or {}
+            )
+            action = self.action(action_name, **action_options)(fn)
+            action.serialise(periodic.params)  # bad params fail here, not at the first tick
+            self.periodics.append(periodic)
             return action
 
         return register

@@ -357,3 +357,24 @@ DELETE FROM queuetopia_jobs
                  AND done_at < now() - make_interval(secs => %(older_than)s)
                LIMIT %(batch)s)
 """
+
+# Register a periodic job at its current tick (no backfill of ticks before it existed).
+PERIODIC_REGISTER: LiteralString = """
+INSERT INTO queuetopia_periodic (scope, name, last_tick)
+VALUES (%(scope)s, %(name)s, %(tick)s)
+ON CONFLICT (scope, name) DO NOTHING
+"""
+
+# Lock a periodic's row for the transaction that enqueues its due ticks; a worker that
+# finds it locked leaves the work to the one holding it (exactly once per tick).
+PERIODIC_LOCK: LiteralString = """
+SELECT last_tick, now() AS db_now FROM queuetopia_periodic
+ WHERE scope = %(scope)s AND name = %(name)s
+   FOR UPDATE SKIP LOCKED
+"""
+
+PERIODIC_ADVANCE: LiteralString = """
+UPDATE queuetopia_periodic SET last_tick = %(tick)s WHERE scope = %(scope)s AND name = %(name)s
+"""
+
+DB_NOW: LiteralString = "SELECT now() AS db_now"

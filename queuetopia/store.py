@@ -353,3 +353,21 @@ def job_prune_batch(conn: Conn, *, scope: str, older_than: float, batch: int) ->
             {"scope": scope, "older_than": float(older_than), "batch": batch},
         )
         return cur.rowcount
+
+
+def db_now(conn: Conn) -> datetime:
+    return _rows(conn, queries.DB_NOW, {})[0]["db_now"]  # type: ignore[no-any-return]
+
+
+def periodic_register(conn: Conn, *, scope: str, name: str, tick: datetime) -> None:
+    _rows(conn, queries.PERIODIC_REGISTER, {"scope": scope, "name": name, "tick": tick})
+
+
+def periodic_lock(conn: Conn, *, scope: str, name: str) -> tuple[datetime, datetime] | None:
+    """(last tick, database now) with the row locked, or None if another worker has it."""
+    rows = _rows(conn, queries.PERIODIC_LOCK, {"scope": scope, "name": name})
+    return (rows[0]["last_tick"], rows[0]["db_now"]) if rows else None
+
+
+def periodic_advance(conn: Conn, *, scope: str, name: str, tick: datetime) -> None:
+    _rows(conn, queries.PERIODIC_ADVANCE, {"scope": scope, "name": name, "tick": tick})

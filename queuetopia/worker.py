@@ -22,6 +22,7 @@ from .database import ThreadConnections
 from .errors import DatabaseUnavailable, ValidationError, translate_errors
 from .heartbeat import Heartbeat
 from .notify import Listener
+from .periodic import enqueue_due, seconds_to_next_tick
 from .runner import Held, RunContext, Runner
 from .store import Conn, Lease
 from .validation import check_name
@@ -210,14 +211,20 @@ class Worker:
 
     def _loop(self) -> None:
         next_prune = time.monotonic() + PRUNE_EVERY / 10
+        next_tick = time.monotonic()
         while not self._stopping.is_set():
             self._wake.clear()
             try:
+                if time.monotonic() >= next_tick:
+                    next_tick = time.monotonic() + self._enqueue_periodics()
                 self._fill_slots()
                 if time.monotonic() >= next_prune:
                     next_prune = time.monotonic() + PRUNE_EVERY
                     self._prune()
-                wait = min(self._next_wait(), max(next_prune - time.monotonic(), 0.0))
+                wait = min(
+                    self._next_wait(), next_prune - time.monotonic(), next_tick - time.monotonic()
+                )
+                wait = max(wait, 0.0)
             except Exception:
                 # Transient errors are retried below this; anything else must not kill
                 # the loop that every queue of this worker depends on.
@@ -265,6 +272,20 @@ class Worker:
             for expiry in self._skip.values():
                 wait = min(wait, max(expiry - now, 0.0))
         return wait
+
+    def _enqueue_periodics(self) -> float:
+        """Enqueue the due ticks of periodic jobs; return seconds until the next tick."""
+        periodics = self.topia.periodics
+        if not periodics:
+            return float("inf")
+
+        def run(conn: Conn) -> float:
+            for periodic in periodics:
+                enqueue_due(conn, self.topia, periodic)
+            wait = seconds_to_next_tick(periodics, store.db_now(conn))
+            return float("inf") if wait is None else wait + 0.001
+
+        return self._bookkeeping(run)
 
     def _prune(self) -> None:
         """Delete finished jobs past job_retention: one batch, one worker per scope."""
