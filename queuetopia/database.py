@@ -44,7 +44,7 @@ def open_pool(dsn: str, *, max_size: int, name: str) -> ConnectionPool:
         # calls that need several statements open a transaction explicitly.
         kwargs={**CONNECT_KWARGS, "autocommit": True},
         name=name,
-        timeout=30.0,
+        timeout=10.0,
         open=True,
     )
 

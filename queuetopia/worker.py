@@ -44,6 +44,8 @@ PRUNE_BATCH = 500
 # A lease is trusted locally for this share of lock_ttl after the last renewal that
 # started, so the worker stops a job before the database lets its queue go.
 TRUST_SHARE = 0.8
+# After the shutdown timeout, interrupted jobs get this long to end and be recorded.
+INTERRUPT_GRACE = 5.0
 
 
 class Worker:
@@ -72,6 +74,7 @@ class Worker:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._stopped = threading.Event()
+        self._hurry = threading.Event()  # a second signal: do not wait for jobs
         self._contended = False
         self._work: queue_module.SimpleQueue[Lease | None] = queue_module.SimpleQueue()
         self._conns: ThreadConnections | None = None
@@ -133,7 +136,7 @@ class Worker:
         def handle(signum: int, _frame: Any) -> None:
             if self._stopping.is_set():
                 logger.warning("second signal: stopping at once")
-                self.shutdown_timeout = 0.0
+                self._hurry.set()
                 self._interrupt_all("shutdown")
             else:
                 logger.info("signal %s: finishing running jobs, then stopping", signum)
@@ -176,13 +179,13 @@ class Worker:
         )
 
     def _shutdown(self) -> None:
-        self._wait_for_runners(time.monotonic() + self.shutdown_timeout)
+        self._wait_for_runners(self.shutdown_timeout)
         if self.running_queues:
             logger.warning(
                 "shutdown timeout: interrupting %d running jobs", len(self.running_queues)
             )
             self._interrupt_all("shutdown")
-            self._wait_for_runners(time.monotonic() + 5.0)
+            self._wait_for_runners(INTERRUPT_GRACE)
         for _ in self._runners:
             self._work.put(None)
         if self._listener:
@@ -196,8 +199,13 @@ class Worker:
         self._stopped.set()
         logger.info("worker %s stopped", self.node)
 
-    def _wait_for_runners(self, deadline: float) -> None:
+    def _wait_for_runners(self, seconds: float) -> None:
+        """Wait until no queue is held, `seconds` pass, or a second signal hurries us
+        (then interrupted jobs get one second to record their outcome)."""
+        deadline = time.monotonic() + seconds
         while self.running_queues and time.monotonic() < deadline:
+            if self._hurry.is_set():
+                deadline = min(deadline, time.monotonic() + 1.0)
             time.sleep(0.01)
 
     def _interrupt_all(self, reason: str) -> None:
