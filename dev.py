@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 STAMP = VENV / ".installed"
+LINTED = ["queuetopia", "queuetopia_cli", "tests", "examples", "dev.py"]
 
 
 def ensure_env() -> None:
@@ -45,8 +46,8 @@ def main(argv: list[str]) -> int:
         return subprocess.call([str(BIN / "queuetopia"), "demo", *rest])
     if command == "lint":
         steps = [
-            [str(BIN / "ruff"), "format", "--check", "queuetopia", "queuetopia_cli", "tests"],
-            [str(BIN / "ruff"), "check", "queuetopia", "queuetopia_cli", "tests"],
+            [str(BIN / "ruff"), "format", "--check", *LINTED],
+            [str(BIN / "ruff"), "check", *LINTED],
             [str(BIN / "mypy"), "queuetopia"],
         ]
         return max(subprocess.call(step, cwd=ROOT) for step in steps)

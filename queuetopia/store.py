@@ -10,7 +10,7 @@ from uuid import UUID
 
 import psycopg
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Jsonb, JsonbLoader, JsonLoader
 
 from . import queries
 from .errors import translate_errors
@@ -37,8 +37,16 @@ class Claim:
     head: Job | None
 
 
+def _own_loaders(cur: psycopg.Cursor[Any] | psycopg.AsyncCursor[Any]) -> None:
+    """Decode JSON ourselves: a caller's connection (Django's, for one) may have loaders
+    of its own that return JSON as text."""
+    cur.adapters.register_loader("jsonb", JsonbLoader)
+    cur.adapters.register_loader("json", JsonLoader)
+
+
 def _rows(conn: Conn, statement: str, params: dict[str, Any]) -> list[dict[str, Any]]:
     with translate_errors(), conn.cursor(row_factory=dict_row) as cur:
+        _own_loaders(cur)
         cur.execute(statement, params)
         return cur.fetchall() if cur.description else []
 
@@ -84,6 +92,7 @@ def job_insert(conn: Conn, params: dict[str, Any]) -> list[Job]:
 async def job_insert_async(conn: AsyncConn, params: dict[str, Any]) -> list[Job]:
     with translate_errors():
         async with conn.cursor(row_factory=dict_row) as cur:
+            _own_loaders(cur)
             await cur.execute(queries.JOB_INSERT, params)
             return [_job(r) for r in await cur.fetchall()]
 

@@ -12,6 +12,11 @@ import pytest
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 EXPECTED = {
+    "fastapi_app.py": [
+        "receipt to ada@example.com",
+        "failed order: HTTP 500, jobs for it: 0",
+    ],
+    "django_app.py": ["welcome ada@example.com", "jobs in scope: 1"],
     "quickstart.py": ["mail to ada@example.com: welcome", "done"],
     "webhooks.py": [
         "customer-1 -> order.created, order.paid, order.shipped",
