@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 from . import store
 from .backoff import default_backoff
 from .errors import QueuetopiaError, redact
+from .events import LogObserver, Observers
 from .executor import Execution, Outcome, execute
 from .models import Job
 from .store import Conn, Lease
@@ -60,6 +61,7 @@ class RunContext:
     stopping: threading.Event
     turn_over: Callable[[int, float], bool]  # (jobs run, seconds held) -> yield the slot?
     skip: Callable[[str], None]  # look at this queue again only when told
+    observers: Observers = field(default_factory=lambda: Observers([LogObserver()]))
 
 
 class Runner:
@@ -114,7 +116,7 @@ class Runner:
     # -- running --------------------------------------------------------------------
 
     def _perform(self, held: Held, job: Job) -> Outcome:
-        logger.info("start %s", describe(job))
+        self.ctx.observers.job_started(job)
         started = time.monotonic()
 
         def on_start(execution: Execution) -> None:
@@ -127,8 +129,7 @@ class Runner:
         outcome = execute(job, self.ctx.topia.actions.get(job.action), on_start)
         with held.lock:
             held.execution = None
-        verdict = "done" if outcome.ok else (outcome.error or "failed").splitlines()[0]
-        logger.info("end %s in %.3fs: %s", describe(job), time.monotonic() - started, verdict)
+        self.ctx.observers.job_ended(job, outcome, time.monotonic() - started)
         return outcome
 
     # -- recording ------------------------------------------------------------------
@@ -226,10 +227,3 @@ class Runner:
             # A producer holds the queue row, so its ready_at hint stays early: look
             # again after its notification or the next poll rather than spin on it.
             self.ctx.skip(held.lease.queue)
-
-
-def describe(job: Job) -> str:
-    return (
-        f"job {job.id} queue={job.queue!r} action={job.action!r} "
-        f"attempt={job.attempts}/{job.max_attempts}"
-    )

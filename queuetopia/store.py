@@ -380,3 +380,9 @@ def periodic_lock(conn: Conn, *, scope: str, name: str) -> tuple[datetime, datet
 
 def periodic_advance(conn: Conn, *, scope: str, name: str, tick: datetime) -> None:
     _rows(conn, queries.PERIODIC_ADVANCE, {"scope": scope, "name": name, "tick": tick})
+
+
+def queue_blocked_stats(conn: Conn, *, scope: str) -> tuple[int, float]:
+    """(queues blocked, seconds the oldest blocked head has been failing)."""
+    row = _rows(conn, queries.QUEUE_BLOCKED_STATS, {"scope": scope})[0]
+    return int(row["blocked"]), float(row["oldest"])

@@ -20,6 +20,7 @@ from . import migrations, store
 from .backoff import retry_bookkeeping
 from .database import ThreadConnections
 from .errors import DatabaseUnavailable, ValidationError, translate_errors
+from .events import LogObserver, Observer, Observers
 from .heartbeat import Heartbeat
 from .notify import Listener
 from .periodic import enqueue_due, seconds_to_next_tick
@@ -82,6 +83,8 @@ class Worker:
         self._runners: list[threading.Thread] = []
         self._heartbeat: Heartbeat | None = None
         self._listener: Listener | None = None
+        self.observers: list[Observer] = [LogObserver()]
+        self._observers = Observers(self.observers)
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -166,6 +169,7 @@ class Worker:
                 self._stopping,
                 self._turn_over,
                 self._skip_queue,
+                self._observers,
             )
         )
         for i in range(self.concurrency):
@@ -379,7 +383,7 @@ class Worker:
     def _lost(self, lease: Lease) -> None:
         held = self._held_for(lease)
         if held is not None and not held.lost:
-            logger.warning("lost the lease on queue %r", lease.queue)
+            self._observers.lease_lost(lease.queue)
             held.lose()
 
     def _bookkeeping(self, fn: Callable[[Conn], T]) -> T:
