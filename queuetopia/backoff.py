@@ -34,7 +34,13 @@ def retry_bookkeeping(
     """Call `fn` until it succeeds, backing off while the database is unavailable.
 
     `stop()` returning true ends the retries (the worker is shutting down at once).
+    The first try runs without tenacity: building its Retrying costs more than most
+    statements the worker runs.
     """
+    try:
+        return fn()
+    except (DatabaseUnavailable, DatabaseConflict) as exc:
+        logger.warning("database call failed (%s); retrying", type(exc).__name__)
 
     def _stop(state: Any) -> bool:
         return stop() or stop_after_delay(give_up_after)(state)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import heapq
 import itertools
 import json
 import threading
@@ -86,32 +85,46 @@ class Execution:
 
 
 class Watchdog:
-    """One thread that interrupts executions at their deadlines."""
+    """One thread that interrupts executions at their deadlines.
+
+    It tracks only the executions in progress (at most one per runner thread) and is
+    woken only when a new deadline is sooner than every one it waits for, so a job
+    costs it no thread switch in the usual case of equal timeouts."""
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, Execution]] = []
+        self._active: dict[int, Execution] = {}
         self._counter = itertools.count()
         self._cond = threading.Condition()
+        self._waiting_until = float("inf")
         self._thread = threading.Thread(target=self._loop, name="queuetopia-watchdog", daemon=True)
         self._thread.start()
 
-    def watch(self, execution: Execution) -> None:
+    def watch(self, execution: Execution) -> int:
         with self._cond:
-            heapq.heappush(self._heap, (execution.deadline, next(self._counter), execution))
-            self._cond.notify()
+            key = next(self._counter)
+            self._active[key] = execution
+            if execution.deadline < self._waiting_until:
+                self._cond.notify()
+            return key
+
+    def forget(self, key: int) -> None:
+        with self._cond:
+            self._active.pop(key, None)
 
     def _loop(self) -> None:
         while True:
             with self._cond:
-                while not self._heap:
-                    self._cond.wait()
-                deadline, _, execution = self._heap[0]
-                delay = deadline - time.monotonic()
-                if delay > 0:
-                    self._cond.wait(delay)
-                    continue
-                heapq.heappop(self._heap)
-            execution.interrupt("timeout")
+                now = time.monotonic()
+                expired = [k for k, e in self._active.items() if e.deadline <= now]
+                due = [self._active.pop(k) for k in expired]
+                self._waiting_until = min(
+                    (e.deadline for e in self._active.values()), default=float("inf")
+                )
+                if not due:
+                    wait = self._waiting_until - now
+                    self._cond.wait(None if wait == float("inf") else wait)
+            for execution in due:
+                execution.interrupt("timeout")
 
 
 _watchdog: Watchdog | None = None
@@ -153,7 +166,8 @@ def execute(
         kwargs["job"] = job
     execution = Execution(job.timeout)
     on_start(execution)
-    watchdog().watch(execution)
+    dog = watchdog()
+    key = dog.watch(execution)
     try:
         try:
             if action.is_async:
@@ -162,8 +176,10 @@ def execute(
                 value = action.fn(**kwargs)
         finally:
             execution.finish()
+            dog.forget(key)
     except BaseException as exc:
         execution.finish()
+        dog.forget(key)
         return _failure(execution, exc)
     if execution.reason is not None:
         return _cut_short(execution)
