@@ -1,0 +1,1 @@
+"""Topia modules that tests load in worker subprocesses (`queuetopia worker APP`)."""
