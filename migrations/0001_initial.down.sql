@@ -5,3 +5,4 @@ DROP SEQUENCE IF EXISTS queuetopia_fence;
 DROP TABLE IF EXISTS queuetopia_leases;
 DROP TABLE IF EXISTS queuetopia_jobs;
 DROP TABLE IF EXISTS queuetopia_queues;
+DROP TABLE IF EXISTS queuetopia_versions;

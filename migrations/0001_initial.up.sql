@@ -9,6 +9,12 @@
 -- queuetopia_leases  who holds which queue until when; written only by workers so
 --                    that no producer transaction can ever delay a heartbeat.
 
+CREATE TABLE IF NOT EXISTS queuetopia_versions (
+    version    integer PRIMARY KEY,
+    name       text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+
 CREATE TABLE queuetopia_queues (
     scope     text        NOT NULL CHECK (char_length(scope) BETWEEN 1 AND 255),
     queue     text        NOT NULL CHECK (char_length(queue) BETWEEN 1 AND 255),
@@ -123,3 +129,6 @@ $$;
 ALTER TABLE queuetopia_jobs SET (autovacuum_vacuum_scale_factor = 0.02);
 ALTER TABLE queuetopia_leases SET (autovacuum_vacuum_scale_factor = 0.02);
 ALTER TABLE queuetopia_queues SET (autovacuum_vacuum_scale_factor = 0.02);
+
+INSERT INTO queuetopia_versions (version, name) VALUES (1, 'initial')
+ON CONFLICT (version) DO NOTHING;

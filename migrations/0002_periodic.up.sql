@@ -6,3 +6,6 @@ CREATE TABLE queuetopia_periodic (
     last_tick timestamptz NOT NULL,
     PRIMARY KEY (scope, name)
 );
+
+INSERT INTO queuetopia_versions (version, name) VALUES (2, 'periodic')
+ON CONFLICT (version) DO NOTHING;

@@ -18,6 +18,7 @@ from .errors import translate_errors
 _ADVISORY_KEY = 0x71756575  # "queu"
 _FILE = re.compile(r"^(\d{4})_(\w+)\.(up|down)\.sql$")
 
+# Also created by 0001 itself, so that up_sql() alone is a complete install.
 VERSIONS_TABLE = """
 CREATE TABLE IF NOT EXISTS queuetopia_versions (
     version    integer PRIMARY KEY,
@@ -56,7 +57,9 @@ def all_migrations() -> tuple[Migration, ...]:
 
 
 def up_sql() -> str:
-    """All migrations, oldest first, as one script (without the versions table)."""
+    """All migrations, oldest first, as one script for teams that run their own
+    migration tool. Each file records its own version, so `migrate()` and workers
+    later see such a schema as up to date."""
     return "\n".join(m.up for m in all_migrations())
 
 
@@ -89,11 +92,7 @@ def migrate(conn: psycopg.Connection[Any]) -> list[int]:
         for migration in all_migrations():
             if migration.version in done:
                 continue
-            cur.execute(migration.up.encode("utf-8"))
-            cur.execute(
-                "INSERT INTO queuetopia_versions (version, name) VALUES (%s, %s)",
-                (migration.version, migration.name),
-            )
+            cur.execute(migration.up.encode("utf-8"))  # records its own version
             applied.append(migration.version)
         return applied
 
@@ -103,4 +102,3 @@ def rollback_all(conn: psycopg.Connection[Any]) -> None:
     with translate_errors(), conn.transaction(), conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_KEY,))
         cur.execute(down_sql().encode("utf-8"))
-        cur.execute("DROP TABLE IF EXISTS queuetopia_versions")

@@ -139,6 +139,9 @@ SELECT queuetopia_queue_refresh(%(scope)s, %(queue)s) AS refreshed,
 # - The head is the first job still in line by (scheduled_at, seq), found by the
 #   queuetopia_jobs_line index; only the head is ever considered (rules 3.1, 3.3).
 #   SKIP LOCKED is never used here: it would hand out the second job.
+# - A job of the queue left running by a lost worker is returned instead of the
+#   head, even when it is not the head (an operator retried an earlier job while it
+#   ran): it must be recovered first, or the queue would run two jobs at once.
 # - It is claimed only if it is pending and due, the queue is not paused, and the
 #   lease is ours and live. `FOR UPDATE` on the lease row serialises the claim
 #   against a takeover, so a stale worker can never claim (rule 3.10).
@@ -155,11 +158,17 @@ WITH lease AS (
      WHERE scope = %(scope)s AND queue = %(queue)s AND lease_id = %(lease_id)s
        AND locked_until > now()
        FOR UPDATE
-), head AS (
+), running AS (
     SELECT id AS head_id FROM queuetopia_jobs
-     WHERE scope = %(scope)s AND queue = %(queue)s AND in_line
-     ORDER BY scheduled_at, seq
-     LIMIT 1
+     WHERE scope = %(scope)s AND queue = %(queue)s AND state = 'running'
+), head AS (
+    SELECT head_id FROM running
+    UNION ALL
+    (SELECT id FROM queuetopia_jobs
+      WHERE scope = %(scope)s AND queue = %(queue)s AND in_line
+        AND NOT EXISTS (SELECT 1 FROM running)
+      ORDER BY scheduled_at, seq
+      LIMIT 1)
 ), paused AS (
     SELECT paused FROM queuetopia_queues WHERE scope = %(scope)s AND queue = %(queue)s
 ), claimed AS (
@@ -331,6 +340,9 @@ ON CONFLICT (scope, queue) DO UPDATE
 # One row per queue of the scope with its head, lease and count of jobs in line.
 QUEUE_LIST: LiteralString = """
 SELECT q.queue, q.paused, now() AS db_now,
+       EXISTS (SELECT 1 FROM queuetopia_jobs r
+                WHERE r.scope = q.scope AND r.queue = q.queue AND r.state = 'running')
+           AS has_running,
        (SELECT count(*) FROM queuetopia_jobs c
          WHERE c.scope = q.scope AND c.queue = q.queue AND c.in_line) AS pending,
        l.owner AS locked_by, l.locked_until,

@@ -326,7 +326,7 @@ def queue_list(conn: Conn, *, scope: str) -> list[QueueInfo]:
 
 def _queue_info(scope: str, row: dict[str, Any]) -> QueueInfo:
     head = None if row["head"] is None else Job.model_validate(row["head"])
-    status = queue_status(row["paused"], head)
+    status = queue_status(row["paused"], head, row["has_running"])
     return QueueInfo(
         scope=scope,
         queue=row["queue"],
@@ -342,14 +342,15 @@ def _queue_info(scope: str, row: dict[str, Any]) -> QueueInfo:
     )
 
 
-def queue_status(paused: bool, head: Job | None) -> QueueStatus:
-    """Status of a queue from its head; the first match wins (SPEC §2)."""
+def queue_status(paused: bool, head: Job | None, running: bool = False) -> QueueStatus:
+    """Status of a queue; the first match wins (SPEC §2). A running job need not be the
+    head: an operator may have retried an earlier job while it ran."""
     if paused:
         return QueueStatus.PAUSED
+    if running or (head is not None and head.state == "running"):
+        return QueueStatus.RUNNING
     if head is None:
         return QueueStatus.IDLE
-    if head.state == "running":
-        return QueueStatus.RUNNING
     if head.state == "failed" or head.failing_since is not None:
         return QueueStatus.BLOCKED
     return QueueStatus.WAITING

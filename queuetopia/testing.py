@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic_core import to_jsonable_python
 
 from . import store
+from .events import LogObserver, Observers
 from .heartbeat import Heartbeat
 from .models import Job, JobState
 from .runner import Held, RunContext, Runner
@@ -108,7 +109,8 @@ class _Drain:
         self.owner = f"{node}:{uuid.uuid4().hex[:12]}"
         self.held: Held | None = None
         self.skipped: set[str] = set()
-        self.runner = _RecordingRunner(
+        self.attempts = _Attempts()
+        self.runner = Runner(
             RunContext(
                 topia,
                 node,
@@ -116,6 +118,7 @@ class _Drain:
                 threading.Event(),
                 turn_over=lambda _ran, _elapsed: True,
                 skip=self.skipped.add,
+                observers=Observers([LogObserver(), self.attempts]),
             )
         )
 
@@ -129,13 +132,19 @@ class _Drain:
             self._lost,
         )
         heartbeat.start()
+        jobs: list[Job] = []
         try:
-            while len(self.runner.attempted) < max_jobs and self._next_turn():
-                pass
+            while len(self.attempts.started) < max_jobs:
+                before = len(self.attempts.started)
+                if not self._next_turn():
+                    break
+                for job_id in self.attempts.started[before:]:
+                    job = self.topia.get_job(job_id)  # as this attempt left it
+                    if job is not None:
+                        jobs.append(job)
         finally:
             heartbeat.stop()
-        ran = [self.topia.get_job(job_id) for job_id in self.runner.attempted]
-        return DrainResult(tuple(job for job in ran if job is not None))
+        return DrainResult(tuple(jobs))
 
     def _next_turn(self) -> bool:
         """Lease the longest-waiting due queue and run its head; False if none is due."""
@@ -180,16 +189,20 @@ class _Drain:
             held.lose()
 
 
-class _RecordingRunner(Runner):
-    """The worker's runner, noting the id of each job whose attempt it starts."""
+class _Attempts:
+    """An observer noting the id of each job whose attempt starts."""
 
-    def __init__(self, ctx: RunContext) -> None:
-        super().__init__(ctx)
-        self.attempted: list[int] = []
+    def __init__(self) -> None:
+        self.started: list[int] = []
 
-    def _perform(self, held: Held, job: Job) -> Outcome:
-        self.attempted.append(job.id)
-        return super()._perform(held, job)
+    def job_started(self, job: Job) -> None:
+        self.started.append(job.id)
+
+    def job_ended(self, job: Job, outcome: Outcome, seconds: float) -> None:
+        pass
+
+    def lease_lost(self, queue: str) -> None:
+        pass
 
 
 # -- assertions ---------------------------------------------------------------------

@@ -36,6 +36,7 @@ def params_json(params: dict[str, Any], max_bytes: int = DEFAULT_MAX_PARAMS_BYTE
     for field, value in params.items():
         if not isinstance(field, str):
             raise ValidationError(f"param names must be strings, got {field!r}", (str(field),))
+        _check_text(field, field)
         _check_storable(field, value)
     text = json.dumps(params, ensure_ascii=False, allow_nan=False)
     size = len(text.encode("utf-8"))

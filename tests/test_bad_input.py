@@ -210,13 +210,6 @@ def test_a_bad_value_for_an_untyped_param_of_a_registered_action_is_refused(
     assert "other" in caught.value.fields
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,
-    reason="ENGINE BUG: a NUL in a top-level param name reaches PostgreSQL and raises "
-    "DatabaseError (validation.params_json and ParamSchema.dump check values and nested "
-    "keys, not the top-level names)",
-)
 @pytest.mark.parametrize("via", ["create_job", "registered action with **extra"])
 def test_a_nul_in_a_top_level_param_name_is_a_validation_error(
     refused: Queuetopia, via: str

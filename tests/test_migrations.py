@@ -227,14 +227,6 @@ def test_rollback_all_removes_what_migrate_created(fresh_database: Callable[[], 
     works(dsn)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=QueuetopiaError,
-    reason="ENGINE BUG: a schema installed from up_sql() has no queuetopia_versions rows, "
-    "so Worker._setup runs migrate() at start and fails with 'relation "
-    '"queuetopia_queues" already exists\' (SPEC §7 offers up_sql() to teams that own '
-    "their migrations)",
-)
 def test_a_worker_runs_on_a_schema_installed_from_up_sql(
     fresh_database: Callable[[], str],
 ) -> None:

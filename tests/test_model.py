@@ -381,13 +381,6 @@ def run_behind_a_retried_head(topia: Queuetopia, conn: psycopg.Connection[Any]) 
     return first, second
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="ENGINE BUG: QueueInfo.status comes from the head alone (store.queue_status), "
-    "so a queue whose running job sits behind a retried head reports 'blocked', not "
-    "'running' (SPEC §2: running = a job of it is running)",
-)
 def test_a_queue_with_a_running_job_behind_a_retried_head_is_running(
     topia: Queuetopia, dsn: str
 ) -> None:
@@ -397,14 +390,6 @@ def test_a_queue_with_a_running_job_behind_a_retried_head_is_running(
         assert info.status == QueueStatus.RUNNING, info.status
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="ENGINE BUG: the claim after a dead worker's lease expires tries to start the "
-    "retried head while the dead worker's job is still 'running': the unique index "
-    "queuetopia_jobs_one_running raises, the runner logs it and retries in a hot loop, "
-    "and the queue is stuck for good (SPEC §3.9, §3.7)",
-)
 def test_a_dead_workers_job_behind_a_retried_head_is_still_recovered(
     topia: Queuetopia, dsn: str
 ) -> None:
