@@ -8,11 +8,10 @@ import time
 import uuid
 
 from rich.console import Console
-from rich.live import Live
 
 from queuetopia import Queuetopia
 
-from .render import queues_table
+from .render import live_view, queues_table
 
 
 def build_topia(dsn: str | None) -> Queuetopia:
@@ -53,7 +52,7 @@ def run_demo(dsn: str | None, seconds: float, console: Console) -> int:
         "the other queues keep moving."
     )
     deadline = time.monotonic() + seconds
-    with topia.worker(concurrency=4) as _worker, Live(console=console, auto_refresh=False) as live:
+    with topia.worker(concurrency=4) as _worker, live_view() as live:
         while time.monotonic() < deadline:
             queues = topia.list_queues()
             live.update(queues_table(queues, title="queuetopia inspect"), refresh=True)

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 import typer
 
-from queuetopia.errors import QueuetopiaError, redact
+from queuetopia.errors import QueuetopiaError, ValidationError, redact
 
 from .loader import AppError
 
@@ -23,10 +23,17 @@ def fail(message: str, code: int = EXIT_FAILURE) -> typer.Exit:
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Errors a person can fix print one line to stderr, never a traceback."""
+    """Errors a person can fix print one line to stderr, never a traceback: exit code 2
+    for a bad APP or bad input, 1 when the work could not be done."""
     try:
         yield
     except AppError as exc:
         raise fail(str(exc), EXIT_USAGE) from None
+    except ValidationError as exc:
+        raise fail(_first_line(exc), EXIT_USAGE) from None
     except QueuetopiaError as exc:
-        raise fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+        raise fail(_first_line(exc)) from None
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -22,9 +22,11 @@ def load_app(spec: str, dsn: str | None = None) -> Queuetopia:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
+        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
             raise AppError(f"cannot import module {module_name!r}") from exc
-        raise
+        raise AppError(f"importing {module_name!r} failed: {_one_line(exc)}") from exc
+    except Exception as exc:
+        raise AppError(f"importing {module_name!r} failed: {_one_line(exc)}") from exc
     target: object = module
     for part in attribute.split("."):
         if not hasattr(target, part):
@@ -35,3 +37,8 @@ def load_app(spec: str, dsn: str | None = None) -> Queuetopia:
     if dsn:
         target.dsn = dsn
     return target
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

@@ -7,6 +7,7 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+from rich.console import Console
 from rich.logging import RichHandler
 
 from queuetopia.errors import redact
@@ -39,9 +40,15 @@ def setup_logging(verbose: bool = False, log_format: str = "text") -> None:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JsonFormatter())
     else:
-        handler = RichHandler(show_path=False, rich_tracebacks=False, markup=False)
+        # stderr, so logs never mix with --json or tables on stdout.
+        handler = RichHandler(
+            console=Console(stderr=True),
+            show_path=False,
+            rich_tracebacks=False,
+            markup=False,
+        )
     handler.addFilter(RedactingFilter())
-    for name in ("queuetopia", "pgserver"):
+    for name in ("queuetopia", "pgserver", "psycopg"):
         logger = logging.getLogger(name)
         logger.handlers = [handler]
         logger.setLevel(level if name == "queuetopia" else logging.WARNING)

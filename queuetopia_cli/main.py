@@ -6,13 +6,14 @@ import logging
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from queuetopia import Queuetopia, migrations
 
+from . import enqueue_cmd, inspect_cmd, jobs_cmd, ops_cmd
+from .common import App, Dsn, LogFormat, LogFormatOption, Verbose, open_topia
 from .errors import user_errors
-from .loader import load_app
 from .logs import setup_logging
+from .render import console
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -20,23 +21,8 @@ app = typer.Typer(
     add_completion=False,
     help="Persistent, strictly ordered, blocking job queues on PostgreSQL.",
 )
-console = Console()
-
-App = Annotated[str, typer.Argument(help="The topia to use, as module:attribute.")]
-Dsn = Annotated[
-    str | None,
-    typer.Option(
-        "--dsn",
-        envvar="QUEUETOPIA_DSN",
-        show_envvar=True,
-        help="PostgreSQL DSN; overrides the topia's own.",
-    ),
-]
-Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
-LogFormat = Annotated[str, typer.Option("--log-format", help="text or json.")]
 
 
-@app.command()
 def worker(
     app_spec: App,
     concurrency: Annotated[int | None, typer.Option(min=1, help="Most jobs at once.")] = None,
@@ -46,12 +32,10 @@ def worker(
     shutdown_timeout: Annotated[float, typer.Option(min=0, help="Seconds.")] = 30.0,
     dsn: Dsn = None,
     verbose: Verbose = False,
-    log_format: LogFormat = "text",
+    log_format: LogFormatOption = LogFormat.text,
 ) -> None:
     """Run jobs until SIGTERM or SIGINT."""
-    setup_logging(verbose, log_format)
-    with user_errors():
-        topia = load_app(app_spec, dsn)
+    with open_topia(app_spec, dsn, verbose, log_format) as topia:
         if poll_interval is not None:
             topia.poll_interval = poll_interval
         topia.worker(
@@ -62,7 +46,6 @@ def worker(
         ).run()
 
 
-@app.command()
 def migrate(
     dsn: Dsn = None,
     status: Annotated[bool, typer.Option("--status", help="Show versions only.")] = False,
@@ -86,7 +69,6 @@ def migrate(
         console.print(f"applied {len(done)} migration(s)" if done else "schema is up to date")
 
 
-@app.command()
 def demo(
     seconds: Annotated[float, typer.Option(help="Stop after this long.")] = 60.0,
     dsn: Dsn = None,
@@ -98,6 +80,24 @@ def demo(
     logging.getLogger("queuetopia.worker").setLevel(logging.WARNING)  # the live view says it
     with user_errors():
         raise typer.Exit(run_demo(dsn, seconds, console))
+
+
+# Registered in the order `--help` lists them.
+for command in (
+    worker,
+    inspect_cmd.inspect,
+    jobs_cmd.jobs,
+    jobs_cmd.job,
+    ops_cmd.retry,
+    ops_cmd.cancel,
+    ops_cmd.pause,
+    ops_cmd.resume,
+    enqueue_cmd.enqueue,
+    migrate,
+    ops_cmd.prune,
+    demo,
+):
+    app.command()(command)
 
 
 def main() -> None:
