@@ -30,6 +30,10 @@ def worker(
     poll_interval: Annotated[float | None, typer.Option(min=0.01, help="Seconds.")] = None,
     name: Annotated[str | None, typer.Option(help="Added to this node's identity.")] = None,
     shutdown_timeout: Annotated[float, typer.Option(min=0, help="Seconds.")] = 30.0,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(min=1, max=65535, help="Serve Prometheus metrics on this port."),
+    ] = None,
     dsn: Dsn = None,
     verbose: Verbose = False,
     log_format: LogFormatOption = LogFormat.text,
@@ -38,12 +42,19 @@ def worker(
     with open_topia(app_spec, dsn, verbose, log_format) as topia:
         if poll_interval is not None:
             topia.poll_interval = poll_interval
-        topia.worker(
+        runner = topia.worker(
             concurrency=concurrency,
             queues=queue or None,
             name=name,
             shutdown_timeout=shutdown_timeout,
-        ).run()
+        )
+        if metrics_port is not None:
+            from queuetopia.metrics import PrometheusMetrics
+
+            metrics = PrometheusMetrics(topia)
+            metrics.serve(metrics_port)
+            runner.observers.append(metrics)
+        runner.run()
 
 
 def migrate(

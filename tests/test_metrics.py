@@ -45,3 +45,21 @@ def test_metrics_count_attempts_and_report_blocked_queues(topia: Queuetopia) -> 
     assert f'queuetopia_queues_blocked{{scope="{scope}"}} 1.0' in text
     assert f'queuetopia_job_duration_seconds_count{{action="ok",scope="{scope}"}} 2.0' in text
     assert "queuetopia_oldest_blocked_head_seconds" in text
+
+
+def test_worker_command_serves_metrics(dsn: str, topia: Queuetopia) -> None:
+    import psycopg
+
+    from .procs import LOG_TABLE, workers
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(LOG_TABLE)
+    port = free_port()
+    with workers(dsn, topia.scope) as group:
+        worker = group.start("--metrics-port", str(port))
+        worker.wait_ready()
+        job = topia.create_job("q", "step", {"n": 1})
+        wait_for(lambda: topia.get_job(job.id).state == JobState.DONE, timeout=20)
+        url = f"http://127.0.0.1:{port}/metrics"
+        text = urllib.request.urlopen(url, timeout=10).read().decode()
+    assert f'queuetopia_jobs_succeeded_total{{action="step",scope="{topia.scope}"}} 1.0' in text
