@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
 
 import psycopg
+from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from . import migrations, store
@@ -31,6 +32,7 @@ from .errors import (
 )
 from .models import Job, JobState, QueueInfo
 from .periodic import Periodic
+from .tracing import enqueue_span
 from .validation import DEFAULT_MAX_PARAMS_BYTES, check_name, params_json
 
 if TYPE_CHECKING:
@@ -290,8 +292,11 @@ class Queuetopia:
             return []
         if isinstance(options.connection, psycopg.AsyncConnection):
             raise ValidationError("an AsyncConnection needs the *_async enqueue calls")
-        with self.connection(options.connection) as conn:
-            return store.job_insert(conn, request)
+        with (
+            enqueue_span(self.scope, queue, action, len(params_texts)) as meta,
+            self.connection(options.connection) as conn,
+        ):
+            return store.job_insert(conn, {**request, "meta": Jsonb(meta)})
 
     async def enqueue_serialised_async(
         self,
@@ -308,8 +313,9 @@ class Queuetopia:
             return []
         if isinstance(options.connection, psycopg.Connection):
             raise ValidationError("a sync Connection needs the sync enqueue calls")
-        async with self.async_connection(options.connection) as conn:
-            return await store.job_insert_async(conn, request)
+        with enqueue_span(self.scope, queue, action, len(params_texts)) as meta:
+            async with self.async_connection(options.connection) as conn:
+                return await store.job_insert_async(conn, {**request, "meta": Jsonb(meta)})
 
     def _insert_request(
         self,

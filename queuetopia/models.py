@@ -54,6 +54,7 @@ class Job(BaseModel):
     lease_id: UUID | None
     inserted_at: datetime
     updated_at: datetime
+    meta: dict[str, Any] = {}
 
 
 class QueueInfo(BaseModel):

@@ -13,7 +13,7 @@ CHANNEL = "queuetopia"
 JOB_COLUMNS: LiteralString = """
     id, scope, queue, seq, action, params, state, on_exhausted, attempts, max_attempts,
     timeout, max_backoff, scheduled_at, attempted_at, attempted_by, next_attempt_at,
-    failing_since, done_at, error, result, lease_id, inserted_at, updated_at"""
+    failing_since, done_at, error, result, lease_id, inserted_at, updated_at, meta"""
 
 # Enqueue a batch of jobs into one queue, in one round trip.
 # Locks: upserting the queue row takes its row lock until the caller's transaction
@@ -37,9 +37,9 @@ WITH q AS (
     RETURNING q.last_seq - %(count)s AS base_seq, clock_timestamp() AS joined_at
 ), ins AS (
     INSERT INTO queuetopia_jobs (scope, queue, seq, action, params, on_exhausted,
-                                 max_attempts, timeout, max_backoff, scheduled_at)
+                                 max_attempts, timeout, max_backoff, meta, scheduled_at)
     SELECT %(scope)s, %(queue)s, q.base_seq + p.ord, %(action)s, p.params,
-           %(on_exhausted)s, %(max_attempts)s, %(timeout)s, %(max_backoff)s,
+           %(on_exhausted)s, %(max_attempts)s, %(timeout)s, %(max_backoff)s, %(meta)s,
            coalesce(%(at)s::timestamptz, q.joined_at + make_interval(secs => %(delay)s))
       FROM q, unnest(%(params)s::jsonb[]) WITH ORDINALITY AS p(params, ord)
     RETURNING"""

@@ -67,6 +67,7 @@ def job_insert_params(
     max_attempts: int,
     max_backoff: float,
     on_exhausted: str,
+    meta: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The parameters of JOB_INSERT, shared by the sync and async producers."""
     return {
@@ -82,6 +83,7 @@ def job_insert_params(
         "max_attempts": max_attempts,
         "max_backoff": float(max_backoff),
         "on_exhausted": on_exhausted,
+        "meta": Jsonb(meta or {}),
     }
 
 

@@ -26,6 +26,7 @@ from .notify import Listener
 from .periodic import enqueue_due, seconds_to_next_tick
 from .runner import Held, RunContext, Runner
 from .store import Conn, Lease
+from .tracing import HAVE_OTEL, TracingObserver
 from .validation import check_name
 
 if TYPE_CHECKING:
@@ -84,6 +85,8 @@ class Worker:
         self._heartbeat: Heartbeat | None = None
         self._listener: Listener | None = None
         self.observers: list[Observer] = [LogObserver()]
+        if HAVE_OTEL:
+            self.observers.append(TracingObserver())
         self._observers = Observers(self.observers)
 
     # -- lifecycle ---------------------------------------------------------------
