@@ -361,7 +361,10 @@ class Worker:
                 logger.exception("runner failed on queue %r", lease.queue)
             finally:
                 with self._lock:
-                    self._held.pop(lease.queue, None)
+                    # The loop may already hold the queue again under a new lease
+                    # (taken after our release): leave that one alone.
+                    if self._held.get(lease.queue) is held:
+                        del self._held[lease.queue]
                 self._wake.set()
 
     # -- leases ------------------------------------------------------------------

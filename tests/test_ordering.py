@@ -298,3 +298,22 @@ def test_success_stores_result_and_attempt_fields(topia: Queuetopia) -> None:
     assert first.attempts == 1 and first.done_at is not None
     assert first.attempted_by is not None and first.attempted_by.endswith(":tester")
     assert done.result is None
+
+
+def test_many_queues_share_few_slots_fairly_and_leave_no_lease(topia: Queuetopia, db) -> None:  # type: ignore[no-untyped-def]
+    ran: dict[str, list[int]] = {}
+
+    @topia.action("record")
+    def record(queue: str, n: int) -> None:
+        ran.setdefault(queue, []).append(n)
+
+    for q in range(100):
+        record.delay_many(f"q{q}", [{"queue": f"q{q}", "n": n} for n in range(30)])
+    with topia.worker(concurrency=10):
+        # A lost wake-up or a leaked lease would stall here until the 60 s poll.
+        wait_for(lambda: sum(map(len, ran.values())) == 3000, timeout=45)
+    assert all(ran[f"q{q}"] == list(range(30)) for q in range(100))
+    leases = db.execute(
+        "SELECT count(*) FROM queuetopia_leases WHERE scope = %s", (topia.scope,)
+    ).fetchone()[0]
+    assert leases == 0
