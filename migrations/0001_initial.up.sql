@@ -69,8 +69,9 @@ CREATE INDEX queuetopia_jobs_line ON queuetopia_jobs (scope, queue, scheduled_at
 CREATE UNIQUE INDEX queuetopia_jobs_one_running ON queuetopia_jobs (scope, queue)
     WHERE state = 'running';
 
--- Listings and pruning.
-CREATE INDEX queuetopia_jobs_scope_state ON queuetopia_jobs (scope, state, id);
+-- Listings and pruning. State leads so that this index never looks like a way to
+-- find a queue's head to the planner (whose estimates for a new scope are poor).
+CREATE INDEX queuetopia_jobs_state ON queuetopia_jobs (state, scope, id);
 CREATE INDEX queuetopia_jobs_finished ON queuetopia_jobs (scope, done_at)
     WHERE state IN ('done', 'cancelled');
 
