@@ -15,6 +15,29 @@ JOB_COLUMNS: LiteralString = """
     timeout, max_backoff, scheduled_at, attempted_at, attempted_by, next_attempt_at,
     failing_since, done_at, error, result, lease_id, inserted_at, updated_at, meta"""
 
+# The fence of every write made under a lease: our lease row, live, locked against a
+# concurrent takeover until the write commits (rule 3.10). Writes add
+# `AND EXISTS (SELECT 1 FROM lease)`.
+LEASE_FENCE: LiteralString = """
+WITH lease AS (
+    SELECT 1 FROM queuetopia_leases
+     WHERE scope = %(scope)s AND queue = %(queue)s AND lease_id = %(lease_id)s
+       AND locked_until > now()
+       FOR UPDATE
+)"""
+
+# Start an attempt of the job in CTE `head` if it is pending and due: attempts are
+# counted here, when the attempt starts. Callers add the fence and pause conditions.
+HEAD_CLAIM: LiteralString = """
+    UPDATE queuetopia_jobs j
+       SET state = 'running', attempts = j.attempts + 1, attempted_at = now(),
+           attempted_by = %(node)s, lease_id = %(lease_id)s, next_attempt_at = NULL,
+           updated_at = now()
+      FROM head
+     WHERE j.id = head.head_id AND j.state = 'pending'
+       AND j.scheduled_at <= now() AND coalesce(j.next_attempt_at, j.scheduled_at) <= now()
+"""
+
 # Enqueue a batch of jobs into one queue, in one round trip.
 # Locks: upserting the queue row takes its row lock until the caller's transaction
 # commits, so a second producer of the same queue waits here. That is what makes
@@ -152,13 +175,8 @@ SELECT queuetopia_queue_refresh(%(scope)s, %(queue)s) AS refreshed,
 # (outcome 'claimed') or the unclaimed head as it was (outcome 'head'), so the
 # worker can tell an empty queue from a lost worker's job or a job not yet due.
 JOB_CLAIM_HEAD: LiteralString = (
-    """
-WITH lease AS (
-    SELECT 1 FROM queuetopia_leases
-     WHERE scope = %(scope)s AND queue = %(queue)s AND lease_id = %(lease_id)s
-       AND locked_until > now()
-       FOR UPDATE
-), running AS (
+    LEASE_FENCE
+    + """, running AS (
     SELECT id AS head_id FROM queuetopia_jobs
      WHERE scope = %(scope)s AND queue = %(queue)s AND state = 'running'
 ), head AS (
@@ -171,15 +189,9 @@ WITH lease AS (
       LIMIT 1)
 ), paused AS (
     SELECT paused FROM queuetopia_queues WHERE scope = %(scope)s AND queue = %(queue)s
-), claimed AS (
-    UPDATE queuetopia_jobs j
-       SET state = 'running', attempts = j.attempts + 1, attempted_at = now(),
-           attempted_by = %(node)s, lease_id = %(lease_id)s, next_attempt_at = NULL,
-           updated_at = now()
-      FROM head
-     WHERE j.id = head.head_id AND j.state = 'pending'
-       AND j.scheduled_at <= now() AND coalesce(j.next_attempt_at, j.scheduled_at) <= now()
-       AND EXISTS (SELECT 1 FROM lease)
+), claimed AS ("""
+    + HEAD_CLAIM
+    + """       AND EXISTS (SELECT 1 FROM lease)
        AND NOT coalesce((SELECT paused FROM paused), false)
     RETURNING"""
     + JOB_COLUMNS
@@ -215,13 +227,8 @@ SELECT EXISTS (SELECT 1 FROM lease) AS leased,
 # Returns the recorded job (outcome 'recorded'), then the claimed one ('claimed');
 # no rows when the fence rejected the write.
 JOB_FINISH: LiteralString = (
-    """
-WITH lease AS (
-    SELECT 1 FROM queuetopia_leases
-     WHERE scope = %(scope)s AND queue = %(queue)s AND lease_id = %(lease_id)s
-       AND locked_until > now()
-       FOR UPDATE
-), rec AS (
+    LEASE_FENCE
+    + """, rec AS (
     UPDATE queuetopia_jobs
        SET state = %(state)s::text,
            done_at = CASE WHEN %(state)s::text IN ('done', 'failed') THEN now() END,
@@ -243,15 +250,9 @@ WITH lease AS (
        AND %(claim_next)s
      ORDER BY scheduled_at, seq
      LIMIT 1
-), claimed AS (
-    UPDATE queuetopia_jobs j
-       SET state = 'running', attempts = j.attempts + 1, attempted_at = now(),
-           attempted_by = %(node)s, lease_id = %(lease_id)s, next_attempt_at = NULL,
-           updated_at = now()
-      FROM head
-     WHERE j.id = head.head_id AND j.state = 'pending'
-       AND j.scheduled_at <= now() AND coalesce(j.next_attempt_at, j.scheduled_at) <= now()
-       AND EXISTS (SELECT 1 FROM rec)
+), claimed AS ("""
+    + HEAD_CLAIM
+    + """       AND EXISTS (SELECT 1 FROM rec)
        AND NOT EXISTS (SELECT 1 FROM queuetopia_queues q
                         WHERE q.scope = %(scope)s AND q.queue = %(queue)s AND q.paused)
     RETURNING"""
@@ -265,17 +266,14 @@ SELECT 'claimed' AS outcome, claimed.* FROM claimed
 )
 
 # Append a note to the error of the attempt just recorded, fenced like JOB_FINISH.
-JOB_NOTE_ERROR: LiteralString = """
-WITH lease AS (
-    SELECT 1 FROM queuetopia_leases
-     WHERE scope = %(scope)s AND queue = %(queue)s AND lease_id = %(lease_id)s
-       AND locked_until > now()
-       FOR UPDATE
-)
+JOB_NOTE_ERROR: LiteralString = (
+    LEASE_FENCE
+    + """
 UPDATE queuetopia_jobs
    SET error = coalesce(error, '') || %(note)s, updated_at = now()
  WHERE id = %(id)s AND lease_id = %(lease_id)s AND EXISTS (SELECT 1 FROM lease)
 """
+)
 
 JOB_GET: LiteralString = (
     "SELECT" + JOB_COLUMNS + " FROM queuetopia_jobs WHERE scope = %(scope)s AND id = %(id)s"
