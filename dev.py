@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Bootstrap and run: `python3 dev.py demo` or `python3 dev.py test [pytest args]`.
+"""Bootstrap and run: `python3 dev.py demo`, `python3 dev.py test [pytest args]`,
+`python3 dev.py lint`, or `python3 dev.py docs` (builds the documentation into site/).
 
 Needs only Python 3.11+: it creates .venv/, installs queuetopia with its dev and
 embedded extras (again only when pyproject.toml changes), then runs the command.
@@ -18,7 +19,9 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 STAMP = VENV / ".installed"
-LINTED = ["queuetopia", "queuetopia_cli", "tests", "examples", "dev.py"]
+# mkdocs-material prints a banner about its successor on every build.
+QUIET_MKDOCS = {"NO_MKDOCS_2_WARNING": "1"}
+LINTED = ["queuetopia", "queuetopia_cli", "tests", "examples", "docs_src", "dev.py"]
 
 
 def ensure_env() -> None:
@@ -38,7 +41,7 @@ def ensure_env() -> None:
 
 def main(argv: list[str]) -> int:
     command, *rest = argv or ["help"]
-    if command not in ("demo", "test", "lint"):
+    if command not in ("demo", "test", "lint", "docs"):
         print(__doc__)
         return 2
     ensure_env()
@@ -51,6 +54,9 @@ def main(argv: list[str]) -> int:
             [str(BIN / "mypy"), "queuetopia"],
         ]
         return max(subprocess.call(step, cwd=ROOT) for step in steps)
+    if command == "docs":  # every warning (a broken link, a missing snippet) is an error
+        build = [str(BIN / "mkdocs"), "build", "--strict", "--site-dir", str(ROOT / "site")]
+        return subprocess.call([*build, *rest], cwd=ROOT, env={**os.environ, **QUIET_MKDOCS})
     return subprocess.call([str(BIN / "python"), "-m", "pytest", *rest], cwd=ROOT)
 
 

@@ -16,7 +16,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from queuetopia import Queuetopia, QueuetopiaError, migrations
+from queuetopia import Queuetopia, migrations
 
 from .helpers import wait_for
 from .procs import CLI, ROOT, cli_env, run_cli

@@ -22,7 +22,6 @@ from datetime import timedelta
 from typing import Any, ClassVar
 
 import psycopg
-import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (

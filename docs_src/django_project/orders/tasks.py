@@ -1,0 +1,17 @@
+"""The orders app's actions. Workers run them: see orders/worker.py."""
+
+from django.conf import settings
+from django.db import close_old_connections
+
+from queuetopia import Queuetopia
+
+from orders.models import Order
+
+topia = Queuetopia(dsn=settings.DATABASE_URL, scope="orders")
+
+
+@topia.action("send_receipt")
+def send_receipt(order_id: int) -> None:
+    close_old_connections()  # a worker thread has no requests to recycle its connection
+    order = Order.objects.get(pk=order_id)
+    print(f"receipt for order {order.pk} sent to {order.email}")
