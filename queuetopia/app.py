@@ -3,6 +3,8 @@ operator API. Workers are built by `topia.worker()` (see worker.py)."""
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime, timedelta
@@ -80,7 +82,11 @@ class Queuetopia:
         self.periodics: list[Periodic] = []
         self._dsn = dsn
         self._pool: ConnectionPool | None = None
-        self._async_pool: AsyncConnectionPool | None = None
+        # An async pool belongs to the event loop that opened it: one per loop (a web
+        # app's loop, and each worker runner's loop for async actions that enqueue).
+        self._async_pools: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, AsyncConnectionPool
+        ] = weakref.WeakKeyDictionary()
 
     # -- configuration ---------------------------------------------------------
 
@@ -176,10 +182,13 @@ class Queuetopia:
         if conn is not None:
             yield conn
             return
-        if self._async_pool is None:
-            self._async_pool = await open_async_pool(self.dsn, max_size=self.pool_size)
+        loop = asyncio.get_running_loop()
+        pool = self._async_pools.get(loop)
+        if pool is None:
+            pool = await open_async_pool(self.dsn, max_size=self.pool_size)
+            self._async_pools[loop] = pool
         with translate_errors():
-            async with self._async_pool.connection() as pooled:
+            async with pool.connection() as pooled:
                 yield pooled
 
     def close(self) -> None:
@@ -189,11 +198,15 @@ class Queuetopia:
             self._pool = None
 
     async def aclose(self) -> None:
-        """Release all connections, the async pool's included."""
-        if self._async_pool is not None:
-            await self._async_pool.close()
-            self._async_pool = None
+        """Release the connections, with the async pool of the running event loop."""
+        await self.close_async_pool()
         self.close()
+
+    async def close_async_pool(self) -> None:
+        """Close the async pool of the running event loop, if it has one."""
+        pool = self._async_pools.pop(asyncio.get_running_loop(), None)
+        if pool is not None:
+            await pool.close()
 
     async def __aenter__(self) -> Queuetopia:
         return self

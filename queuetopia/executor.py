@@ -142,6 +142,21 @@ def watchdog() -> Watchdog:
 _loops = threading.local()
 
 
+def close_thread_loop(cleanup: Callable[[], Any] | None = None) -> None:
+    """Close this thread's event loop, if async actions made one, after running the
+    coroutine function `cleanup` on it (to close what is bound to the loop)."""
+    loop: asyncio.AbstractEventLoop | None = getattr(_loops, "loop", None)
+    if loop is None or loop.is_closed():
+        return
+    try:
+        if cleanup is not None:
+            loop.run_until_complete(cleanup())
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        loop.close()
+        _loops.loop = None
+
+
 def _event_loop() -> asyncio.AbstractEventLoop:
     loop: asyncio.AbstractEventLoop | None = getattr(_loops, "loop", None)
     if loop is None or loop.is_closed():

@@ -127,12 +127,21 @@ SELECT EXISTS (
             WHERE l.scope = q.scope AND l.queue = q.queue AND l.locked_until > now()))
 """
 
-# Seconds until the earliest queue of the scope becomes due (NULL: none is waiting).
+# Seconds until the worker should look again (NULL: nothing to wait for): when the
+# earliest queue of the scope becomes due, or when another worker's lease on a due
+# queue runs out (a worker that died stops renewing it: its queue is then recovered
+# after lock_ttl, not lock_ttl plus a poll).
 QUEUE_NEXT_DUE: LiteralString = """
-SELECT extract(epoch FROM min(ready_at) - now())::float8 AS seconds
-  FROM queuetopia_queues
- WHERE scope = %(scope)s AND ready_at > now() AND NOT paused
-   AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+SELECT extract(epoch FROM least(
+    (SELECT min(q.ready_at) FROM queuetopia_queues q
+      WHERE q.scope = %(scope)s AND q.ready_at > now() AND NOT q.paused
+        AND (%(queues)s::text[] IS NULL OR q.queue = ANY(%(queues)s::text[]))),
+    (SELECT min(l.locked_until) FROM queuetopia_leases l
+       JOIN queuetopia_queues q ON q.scope = l.scope AND q.queue = l.queue
+      WHERE l.scope = %(scope)s AND l.owner <> %(owner)s AND l.locked_until > now()
+        AND q.ready_at <= now() AND NOT q.paused
+        AND (%(queues)s::text[] IS NULL OR q.queue = ANY(%(queues)s::text[])))
+) - now())::float8 AS seconds
 """
 
 # Renew every lease this worker holds in one statement (the heartbeat).

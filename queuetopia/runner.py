@@ -220,9 +220,16 @@ class Runner:
     # -- releasing ------------------------------------------------------------------
 
     def _release(self, held: Held, *, exhausted: bool) -> None:
-        refreshed = self.ctx.bookkeeping(
-            lambda c: store.lease_release(c, scope=self.scope, lease=held.lease)
-        )
+        stopping = self.ctx.stopping.is_set()
+
+        def release(conn: Conn) -> bool:
+            refreshed = store.lease_release(conn, scope=self.scope, lease=held.lease)
+            if stopping and not exhausted:
+                # Shutting down with work left: wake the other workers for it now.
+                store.scope_notify(conn, self.scope, held.lease.queue)
+            return refreshed
+
+        refreshed = self.ctx.bookkeeping(release)
         if exhausted and not refreshed:
             # A producer holds the queue row, so its ready_at hint stays early: look
             # again after its notification or the next poll rather than spin on it.

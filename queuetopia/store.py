@@ -139,8 +139,8 @@ def queue_any_due(conn: Conn, *, scope: str, queues: list[str] | None, skip: lis
     return bool(rows[0]["exists"])
 
 
-def queue_next_due(conn: Conn, *, scope: str, queues: list[str] | None) -> float | None:
-    rows = _rows(conn, queries.QUEUE_NEXT_DUE, {"scope": scope, "queues": queues})
+def queue_next_due(conn: Conn, *, scope: str, owner: str, queues: list[str] | None) -> float | None:
+    rows = _rows(conn, queries.QUEUE_NEXT_DUE, {"scope": scope, "owner": owner, "queues": queues})
     seconds = rows[0]["seconds"]
     return None if seconds is None else float(seconds)
 

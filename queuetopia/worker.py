@@ -21,6 +21,7 @@ from .backoff import retry_bookkeeping
 from .database import ThreadConnections
 from .errors import DatabaseUnavailable, ValidationError, translate_errors
 from .events import LogObserver, Observer, Observers
+from .executor import close_thread_loop
 from .heartbeat import Heartbeat
 from .notify import Listener
 from .periodic import enqueue_due, seconds_to_next_tick
@@ -198,6 +199,8 @@ class Worker:
         if self._listener:
             self._listener.stop()
         if not self.running_queues:
+            for thread in self._runners:  # let them close their event loops
+                thread.join(timeout=2.0)
             # A job stuck in a C call keeps its heartbeat, so no retry can overlap it.
             if self._heartbeat:
                 self._heartbeat.stop()
@@ -278,7 +281,9 @@ class Worker:
     def _next_wait(self) -> float:
         wait = self.topia.poll_interval
         due = self._bookkeeping(
-            lambda c: store.queue_next_due(c, scope=self.scope, queues=self.queues)
+            lambda c: store.queue_next_due(
+                c, scope=self.scope, owner=self.owner, queues=self.queues
+            )
         )
         if due is not None:
             wait = min(wait, max(due, 0.0) + 0.001)
@@ -352,6 +357,7 @@ class Worker:
         while True:
             lease = self._work.get()
             if lease is None:
+                close_thread_loop(self.topia.close_async_pool)
                 return
             held = self._held_for(lease)
             try:

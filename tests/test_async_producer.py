@@ -60,13 +60,11 @@ class AsyncProducer(SyncProducer):
         return asyncio.run(run())
 
     async def _closing(self, call: Any) -> Any:
-        # Each asyncio.run has its own loop; the async pool belongs to one loop.
+        # Each asyncio.run has its own loop, and so its own async pool: close it.
         try:
             return await call
         finally:
-            if self.topia._async_pool is not None:
-                await self.topia._async_pool.close()
-                self.topia._async_pool = None
+            await self.topia.aclose()
 
 
 @pytest.fixture(params=["sync", "async"])
@@ -135,3 +133,24 @@ def test_async_signatures_match_the_sync_ones(sync: Any, async_: Any) -> None:
         return [(p.name, p.kind, p.default) for p in inspect.signature(fn).parameters.values()]
 
     assert shape(sync) == shape(async_)
+
+
+def test_an_async_action_can_enqueue_with_delay_async(topia: Queuetopia) -> None:
+    from queuetopia import JobState
+
+    from .helpers import wait_for
+
+    @topia.action("follow_up")
+    def follow_up(n: int) -> None: ...
+
+    @topia.action("chain")
+    async def chain(n: int) -> None:
+        if n < 3:  # each runner thread has its own event loop, and so its own pool
+            await follow_up.delay_async("next", n=n)
+            await chain_action.delay_async(f"chain-{n + 1}", n=n + 1)
+
+    chain_action = chain
+    chain.delay("chain-0", n=0)
+    with topia.worker(concurrency=2):
+        wait_for(lambda: len(topia.list_jobs(state=JobState.DONE)) == 7, timeout=20)
+    assert {j.params["n"] for j in topia.list_jobs(queue="next")} == {0, 1, 2}

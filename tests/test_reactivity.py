@@ -153,3 +153,22 @@ def test_notify_with_a_queue_name_wakes_the_worker(
         assert not ran.wait(0.3)
         topia.notify("q")
         assert ran.wait(5), "topia.notify('q') did not wake the worker"
+
+
+def test_a_dead_workers_queue_is_taken_when_its_lease_runs_out_not_at_the_next_poll(
+    topia: Queuetopia, db: psycopg.Connection[Any]
+) -> None:
+    ran: list[float] = []
+    topia.action("tick")(lambda: ran.append(time.monotonic()))
+    topia.create_job("q", "tick", {})
+    # A worker that died holding the queue: its lease runs out in 2 s.
+    db.execute(
+        "INSERT INTO queuetopia_leases (scope, queue, lease_id, token, owner, acquired_at,"
+        " locked_until) VALUES (%s, 'q', gen_random_uuid(), 0, 'dead:1:x', now(),"
+        " now() + interval '2 seconds')",
+        (topia.scope,),
+    )
+    started = time.monotonic()
+    with topia.worker():  # poll_interval is 60 s
+        wait_for(lambda: ran, timeout=15)
+    assert 1.5 < ran[0] - started < 10
