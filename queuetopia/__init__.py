@@ -4,6 +4,7 @@ from .actions import Action, BoundAction
 from .app import Queuetopia
 from .errors import (
     ConfigurationError,
+    DatabaseConflict,
     DatabaseError,
     DatabaseUnavailable,
     InvalidTransition,
@@ -20,6 +21,7 @@ __all__ = [
     "Action",
     "BoundAction",
     "ConfigurationError",
+    "DatabaseConflict",
     "DatabaseError",
     "DatabaseUnavailable",
     "InvalidTransition",

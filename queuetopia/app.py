@@ -24,7 +24,7 @@ from .actions import (
     OnExhausted,
     _pick,
 )
-from .database import connect, open_async_pool, open_pool, resolve_dsn
+from .database import Database, resolve_dsn
 from .errors import (
     InvalidTransition,
     JobNotFound,
@@ -67,6 +67,8 @@ class Queuetopia:
         max_params_bytes: int = DEFAULT_MAX_PARAMS_BYTES,
         pool_size: int = 10,
         on_failure: FailureHook | None = None,
+        listen_dsn: str | None = None,
+        prepared_statements: bool = True,
     ) -> None:
         self.scope = check_name("scope", scope)
         self.poll_interval = _seconds(poll_interval, "poll_interval")
@@ -81,6 +83,10 @@ class Queuetopia:
         self.actions: dict[str, Action[Any, Any]] = {}
         self.periodics: list[Periodic] = []
         self._dsn = dsn
+        # Behind PgBouncer in transaction mode: prepared_statements=False, and a
+        # listen_dsn that reaches PostgreSQL directly (LISTEN needs a session).
+        self._listen_dsn = listen_dsn
+        self._prepare_threshold = 5 if prepared_statements else None
         self._pool: ConnectionPool | None = None
         # An async pool belongs to the event loop that opened it: one per loop (a web
         # app's loop, and each worker runner's loop for async actions that enqueue).
@@ -103,6 +109,15 @@ class Queuetopia:
         if self._pool is not None:
             raise QueuetopiaError("cannot change the DSN of a topia that is connected")
         self._dsn = value
+
+    @property
+    def database(self) -> Database:
+        return Database(self.dsn, self._prepare_threshold)
+
+    @property
+    def listen_database(self) -> Database:
+        """Where workers LISTEN: `listen_dsn` if given (past a pooler), else `dsn`."""
+        return Database(self._listen_dsn or self.dsn, self._prepare_threshold)
 
     def action(
         self,
@@ -171,8 +186,7 @@ class Queuetopia:
             yield conn
             return
         if self._pool is None:
-            connect(self.dsn).close()  # fail now with the reason, not at the pool's timeout
-            self._pool = open_pool(self.dsn, max_size=self.pool_size, name="queuetopia")
+            self._pool = self.database.open_pool(max_size=self.pool_size, name="queuetopia")
         with translate_errors(), self._pool.connection() as pooled:
             yield pooled
 
@@ -185,7 +199,7 @@ class Queuetopia:
         loop = asyncio.get_running_loop()
         pool = self._async_pools.get(loop)
         if pool is None:
-            pool = await open_async_pool(self.dsn, max_size=self.pool_size)
+            pool = await self.database.open_async_pool(max_size=self.pool_size)
             self._async_pools[loop] = pool
         with translate_errors():
             async with pool.connection() as pooled:

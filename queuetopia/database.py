@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -35,41 +36,52 @@ def resolve_dsn(dsn: str | None) -> str:
     return embedded_dsn()
 
 
-def open_pool(dsn: str, *, max_size: int, name: str) -> ConnectionPool:
-    return ConnectionPool(
-        dsn,
-        min_size=1,
-        max_size=max(max_size, 1),
-        # Autocommit: each call is one statement, so no BEGIN/COMMIT round trips;
-        # calls that need several statements open a transaction explicitly.
-        kwargs={**CONNECT_KWARGS, "autocommit": True},
-        name=name,
-        timeout=10.0,
-        open=True,
-    )
+@dataclass(frozen=True)
+class Database:
+    """Where and how to connect. `prepare_threshold=None` turns psycopg's prepared
+    statements off, as PgBouncer in transaction mode needs."""
 
+    dsn: str
+    prepare_threshold: int | None = 5
 
-async def open_async_pool(dsn: str, *, max_size: int) -> AsyncConnectionPool:
-    with translate_errors():
-        probe = await psycopg.AsyncConnection.connect(dsn, **CONNECT_KWARGS)
-        await probe.close()  # fail now with the reason, not at the pool's timeout
-        pool = AsyncConnectionPool(
-            dsn,
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return {**CONNECT_KWARGS, "prepare_threshold": self.prepare_threshold}
+
+    def connect(self, *, autocommit: bool = True) -> psycopg.Connection[Any]:
+        """A dedicated connection (listener, heartbeat, runner), outside any pool."""
+        with translate_errors():
+            return psycopg.connect(self.dsn, autocommit=autocommit, **self.kwargs)
+
+    def open_pool(self, *, max_size: int, name: str) -> ConnectionPool:
+        self.connect().close()  # fail now with the reason, not at the pool's timeout
+        return ConnectionPool(
+            self.dsn,
             min_size=1,
             max_size=max(max_size, 1),
-            kwargs={**CONNECT_KWARGS, "autocommit": True},
-            name="queuetopia-async",
-            timeout=30.0,
-            open=False,
+            # Autocommit: each call is one statement, so no BEGIN/COMMIT round trips;
+            # calls that need several statements open a transaction explicitly.
+            kwargs={**self.kwargs, "autocommit": True},
+            name=name,
+            timeout=10.0,
+            open=True,
         )
-        await pool.open()
-        return pool
 
-
-def connect(dsn: str, *, autocommit: bool = True) -> psycopg.Connection[Any]:
-    """A dedicated connection (listener, heartbeat), outside any pool."""
-    with translate_errors():
-        return psycopg.connect(dsn, autocommit=autocommit, **CONNECT_KWARGS)
+    async def open_async_pool(self, *, max_size: int) -> AsyncConnectionPool:
+        with translate_errors():
+            probe = await psycopg.AsyncConnection.connect(self.dsn, **self.kwargs)
+            await probe.close()  # fail now with the reason, not at the pool's timeout
+            pool = AsyncConnectionPool(
+                self.dsn,
+                min_size=1,
+                max_size=max(max_size, 1),
+                kwargs={**self.kwargs, "autocommit": True},
+                name="queuetopia-async",
+                timeout=30.0,
+                open=False,
+            )
+            await pool.open()
+            return pool
 
 
 class ThreadConnections:
@@ -78,8 +90,8 @@ class ThreadConnections:
     Every statement the worker runs is a single statement, so autocommit saves the
     BEGIN and COMMIT round trips; a thread never waits on a pool."""
 
-    def __init__(self, dsn: str) -> None:
-        self._dsn = dsn
+    def __init__(self, database: Database) -> None:
+        self._database = database
         self._local = threading.local()
         self._all: list[psycopg.Connection[Any]] = []
         self._lock = threading.Lock()
@@ -87,7 +99,7 @@ class ThreadConnections:
     def get(self) -> psycopg.Connection[Any]:
         conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
         if conn is None or conn.closed:
-            conn = connect(self._dsn, autocommit=True)
+            conn = self._database.connect()
             self._local.conn = conn
             with self._lock:
                 self._all.append(conn)

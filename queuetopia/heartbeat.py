@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 
 from . import store
-from .database import connect
+from .database import Database
 from .errors import QueuetopiaError
 from .store import Lease
 
@@ -25,14 +25,14 @@ class Heartbeat:
 
     def __init__(
         self,
-        dsn: str,
+        database: Database,
         scope: str,
         ttl: float,
         held: Callable[[], list[tuple[Lease, float]]],
         on_renewed: Callable[[Lease, float], None],
         on_lost: Callable[[Lease], None],
     ) -> None:
-        self._dsn, self._scope, self._ttl = dsn, scope, ttl
+        self._database, self._scope, self._ttl = database, scope, ttl
         self._held, self._on_renewed, self._on_lost = held, on_renewed, on_lost
         self._conn: psycopg.Connection[Any] | None = None
         self._stopped = threading.Event()
@@ -74,7 +74,7 @@ class Heartbeat:
 
     def _renew(self, leases: list[Lease]) -> set[str]:
         if self._conn is None or self._conn.closed:
-            self._conn = connect(self._dsn, autocommit=True)
+            self._conn = self._database.connect()
         return store.lease_renew(self._conn, scope=self._scope, ttl=self._ttl, leases=leases)
 
     def _drop_connection(self) -> None:

@@ -56,16 +56,17 @@ def all_migrations() -> tuple[Migration, ...]:
     )
 
 
-def up_sql() -> str:
-    """All migrations, oldest first, as one script for teams that run their own
-    migration tool. Each file records its own version, so `migrate()` and workers
-    later see such a schema as up to date."""
-    return "\n".join(m.up for m in all_migrations())
+def up_sql(after: int = 0) -> str:
+    """The migrations newer than version `after`, oldest first, as one script for
+    teams that run their own migration tool. Each records its own version, so
+    `migrate()` and workers later see such a schema as up to date."""
+    return "\n".join(m.up for m in all_migrations() if m.version > after)
 
 
-def down_sql() -> str:
-    """The script that removes everything queuetopia created, newest first."""
-    return "\n".join(m.down for m in reversed(all_migrations()))
+def down_sql(to: int = 0) -> str:
+    """The script that undoes the migrations newer than version `to`, newest first;
+    with `to=0`, everything queuetopia created."""
+    return "\n".join(m.down for m in reversed(all_migrations()) if m.version > to)
 
 
 def applied_versions(conn: psycopg.Connection[Any]) -> list[int]:

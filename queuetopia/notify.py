@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import psycopg
 
-from .database import connect
+from .database import Database
 from .errors import QueuetopiaError
 from .queries import CHANNEL
 
@@ -26,8 +26,8 @@ class Listener:
     """Calls `on_notify(queue)` for each notification of `scope` ("" means any queue),
     and `on_notify("")` after every (re)connect."""
 
-    def __init__(self, dsn: str, scope: str, on_notify: Callable[[str], None]) -> None:
-        self._dsn = dsn
+    def __init__(self, database: Database, scope: str, on_notify: Callable[[str], None]) -> None:
+        self._database = database
         self._scope = scope
         self._on_notify = on_notify
         self._stopped = threading.Event()
@@ -55,7 +55,7 @@ class Listener:
                 delay = min(delay * 2, 5.0)
 
     def _listen(self) -> None:
-        with connect(self._dsn, autocommit=True) as conn:
+        with self._database.connect() as conn:
             conn.execute("LISTEN " + CHANNEL)
             self.healthy = True
             self._on_notify("")  # catch up on what was missed while disconnected

@@ -124,7 +124,7 @@ class _Drain:
 
     def run(self, max_jobs: int) -> DrainResult:
         heartbeat = Heartbeat(
-            self.topia.dsn,
+            self.topia.database,
             self.topia.scope,
             self.topia.lock_ttl,
             self._held_leases,

@@ -154,15 +154,19 @@ class Worker:
         signal.signal(signal.SIGINT, handle)
 
     def _setup(self) -> None:
-        dsn = self.topia.dsn
         with self.topia.connection() as conn:
             if len(migrations.applied_versions(conn)) < len(migrations.all_migrations()):
                 migrations.migrate(conn)
-        self._conns = ThreadConnections(dsn)
+        self._conns = ThreadConnections(self.topia.database)
         self._heartbeat = Heartbeat(
-            dsn, self.scope, self.topia.lock_ttl, self._held_leases, self._renewed, self._lost
+            self.topia.database,
+            self.scope,
+            self.topia.lock_ttl,
+            self._held_leases,
+            self._renewed,
+            self._lost,
         )
-        self._listener = Listener(dsn, self.scope, self._notified)
+        self._listener = Listener(self.topia.listen_database, self.scope, self._notified)
         self._heartbeat.start()
         self._listener.start()
         runner = Runner(

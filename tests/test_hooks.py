@@ -104,3 +104,19 @@ def test_worker_prunes_past_job_retention(make_topia: Any, db: psycopg.Connectio
     )
     with topia.worker():  # the first prune runs a few seconds after start
         wait_for(lambda: topia.get_job(job.id) is None, timeout=15)
+
+
+def test_without_prepared_statements_for_pgbouncer(make_topia: Any, dsn: str) -> None:
+    topia: Queuetopia = make_topia(prepared_statements=False, listen_dsn=dsn)
+    with topia.database.connect() as conn:
+        assert conn.prepare_threshold is None
+    ran: list[int] = []
+
+    @topia.action("ok")
+    def ok(n: int) -> None:
+        ran.append(n)
+
+    ok.delay_many("q", [{"n": n} for n in range(10)])
+    with topia.worker():
+        wait_for(lambda: ran == list(range(10)))
+    assert topia.listen_database.dsn == dsn

@@ -239,3 +239,12 @@ def test_a_worker_runs_on_a_schema_installed_from_up_sql(
         topia.create_job("q", "mark", {})
         with topia.worker():
             assert ran.wait(10)
+
+
+def test_up_sql_after_a_version_gives_only_the_newer_migrations() -> None:
+    versions = [m.version for m in migrations.all_migrations()]
+    assert len(versions) >= 2
+    newest = migrations.all_migrations()[-1]
+    assert migrations.up_sql(after=versions[-2]) == newest.up
+    assert migrations.down_sql(to=versions[-2]) == newest.down
+    assert migrations.up_sql(after=versions[-1]) == ""
