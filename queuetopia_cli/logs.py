@@ -12,6 +12,8 @@ from rich.logging import RichHandler
 
 from queuetopia.errors import redact
 
+PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
 
 class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
@@ -39,6 +41,11 @@ def setup_logging(verbose: bool = False, log_format: str = "text") -> None:
     if log_format == "json":
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JsonFormatter())
+    elif not sys.stderr.isatty():
+        # Under systemd, Kubernetes or a pipe: plain lines. Rich renders each record
+        # as a table row, which costs a worker most of its throughput.
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(PLAIN_FORMAT))
     else:
         # stderr, so logs never mix with --json or tables on stdout.
         handler = RichHandler(
