@@ -1,0 +1,1 @@
+"""Fault-injection suite: real worker processes against a PostgreSQL of its own."""

@@ -1,0 +1,167 @@
+"""The topia of the chaos suite's worker processes: `tests.chaos.chaos_app:topia`.
+
+Configured from the environment: the scope (QT_CHAOS_SCOPE), the lease TTL
+(QT_CHAOS_LOCK_TTL) and the pool size (QT_CHAOS_POOL). The worker's own DSN comes from
+the command line (`--dsn`, perhaps through the fault-injecting proxy); the execution
+log is written through a direct connection to the database (QT_CHAOS_LOG_DSN), so a
+network fault between a worker and the database never hides what the action did.
+
+Each execution writes one row of `chaos_exec` when it starts and completes it when it
+ends: which job, which attempt, which process, when (database clock) and how it ended
+(`ok`, `interrupted` by the worker, `error`; no end at all means the process died).
+A log write that fails (the database restarting) is retried until it succeeds, and is
+idempotent, so a lost reply never writes a row twice.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+import signal
+import threading
+import time
+import uuid
+from typing import Any
+
+import psycopg
+
+from queuetopia import Job, Queuetopia
+
+topia = Queuetopia(
+    scope=os.environ.get("QT_CHAOS_SCOPE", "chaos"),
+    lock_ttl=float(os.environ.get("QT_CHAOS_LOCK_TTL", "3")),
+    pool_size=int(os.environ.get("QT_CHAOS_POOL", "2")),
+    poll_interval=60.0,
+)
+
+# `kill -USR1 PID` prints every thread's stack to the worker's log, for diagnosis.
+faulthandler.register(signal.SIGUSR1, all_threads=True)
+
+LOG_DSN = os.environ.get("QT_CHAOS_LOG_DSN", "")
+LOG_RETRY_FOR = 120.0
+
+_local = threading.local()
+
+
+def _log(statement: str, params: tuple[Any, ...]) -> None:
+    """Write to the log, retrying while the database is away. An interrupt the worker
+    sends (a BaseException raised in this thread, once per attempt) may land anywhere
+    in here, even in the retry's sleep: the write is finished first, then the
+    interrupt goes on."""
+    interrupt: BaseException | None = None
+    deadline = time.monotonic() + LOG_RETRY_FOR
+    while True:
+        try:
+            try:
+                _write(statement, params)
+                break
+            except psycopg.Error:
+                _drop()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        except psycopg.Error:
+            raise
+        except BaseException as exc:  # the worker's interrupt
+            interrupt = exc
+            _drop()  # it may have left the connection in the middle of a statement
+    if interrupt is not None:
+        raise interrupt
+
+
+def _write(statement: str, params: tuple[Any, ...]) -> None:
+    conn: psycopg.Connection[Any] | None = getattr(_local, "conn", None)
+    if conn is None or conn.closed:
+        conn = _local.conn = psycopg.connect(
+            LOG_DSN or topia.dsn, autocommit=True, connect_timeout=5
+        )
+    conn.execute(statement, params)
+
+
+def _drop() -> None:
+    conn: psycopg.Connection[Any] | None = getattr(_local, "conn", None)
+    _local.conn = None
+    if conn is not None:
+        conn.close()
+
+
+def _started(exec_id: uuid.UUID, job: Job, n: int) -> None:
+    error = (job.error or "").splitlines()[0][:200] if job.error else None
+    _log(
+        "INSERT INTO chaos_exec (exec_id, scope, job_id, queue, n, attempt, pid, node,"
+        " prev_error) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        " ON CONFLICT (exec_id) DO NOTHING",
+        (exec_id, topia.scope, job.id, job.queue, n, job.attempts, os.getpid(), job.attempted_by,
+         error),
+    )  # fmt: skip
+
+
+def _ended(exec_id: uuid.UUID, outcome: str) -> None:
+    _log(
+        "UPDATE chaos_exec SET ended_at = clock_timestamp(), outcome = %s"
+        " WHERE exec_id = %s AND ended_at IS NULL",
+        (outcome, exec_id),
+    )
+
+
+def _outcome(exc: BaseException) -> str:
+    return "interrupted" if type(exc).__name__ in ("Interrupted", "JobTimeout") else "error"
+
+
+def _spin(seconds: float) -> None:
+    """Pure-Python work that holds the GIL but for the interpreter's switches."""
+    deadline = time.monotonic() + seconds
+    total = 0
+    while time.monotonic() < deadline:
+        for i in range(2000):
+            total += i * i
+
+
+def _sleep(seconds: float) -> None:
+    """Sleep in short slices, so that the worker can interrupt the action promptly."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(min(0.01, max(deadline - time.monotonic(), 0)))
+
+
+@topia.action("work", timeout=300.0, max_attempts=50, backoff=lambda job: 0.2)
+def work(
+    n: int, job: Job, sleep: float = 0.0, cpu: float = 0.0, first_sleep: float | None = None
+) -> int:
+    """Log the start, sleep and/or spin, log the end. `first_sleep` replaces `sleep` on
+    the first attempt."""
+    exec_id = uuid.uuid4()
+    try:
+        _started(exec_id, job, n)
+        _sleep(first_sleep if first_sleep is not None and job.attempts == 1 else sleep)
+        _spin(cpu)
+    except BaseException as exc:
+        _ended(exec_id, _outcome(exc))
+        raise
+    _ended(exec_id, "ok")
+    return n
+
+
+@topia.action("poison", timeout=60.0, max_attempts=3, backoff=lambda job: 1.0)
+def poison(n: int, job: Job) -> None:
+    """Kill the worker process at the start of every attempt."""
+    _started(uuid.uuid4(), job, n)
+    os._exit(17)
+
+
+@topia.action("spawn", timeout=120.0, max_attempts=50, backoff=lambda job: 0.2)
+def spawn(n: int, job: Job, children: int, hold: float = 0.0) -> int:
+    """Enqueue `children` jobs through the topia's (small) pool, holding a pooled
+    connection for `hold` seconds first: actions that compete for the pool."""
+    exec_id = uuid.uuid4()
+    try:
+        _started(exec_id, job, n)
+        with topia.connection() as conn:
+            conn.execute("SELECT pg_sleep(%s)", (hold,))
+        for i in range(children):
+            work.delay(f"{job.queue}.child{i}", n=n)
+    except BaseException as exc:
+        _ended(exec_id, _outcome(exc))
+        raise
+    _ended(exec_id, "ok")
+    return n
