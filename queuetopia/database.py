@@ -22,6 +22,8 @@ CONNECT_KWARGS: dict[str, Any] = {
     "keepalives_idle": 10,
     "keepalives_interval": 5,
     "keepalives_count": 3,
+    # Data unacknowledged this long (a half-open connection) breaks the connection.
+    "tcp_user_timeout": 10_000,
 }
 
 
@@ -62,6 +64,9 @@ class Database:
             # Autocommit: each call is one statement, so no BEGIN/COMMIT round trips;
             # calls that need several statements open a transaction explicitly.
             kwargs={**self.kwargs, "autocommit": True},
+            # One empty query per checkout: a connection broken by a database restart
+            # is replaced instead of failing the caller's enqueue.
+            check=ConnectionPool.check_connection,
             name=name,
             timeout=10.0,
             open=True,
@@ -76,6 +81,7 @@ class Database:
                 min_size=1,
                 max_size=max(max_size, 1),
                 kwargs={**self.kwargs, "autocommit": True},
+                check=AsyncConnectionPool.check_connection,
                 name="queuetopia-async",
                 timeout=30.0,
                 open=False,

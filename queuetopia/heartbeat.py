@@ -37,6 +37,11 @@ class Heartbeat:
         self._conn: psycopg.Connection[Any] | None = None
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="queuetopia-heartbeat", daemon=True)
+        # The trust deadline is watched apart from the renewals: a renewal stuck on a
+        # half-open connection must not keep a job running past its lease.
+        self._trust_thread = threading.Thread(
+            target=self._watch_trust, name="queuetopia-trust", daemon=True
+        )
 
     @property
     def interval(self) -> float:
@@ -44,10 +49,19 @@ class Heartbeat:
 
     def start(self) -> None:
         self._thread.start()
+        self._trust_thread.start()
 
     def stop(self) -> None:
         self._stopped.set()
         self._thread.join(timeout=5)
+        self._trust_thread.join(timeout=5)
+
+    def _watch_trust(self) -> None:
+        while not self._stopped.wait(min(self.interval / 4, 0.25)):
+            now = time.monotonic()
+            for lease, trusted_until in self._held():
+                if now > trusted_until:
+                    self._on_lost(lease)
 
     def _run(self) -> None:
         while not self._stopped.wait(self.interval):

@@ -11,8 +11,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import pytest
-
 from ..helpers import wait_for
 from ..procs import WorkerProcess
 from .harness import Chaos, now
@@ -111,12 +109,6 @@ def test_database_restarts_and_a_crash_while_jobs_run(make_chaos: Callable[..., 
     chaos.assert_no_password_in_logs()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ENGINE BUG: the producer pool (queuetopia/database.py open_pool) hands out "
-    "idle connections that a database restart broke, so the first enqueue after the "
-    "database is back raises DatabaseUnavailable (once per pooled connection)",
-)
 def test_the_producer_pool_survives_a_database_restart(make_chaos: Callable[..., Chaos]) -> None:
     """SPEC §5: producers raise while the database is down; once it is back, enqueues
     work again. A pooled connection that the restart closed must not be handed out."""

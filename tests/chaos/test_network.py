@@ -8,8 +8,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import pytest
-
 from ..helpers import wait_for
 from .harness import Chaos, now
 
@@ -84,12 +82,6 @@ def test_a_partition_longer_than_the_lease_is_fenced_and_recovered(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ENGINE BUG: the local trust deadline is checked only after a lease renewal "
-    "returns; a renewal stuck on a half-open connection never returns, so a partitioned "
-    "worker runs its job on past its lease, alongside its successor, until the network heals",
-)
 def test_a_partitioned_worker_stops_its_job_when_it_stops_trusting_its_lease(
     make_chaos: Callable[..., Chaos],
 ) -> None:
