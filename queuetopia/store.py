@@ -9,6 +9,7 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
+from psycopg import pq
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb, JsonbLoader, JsonLoader
 
@@ -37,9 +38,16 @@ class Claim:
     head: Job | None
 
 
+_JSON_OIDS = (psycopg.postgres.types["jsonb"].oid, psycopg.postgres.types["json"].oid)
+
+
 def _own_loaders(cur: psycopg.Cursor[Any] | psycopg.AsyncCursor[Any]) -> None:
     """Decode JSON ourselves: a caller's connection (Django's, for one) may have loaders
-    of its own that return JSON as text."""
+    of its own that return JSON as text. Checking first is cheaper than registering."""
+    adapters = cur.connection.adapters
+    jsonb, json_ = (adapters.get_loader(oid, pq.Format.TEXT) for oid in _JSON_OIDS)
+    if jsonb is JsonbLoader and json_ is JsonLoader:
+        return
     cur.adapters.register_loader("jsonb", JsonbLoader)
     cur.adapters.register_loader("json", JsonLoader)
 
