@@ -28,13 +28,14 @@ WITH lease AS (
 
 # Start an attempt of the job in CTE `head` if it is pending and due: attempts are
 # counted here, when the attempt starts. Callers add the fence and pause conditions.
+# `j.id = (SELECT ...)` leaves the planner only the primary key: a cached generic plan
+# must never find the job by scanning an index of pending jobs.
 HEAD_CLAIM: LiteralString = """
     UPDATE queuetopia_jobs j
        SET state = 'running', attempts = j.attempts + 1, attempted_at = now(),
            attempted_by = %(node)s, lease_id = %(lease_id)s, next_attempt_at = NULL,
            updated_at = now()
-      FROM head
-     WHERE j.id = head.head_id AND j.state = 'pending'
+     WHERE j.id = (SELECT head_id FROM head) AND j.state = 'pending'
        AND j.scheduled_at <= now() AND coalesce(j.next_attempt_at, j.scheduled_at) <= now()
 """
 
@@ -248,7 +249,8 @@ JOB_FINISH: LiteralString = (
            failing_since = CASE WHEN %(state)s::text = 'done' THEN NULL
                                 ELSE coalesce(failing_since, now()) END,
            updated_at = now()
-     WHERE id = %(id)s AND state = 'running' AND lease_id = %(job_lease_id)s
+     WHERE id = %(id)s AND scope = %(scope)s AND queue = %(queue)s
+       AND state = 'running' AND lease_id = %(job_lease_id)s
        AND EXISTS (SELECT 1 FROM lease)
     RETURNING"""
     + JOB_COLUMNS
