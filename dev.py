@@ -21,7 +21,7 @@ BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 STAMP = VENV / ".installed"
 # mkdocs-material prints a banner about its successor on every build.
 QUIET_MKDOCS = {"NO_MKDOCS_2_WARNING": "1"}
-LINTED = ["queuetopia", "queuetopia_cli", "tests", "examples", "docs_src", "dev.py"]
+LINTED = ["queuetopia", "queuetopia_cli", "tests", "examples", "docs_src", "bench", "dev.py"]
 
 
 def ensure_env() -> None:
@@ -41,7 +41,7 @@ def ensure_env() -> None:
 
 def main(argv: list[str]) -> int:
     command, *rest = argv or ["help"]
-    if command not in ("demo", "test", "lint", "docs"):
+    if command not in ("demo", "test", "lint", "docs", "bench"):
         print(__doc__)
         return 2
     ensure_env()
@@ -54,6 +54,8 @@ def main(argv: list[str]) -> int:
             [str(BIN / "mypy"), "queuetopia"],
         ]
         return max(subprocess.call(step, cwd=ROOT) for step in steps)
+    if command == "bench":  # e.g. `python3 dev.py bench --quick`; see docs/performance.md
+        return subprocess.call([str(BIN / "python"), "bench/run.py", *rest], cwd=ROOT)
     if command == "docs":  # every warning (a broken link, a missing snippet) is an error
         build = [str(BIN / "mkdocs"), "build", "--strict", "--site-dir", str(ROOT / "site")]
         return subprocess.call([*build, *rest], cwd=ROOT, env={**os.environ, **QUIET_MKDOCS})

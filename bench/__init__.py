@@ -1,0 +1,1 @@
+"""Queuetopia's benchmark suite: `python bench/run.py --help` (see docs/performance.md)."""

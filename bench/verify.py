@@ -1,0 +1,231 @@
+"""Correctness checks: a fast wrong answer is a failure.
+
+Two independent witnesses:
+- the database: every job done exactly once (attempts = 1), per queue the jobs ran in
+  seq order and never overlapped (each job's done_at <= the next job's
+  attempted_at; both are the database's now() of the transactions that recorded
+  them), and enqueue kept list order (params.i grows with seq);
+- the workers' own record (bench/apps.py): each job id ran exactly once across all
+  worker processes, and per queue the action runs are in seq order and do not
+  overlap in wall-clock time.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+from typing import Any
+
+import psycopg
+
+from .procs import WorkerLog
+
+MAX_LISTED = 5
+
+
+class Problems:
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def add(self, what: str, rows: list[Any] | None = None) -> None:
+        if rows:
+            what += ": " + "; ".join(str(r) for r in rows[:MAX_LISTED])
+            if len(rows) > MAX_LISTED:
+                what += f" (+{len(rows) - MAX_LISTED} more)"
+        self.items.append(what)
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+
+def check_enqueued(conn: psycopg.Connection[Any], scope: str, expected: int) -> list[str]:
+    """After an enqueue run: the count, gapless per-queue seq, and list order kept."""
+    p = Problems()
+    row = conn.execute("SELECT count(*) FROM queuetopia_jobs WHERE scope = %s", [scope]).fetchone()
+    if row is None or row[0] != expected:
+        p.add(f"expected {expected} jobs, found {row[0] if row else None}")
+    bad = conn.execute(
+        """
+        SELECT q.queue, q.last_seq, count(j.*), min(j.seq), max(j.seq)
+          FROM queuetopia_queues q JOIN queuetopia_jobs j USING (scope, queue)
+         WHERE q.scope = %s
+         GROUP BY q.queue, q.last_seq
+        HAVING count(j.*) <> q.last_seq OR min(j.seq) <> 1 OR max(j.seq) <> q.last_seq
+        """,
+        [scope],
+    ).fetchall()
+    if bad:
+        p.add("per-queue seq is not 1..last_seq", bad)
+    disorder = conn.execute(
+        """
+        SELECT queue, seq, i, prev_i FROM (
+            SELECT queue, seq, (params->>'i')::int AS i,
+                   lag((params->>'i')::int) OVER (PARTITION BY queue ORDER BY seq) AS prev_i
+              FROM queuetopia_jobs WHERE scope = %s) t
+         WHERE prev_i IS NOT NULL AND i <= prev_i
+        """,
+        [scope],
+    ).fetchall()
+    if disorder:
+        p.add("enqueue order not kept (params.i not increasing with seq)", disorder)
+    return p.items
+
+
+def check_ran(
+    conn: psycopg.Connection[Any],
+    scope: str,
+    expected: int,
+    logs: list[WorkerLog] | None,
+    *,
+    complete: bool = True,
+    counted: int | None = None,
+) -> list[str]:
+    """After a drain. `complete`: every job must be done; otherwise (a window of a big
+    queue set) the done jobs of each queue must be a prefix of it. `logs`: the
+    workers' records (None: only `counted`, the sum of their counters, is known)."""
+    p = Problems()
+    rows = conn.execute(
+        """
+        SELECT count(*), count(*) FILTER (WHERE state = 'done'),
+               count(*) FILTER (WHERE state = 'running'),
+               count(*) FILTER (WHERE state NOT IN ('done', 'pending', 'running')),
+               count(*) FILTER (WHERE state = 'done' AND attempts <> 1),
+               count(*) FILTER (WHERE state = 'pending' AND attempts <> 0)
+          FROM queuetopia_jobs WHERE scope = %s
+        """,
+        [scope],
+    ).fetchone()
+    assert rows is not None
+    total, done, running, other, reattempted, retried = rows
+    if total != expected:
+        p.add(f"expected {expected} jobs in the table, found {total}")
+    if complete and done != expected:
+        p.add(f"{expected - done} of {expected} jobs not done")
+    if running:
+        p.add(f"{running} jobs left running after the workers stopped")
+    if other:
+        p.add(f"{other} jobs failed or cancelled")
+    if reattempted or retried:
+        p.add(f"{reattempted + retried} jobs attempted more than once or left with attempts")
+
+    overlap = conn.execute(
+        """
+        SELECT queue, seq, attempted_at, done_at, next_seq, next_attempted_at FROM (
+            SELECT queue, seq, attempted_at, done_at,
+                   lead(seq) OVER w AS next_seq, lead(attempted_at) OVER w AS next_attempted_at
+              FROM queuetopia_jobs
+             WHERE scope = %s AND state = 'done'
+            WINDOW w AS (PARTITION BY queue ORDER BY seq)) t
+         WHERE attempted_at > done_at OR next_attempted_at < done_at
+        """,
+        [scope],
+    ).fetchall()
+    if overlap:
+        p.add("jobs of one queue overlapped or ran out of order (database times)", overlap)
+    if not complete:
+        gaps = conn.execute(
+            """
+            SELECT queue, max(seq) FILTER (WHERE state = 'done') AS last_done,
+                   min(seq) FILTER (WHERE state <> 'done') AS first_pending
+              FROM queuetopia_jobs WHERE scope = %s GROUP BY queue
+            HAVING max(seq) FILTER (WHERE state = 'done')
+                   > min(seq) FILTER (WHERE state <> 'done')
+            """,
+            [scope],
+        ).fetchall()
+        if gaps:
+            p.add("a job ran before an earlier job of its queue", gaps)
+
+    if logs is None:
+        if counted is not None and counted != done:
+            p.add(f"the actions counted {counted} runs, the database has {done} done jobs")
+        return p.items
+    _check_logs(conn, scope, logs, done, p)
+    return p.items
+
+
+def _check_logs(
+    conn: psycopg.Connection[Any], scope: str, logs: list[WorkerLog], done: int, p: Problems
+) -> None:
+    runs: dict[int, list[tuple[float, float]]] = defaultdict(list)
+    for log in logs:
+        for job_id, t0, t1 in zip(log.ids, log.t0, log.t1, strict=True):
+            runs[job_id].append((t0, t1))
+    twice = [(job_id, len(r)) for job_id, r in runs.items() if len(r) > 1]
+    if twice:
+        p.add("jobs ran more than once (worker records)", twice)
+    ran_count = sum(len(r) for r in runs.values())
+    if ran_count != done:
+        p.add(f"the actions recorded {ran_count} runs, the database has {done} done jobs")
+    db_jobs = conn.execute(
+        "SELECT id, queue, seq FROM queuetopia_jobs WHERE scope = %s AND state = 'done'",
+        [scope],
+    ).fetchall()
+    db_ids = {r[0] for r in db_jobs}
+    missing = sorted(db_ids - runs.keys())
+    extra = sorted(runs.keys() - db_ids)
+    if missing:
+        p.add("done in the database but never run by an action", missing)
+    if extra:
+        p.add("run by an action but not done in the database", extra)
+    by_queue: dict[str, list[tuple[float, float, int, int]]] = defaultdict(list)
+    for job_id, queue, seq in db_jobs:
+        for t0, t1 in runs.get(job_id, []):
+            by_queue[queue].append((t0, t1, seq, job_id))
+    bad = []
+    for queue, items in by_queue.items():
+        items.sort()
+        for prev, cur in itertools.pairwise(items):
+            if cur[2] <= prev[2] or cur[0] < prev[1]:
+                bad.append((queue, prev[2], cur[2], round(cur[0] - prev[1], 6)))
+    if bad:
+        p.add("actions of one queue ran out of order or overlapped (worker records)", bad)
+
+
+def queue_gaps(
+    conn: psycopg.Connection[Any],
+    scope: str,
+    logs: list[WorkerLog],
+    started_at: float | None = None,
+    stall: float = 1.0,
+) -> tuple[float, float, list[str]]:
+    """Waiting, from the workers' records (worker clocks):
+    - the longest wait between one job's end and the next job's start in the same
+      queue (with more queues due than slots, a queue waits its turn);
+    - the longest time in which no job started at all, from `started_at` (the
+      enqueue commit, epoch seconds) to the last start: with jobs due, that is a
+      missed wake-up (a line for each such pause over `stall` seconds).
+    Neither is a correctness error; both show up as lost throughput."""
+    where = {
+        r[0]: (r[1], r[2])
+        for r in conn.execute(
+            "SELECT id, queue, seq FROM queuetopia_jobs WHERE scope = %s AND state = 'done'",
+            [scope],
+        )
+    }
+    by_queue: dict[str, list[tuple[float, float, int, int]]] = defaultdict(list)
+    starts: list[float] = [] if started_at is None else [started_at]
+    for log in logs:
+        for job_id, t0, t1 in zip(log.ids, log.t0, log.t1, strict=True):
+            starts.append(t0)
+            if job_id in where:
+                queue, seq = where[job_id]
+                by_queue[queue].append((t0, t1, seq, log.pid))
+    longest = 0.0
+    for items in by_queue.values():
+        items.sort()
+        for prev, cur in itertools.pairwise(items):
+            longest = max(longest, cur[0] - prev[1])
+    starts.sort()
+    idle = 0.0
+    stalls = []
+    origin = starts[0] if starts else 0.0
+    for prev_start, next_start in itertools.pairwise(starts):
+        pause = next_start - prev_start
+        idle = max(idle, pause)
+        if pause > stall:
+            stalls.append(
+                f"no job started for {pause:.1f}s (from {prev_start - origin:.1f}s into the "
+                "run) although jobs were due: a missed wake-up"
+            )
+    return longest, idle, stalls
