@@ -24,10 +24,16 @@ if TYPE_CHECKING:
 TRACE_KEY = "trace"
 
 
+def tracing_configured() -> bool:
+    """Whether an application installed a tracer provider. Without one, spans would
+    be non-recording, and building them for every job is pure cost."""
+    return HAVE_OTEL and not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+
 @contextmanager
 def enqueue_span(scope: str, queue: str, action: str, count: int) -> Iterator[dict[str, Any]]:
     """A producer span; yields the job meta that carries its context."""
-    if not HAVE_OTEL:
+    if not tracing_configured():
         yield {}
         return
     tracer = trace.get_tracer("queuetopia")

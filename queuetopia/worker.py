@@ -27,7 +27,7 @@ from .notify import Listener
 from .periodic import enqueue_due, seconds_to_next_tick
 from .runner import Held, RunContext, Runner
 from .store import Conn, Lease
-from .tracing import HAVE_OTEL, TracingObserver
+from .tracing import TracingObserver, tracing_configured
 from .validation import check_name
 
 if TYPE_CHECKING:
@@ -86,8 +86,6 @@ class Worker:
         self._heartbeat: Heartbeat | None = None
         self._listener: Listener | None = None
         self.observers: list[Observer] = [LogObserver()]
-        if HAVE_OTEL:
-            self.observers.append(TracingObserver())
         self._observers = Observers(self.observers)
 
     # -- lifecycle ---------------------------------------------------------------
@@ -154,6 +152,8 @@ class Worker:
         signal.signal(signal.SIGINT, handle)
 
     def _setup(self) -> None:
+        if tracing_configured():  # a tracer provider must be installed before start
+            self.observers.append(TracingObserver())
         with self.topia.connection() as conn:
             if len(migrations.applied_versions(conn)) < len(migrations.all_migrations()):
                 migrations.migrate(conn)
