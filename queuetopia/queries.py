@@ -26,8 +26,8 @@ WITH lease AS (
        FOR UPDATE
 )"""
 
-# Start an attempt of the job in CTE `head` if it is pending and due: attempts are
-# counted here, when the attempt starts. Callers add the fence and pause conditions.
+# Start an attempt of the job in CTE `head` if it is pending and due and its queue is
+# not paused: attempts are counted here, when the attempt starts. Callers add the fence.
 # `j.id = (SELECT ...)` leaves the planner only the primary key: a cached generic plan
 # must never find the job by scanning an index of pending jobs.
 HEAD_CLAIM: LiteralString = """
@@ -37,6 +37,8 @@ HEAD_CLAIM: LiteralString = """
            updated_at = now()
      WHERE j.id = (SELECT head_id FROM head) AND j.state = 'pending'
        AND j.scheduled_at <= now() AND coalesce(j.next_attempt_at, j.scheduled_at) <= now()
+       AND NOT EXISTS (SELECT 1 FROM queuetopia_queues q
+                        WHERE q.scope = %(scope)s AND q.queue = %(queue)s AND q.paused)
 """
 
 # Enqueue a batch of jobs into one queue, in one round trip.
@@ -181,7 +183,7 @@ SELECT queuetopia_queue_refresh(%(scope)s, %(queue)s) AS refreshed,
 # - attempts is counted here, when the attempt starts, so a job that kills its
 #   worker still uses up its attempts.
 # - The partial unique index on running jobs backs rule 3.2 up.
-# The result has one row: the lease and pause flags, plus either the claimed job
+# The result has one row: the lease flag, plus either the claimed job
 # (outcome 'claimed') or the unclaimed head as it was (outcome 'head'), so the
 # worker can tell an empty queue from a lost worker's job or a job not yet due.
 JOB_CLAIM_HEAD: LiteralString = (
@@ -197,12 +199,9 @@ JOB_CLAIM_HEAD: LiteralString = (
         AND NOT EXISTS (SELECT 1 FROM running)
       ORDER BY scheduled_at, seq
       LIMIT 1)
-), paused AS (
-    SELECT paused FROM queuetopia_queues WHERE scope = %(scope)s AND queue = %(queue)s
 ), claimed AS ("""
     + HEAD_CLAIM
     + """       AND EXISTS (SELECT 1 FROM lease)
-       AND NOT coalesce((SELECT paused FROM paused), false)
     RETURNING"""
     + JOB_COLUMNS
     + """
@@ -217,9 +216,7 @@ JOB_CLAIM_HEAD: LiteralString = (
       FROM queuetopia_jobs
      WHERE id = (SELECT head_id FROM head) AND NOT EXISTS (SELECT 1 FROM claimed)
 )
-SELECT EXISTS (SELECT 1 FROM lease) AS leased,
-       coalesce((SELECT paused FROM paused), false) AS paused,
-       found.*
+SELECT EXISTS (SELECT 1 FROM lease) AS leased, found.*
   FROM (SELECT 1) AS one LEFT JOIN found ON true
 """
 )
@@ -264,8 +261,6 @@ JOB_FINISH: LiteralString = (
 ), claimed AS ("""
     + HEAD_CLAIM
     + """       AND EXISTS (SELECT 1 FROM rec)
-       AND NOT EXISTS (SELECT 1 FROM queuetopia_queues q
-                        WHERE q.scope = %(scope)s AND q.queue = %(queue)s AND q.paused)
     RETURNING"""
     + JOB_COLUMNS
     + """

@@ -33,7 +33,6 @@ class Claim:
     """What claiming a queue's head found."""
 
     leased: bool
-    paused: bool
     claimed: bool
     head: Job | None
 
@@ -184,9 +183,9 @@ def job_claim_head(conn: Conn, *, scope: str, lease: Lease, node: str) -> Claim:
         {"scope": scope, "queue": lease.queue, "lease_id": lease.lease_id, "node": node},
     )
     row = rows[0]
-    leased, paused, outcome = row.pop("leased"), row.pop("paused"), row.pop("outcome")
+    leased, outcome = row.pop("leased"), row.pop("outcome")
     head = _job(row) if outcome is not None else None
-    return Claim(leased=leased, paused=paused, claimed=outcome == "claimed", head=head)
+    return Claim(leased=leased, claimed=outcome == "claimed", head=head)
 
 
 def job_finish(
