@@ -26,19 +26,24 @@ WITH lease AS (
        FOR UPDATE
 )"""
 
-# Start an attempt of the job in CTE `head` if it is pending and due and its queue is
-# not paused: attempts are counted here, when the attempt starts. Callers add the fence.
-# `j.id = (SELECT ...)` leaves the planner only the primary key: a cached generic plan
-# must never find the job by scanning an index of pending jobs.
+# Start an attempt of each job in CTE `head` (head_id, head_queue, head_lease) if it
+# is pending and due and its queue is not paused: attempts are counted here, when the
+# attempt starts. Callers add the fence.
+# `= ANY(ARRAY(...))` leaves the planner only primary keys: a cached generic plan must
+# never find the jobs by scanning an index of pending jobs, nor read a scope's queues.
 HEAD_CLAIM: LiteralString = """
     UPDATE queuetopia_jobs j
        SET state = 'running', attempts = j.attempts + 1, attempted_at = now(),
-           attempted_by = %(node)s, lease_id = %(lease_id)s, next_attempt_at = NULL,
+           attempted_by = %(node)s, lease_id = head_lease, next_attempt_at = NULL,
            updated_at = now()
-     WHERE j.id = (SELECT head_id FROM head) AND j.state = 'pending'
+      FROM head
+     WHERE j.id = ANY(ARRAY(SELECT head_id FROM head)) AND j.id = head_id
+       AND j.state = 'pending'
        AND j.scheduled_at <= now() AND coalesce(j.next_attempt_at, j.scheduled_at) <= now()
-       AND NOT EXISTS (SELECT 1 FROM queuetopia_queues q
-                        WHERE q.scope = %(scope)s AND q.queue = %(queue)s AND q.paused)
+       AND head_queue <> ALL(ARRAY(
+           SELECT q.queue FROM queuetopia_queues q
+            WHERE q.scope = %(scope)s AND q.queue = ANY(ARRAY(SELECT head_queue FROM head))
+              AND q.paused))
 """
 
 # Enqueue a batch of jobs into one queue, in one round trip.
@@ -149,12 +154,23 @@ SELECT extract(epoch FROM least(
 
 # Renew every lease this worker holds in one statement (the heartbeat).
 # A queue missing from the result is lost: its lease expired or was taken over.
+# The rows are locked in queue order, as JOB_FINISH locks them, so a heartbeat and a
+# batch of outcomes of the same worker never deadlock.
 LEASE_RENEW: LiteralString = """
+WITH held AS (
+    SELECT l.queue AS held_queue
+      FROM queuetopia_leases l
+      JOIN unnest(%(queues)s::text[], %(lease_ids)s::uuid[]) AS h(queue, lease_id)
+        ON l.queue = h.queue AND l.lease_id = h.lease_id
+     WHERE l.scope = %(scope)s AND l.queue = ANY(%(queues)s::text[])
+       AND l.locked_until > now()
+     ORDER BY l.queue
+       FOR UPDATE OF l
+)
 UPDATE queuetopia_leases l
    SET locked_until = now() + make_interval(secs => %(ttl)s)
-  FROM unnest(%(queues)s::text[], %(lease_ids)s::uuid[]) AS h(queue, lease_id)
- WHERE l.scope = %(scope)s AND l.queue = h.queue AND l.lease_id = h.lease_id
-   AND l.locked_until > now()
+  FROM held
+ WHERE l.scope = %(scope)s AND l.queue = held_queue
 RETURNING l.queue
 """
 
@@ -191,7 +207,7 @@ JOB_CLAIM_HEAD: LiteralString = (
     + """, running AS (
     SELECT id AS head_id FROM queuetopia_jobs
      WHERE scope = %(scope)s AND queue = %(queue)s AND state = 'running'
-), head AS (
+), first AS (
     SELECT head_id FROM running
     UNION ALL
     (SELECT id FROM queuetopia_jobs
@@ -199,6 +215,9 @@ JOB_CLAIM_HEAD: LiteralString = (
         AND NOT EXISTS (SELECT 1 FROM running)
       ORDER BY scheduled_at, seq
       LIMIT 1)
+), head AS (
+    SELECT head_id, %(queue)s::text AS head_queue, %(lease_id)s::uuid AS head_lease
+      FROM first
 ), claimed AS ("""
     + HEAD_CLAIM
     + """       AND EXISTS (SELECT 1 FROM lease)
@@ -221,53 +240,78 @@ SELECT EXISTS (SELECT 1 FROM lease) AS leased, found.*
 """
 )
 
-# Record the end of an attempt and, in the same statement, claim the queue's next head.
-# The write is fenced by the lease (rule 3.10): it happens only if the lease is still
-# ours and live (its row locked FOR UPDATE against a takeover) and the job still runs
-# under `job_lease_id`. Used for success, failure, exhaustion, and for a lost worker's
-# job recovered under a new lease (then `job_lease_id` is the dead lease's).
-# When `claim_next` is true and the attempt was recorded, the next head is claimed as
-# in JOB_CLAIM_HEAD: one round trip and one commit per job while a worker drains a
-# queue. The recorded job is excluded from the head search, since this statement's
-# snapshot still sees it running; `EXISTS (SELECT 1 FROM rec)` makes the record run
-# before the claim, so the one-running-job index never sees two running jobs.
-# Returns the recorded job (outcome 'recorded'), then the claimed one ('claimed');
-# no rows when the fence rejected the write.
+# Record the ends of attempts and, in the same statement, claim each queue's next head:
+# a batch of outcomes from different queues, one commit for all (group commit; each
+# queue still has at most one job in flight, so the rules hold per queue).
+# - Every write is fenced by its own lease (rule 3.10): a row is recorded only if its
+#   lease is still ours and live (the lease rows locked FOR UPDATE, in queue order,
+#   against a takeover) and the job still runs under `in_job_lease` (for a lost
+#   worker's job recovered under a new lease, that is the dead lease's id).
+# - Where `in_claim_next` and the attempt was recorded, the queue's next head is
+#   claimed as in JOB_CLAIM_HEAD: one round trip and one commit per batch while
+#   workers drain queues. The head search excludes the recorded job, which this
+#   statement's snapshot still sees running; it reads `rec`, so a queue's record is
+#   written before its next head is claimed and the one-running-job index never sees
+#   two running jobs in a queue.
+# Returns the recorded jobs (outcome 'recorded'), then the claimed ones ('claimed').
+# A row missing from the result was rejected by its fence.
 JOB_FINISH: LiteralString = (
-    LEASE_FENCE
-    + """, rec AS (
-    UPDATE queuetopia_jobs
-       SET state = %(state)s::text,
-           done_at = CASE WHEN %(state)s::text IN ('done', 'failed') THEN now() END,
-           result = %(result)s,
-           error = coalesce(%(error)s, error),
-           next_attempt_at = CASE WHEN %(state)s::text = 'pending'
-                                  THEN now() + make_interval(secs => %(backoff)s) END,
-           failing_since = CASE WHEN %(state)s::text = 'done' THEN NULL
-                                ELSE coalesce(failing_since, now()) END,
+    """
+WITH input AS (
+    SELECT unnest(%(ids)s::bigint[]) AS in_id, unnest(%(queues)s::text[]) AS in_queue,
+           unnest(%(lease_ids)s::uuid[]) AS in_lease,
+           unnest(%(job_lease_ids)s::uuid[]) AS in_job_lease,
+           unnest(%(states)s::text[]) AS in_state, unnest(%(errors)s::text[]) AS in_error,
+           unnest(%(results)s::jsonb[]) AS in_result,
+           unnest(%(backoffs)s::float8[]) AS in_backoff,
+           unnest(%(claim_next)s::bool[]) AS in_claim_next
+), lease AS (
+    SELECT l.queue AS leased_queue
+      FROM queuetopia_leases l JOIN input ON l.queue = in_queue AND l.lease_id = in_lease
+     WHERE l.scope = %(scope)s AND l.queue = ANY(%(queues)s::text[])
+       AND l.locked_until > now()
+     ORDER BY l.queue
+       FOR UPDATE OF l
+), rec AS (
+    UPDATE queuetopia_jobs j
+       SET state = in_state,
+           done_at = CASE WHEN in_state IN ('done', 'failed') THEN now() END,
+           result = in_result,
+           error = coalesce(in_error, j.error),
+           next_attempt_at = CASE WHEN in_state = 'pending'
+                                  THEN now() + make_interval(secs => in_backoff) END,
+           failing_since = CASE WHEN in_state = 'done' THEN NULL
+                                ELSE coalesce(j.failing_since, now()) END,
            updated_at = now()
-     WHERE id = %(id)s AND scope = %(scope)s AND queue = %(queue)s
-       AND state = 'running' AND lease_id = %(job_lease_id)s
-       AND EXISTS (SELECT 1 FROM lease)
-    RETURNING"""
+      FROM input
+     WHERE j.id = ANY(%(ids)s::bigint[]) AND j.id = in_id
+       AND j.scope = %(scope)s AND j.queue = in_queue
+       AND j.state = 'running' AND j.lease_id = in_job_lease
+       AND in_queue IN (SELECT leased_queue FROM lease)
+    RETURNING in_lease, in_claim_next,"""
     + JOB_COLUMNS
     + """
 ), head AS (
-    SELECT id AS head_id FROM queuetopia_jobs
-     WHERE scope = %(scope)s AND queue = %(queue)s AND in_line AND id <> %(id)s
-       AND %(claim_next)s
-     ORDER BY scheduled_at, seq
-     LIMIT 1
+    SELECT next.id AS head_id, rec.queue AS head_queue, rec.in_lease AS head_lease
+      FROM rec CROSS JOIN LATERAL (
+           SELECT n.id FROM queuetopia_jobs n
+            WHERE n.scope = %(scope)s AND n.queue = rec.queue AND n.in_line AND n.id <> rec.id
+            ORDER BY n.scheduled_at, n.seq
+            LIMIT 1) AS next
+     WHERE rec.in_claim_next
 ), claimed AS ("""
     + HEAD_CLAIM
-    + """       AND EXISTS (SELECT 1 FROM rec)
-    RETURNING"""
+    + """    RETURNING"""
     + JOB_COLUMNS
     + """
 )
-SELECT 'recorded' AS outcome, rec.* FROM rec
+SELECT 'recorded' AS outcome,"""
+    + JOB_COLUMNS
+    + """ FROM rec
 UNION ALL
-SELECT 'claimed' AS outcome, claimed.* FROM claimed
+SELECT 'claimed' AS outcome,"""
+    + JOB_COLUMNS
+    + """ FROM claimed
 """
 )
 

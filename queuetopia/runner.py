@@ -16,8 +16,9 @@ from .backoff import default_backoff
 from .errors import QueuetopiaError, redact
 from .events import LogObserver, Observers
 from .executor import Execution, Outcome, execute
+from .finisher import Finisher
 from .models import Job
-from .store import Conn, Lease
+from .store import Conn, Finish, Lease
 
 if TYPE_CHECKING:
     from .app import Queuetopia
@@ -65,9 +66,17 @@ class RunContext:
 
 
 class Runner:
+    """Shared by a worker's runner threads; their outcomes are recorded in batches."""
+
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
         self.scope = ctx.topia.scope
+        self._finisher = Finisher(self._finish_batch)
+
+    def _finish_batch(self, batch: list[Finish]) -> list[tuple[Job | None, Job | None]]:
+        return self.ctx.bookkeeping(
+            lambda c: store.job_finish_many(c, scope=self.scope, node=self.ctx.node, batch=batch)
+        )
 
     def drain(self, held: Held) -> None:
         started, ran, exhausted = time.monotonic(), 0, False
@@ -75,9 +84,13 @@ class Runner:
             job = self._first_job(held)
             exhausted = job is None
             while job is not None:
-                outcome = self._perform(held, job)
-                ran += 1
-                go_on = outcome.ok and not self._must_stop(held, ran, started)
+                try:
+                    outcome = self._perform(held, job)
+                    ran += 1
+                    go_on = outcome.ok and not self._must_stop(held, ran, started)
+                except BaseException:
+                    self._finisher.abandon(job)
+                    raise
                 job = self._finish(held, job, outcome, claim_next=go_on)
                 exhausted = go_on and job is None
         finally:
@@ -137,19 +150,8 @@ class Runner:
     def _finish(self, held: Held, job: Job, outcome: Outcome, *, claim_next: bool) -> Job | None:
         """Record the outcome; return the next job claimed with it, if any."""
         state, backoff = self._next_state(job, outcome)
-        recorded, claimed = self.ctx.bookkeeping(
-            lambda c: store.job_finish(
-                c,
-                scope=self.scope,
-                lease=held.lease,
-                job=job,
-                state=state,
-                node=self.ctx.node,
-                error=outcome.error,
-                result=outcome.result,
-                backoff=backoff,
-                claim_next=claim_next,
-            )
+        recorded, claimed = self._finisher.finish(
+            Finish(held.lease, job, state, outcome.error, outcome.result, backoff, claim_next)
         )
         if recorded is None:
             if not self._committed_before(job):

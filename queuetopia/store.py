@@ -188,42 +188,61 @@ def job_claim_head(conn: Conn, *, scope: str, lease: Lease, node: str) -> Claim:
     return Claim(leased=leased, claimed=outcome == "claimed", head=head)
 
 
-def job_finish(
-    conn: Conn,
-    *,
-    scope: str,
-    lease: Lease,
-    job: Job,
-    state: str,
-    node: str,
-    error: str | None = None,
-    result: Any = None,
-    backoff: float | None = None,
-    claim_next: bool = False,
-) -> tuple[Job | None, Job | None]:
-    """Write the end of an attempt under `lease` and maybe claim the next head.
+@dataclass(frozen=True)
+class Finish:
+    """The end of one attempt, to record under `lease`; with `claim_next`, the queue's
+    next head is claimed in the same statement."""
 
-    Returns (recorded job, claimed job); the recorded job is None when the fence
-    rejected the write."""
+    lease: Lease
+    job: Job
+    state: str
+    error: str | None = None
+    result: Any = None
+    backoff: float | None = None
+    claim_next: bool = False
+
+
+def job_finish_many(
+    conn: Conn, *, scope: str, node: str, batch: list[Finish]
+) -> list[tuple[Job | None, Job | None]]:
+    """Record a batch of attempts, each under its own lease, in one statement.
+
+    Returns (recorded job, claimed job) per item, in order; the recorded job is None
+    when the item's fence rejected the write."""
     rows = _rows(
         conn,
         queries.JOB_FINISH,
         {
             "scope": scope,
-            "queue": lease.queue,
-            "lease_id": lease.lease_id,
-            "job_lease_id": job.lease_id,
-            "id": job.id,
-            "state": state,
-            "error": error,
-            "result": None if result is None else Jsonb(result),
-            "backoff": None if backoff is None else float(backoff),
-            "claim_next": claim_next,
             "node": node,
+            "ids": [f.job.id for f in batch],
+            "queues": [f.lease.queue for f in batch],
+            "lease_ids": [f.lease.lease_id for f in batch],
+            "job_lease_ids": [f.job.lease_id for f in batch],
+            "states": [f.state for f in batch],
+            "errors": [f.error for f in batch],
+            "results": [None if f.result is None else Jsonb(f.result) for f in batch],
+            "backoffs": [None if f.backoff is None else float(f.backoff) for f in batch],
+            "claim_next": [f.claim_next for f in batch],
         },
     )
-    found = {row.pop("outcome"): _job(row) for row in rows}
-    return found.get("recorded"), found.get("claimed")
+    recorded: dict[int, Job] = {}
+    claimed: dict[str, Job] = {}
+    for row in rows:
+        outcome = row.pop("outcome")
+        job = _job(row)
+        if outcome == "recorded":
+            recorded[job.id] = job
+        else:
+            claimed[job.queue] = job
+    return [(recorded.get(f.job.id), claimed.get(f.lease.queue)) for f in batch]
+
+
+def job_finish(
+    conn: Conn, *, scope: str, node: str, finish: Finish
+) -> tuple[Job | None, Job | None]:
+    """Record one attempt: `job_finish_many` with a batch of one."""
+    return job_finish_many(conn, scope=scope, node=node, batch=[finish])[0]
 
 
 def job_record(
@@ -238,17 +257,8 @@ def job_record(
     backoff: float | None = None,
 ) -> Job | None:
     """Write the end of an attempt under `lease`; None when the fence rejected it."""
-    recorded, _ = job_finish(
-        conn,
-        scope=scope,
-        lease=lease,
-        job=job,
-        state=state,
-        node="",
-        error=error,
-        result=result,
-        backoff=backoff,
-    )
+    finish = Finish(lease, job, state, error, result, backoff)
+    recorded, _ = job_finish(conn, scope=scope, node="", finish=finish)
     return recorded
 
 

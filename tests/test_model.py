@@ -208,10 +208,28 @@ class QueueMachine(RuleBasedStateMachine):
         assert recorded is not None and recorded.state == self.fail(job, backoff)
 
     @precondition(lambda self: self.inflight)
-    @rule(data=st.data(), ok=st.booleans(), backoff=st.integers(0, 1), claim_next=st.booleans())
-    def finish(self, data: st.DataObject, ok: bool, backoff: int, claim_next: bool) -> None:
-        """Record how the running job of a queue ended; maybe claim the next head with it."""
-        queue = data.draw(st.sampled_from(sorted(self.inflight)))
+    @rule(data=st.data(), with_stale=st.booleans())
+    def finish(self, data: st.DataObject, with_stale: bool) -> None:
+        """Record how the running jobs of some queues ended, in one statement (a group
+        commit); each may claim its queue's next head. With `with_stale`, a dead
+        worker's late writes ride along in the same batch and must change nothing."""
+        queues = data.draw(
+            st.lists(st.sampled_from(sorted(self.inflight)), min_size=1, unique=True)
+        )
+        batch = [self.outcome(data, queue) for queue in queues]
+        stale = [store.Finish(lease, job, "done") for lease, job in self.orphans.values()]
+        stale = stale if with_stale else []
+        results = store.job_finish_many(
+            self.conn, scope=self.topia.scope, node=NODE, batch=batch + stale
+        )
+        assert all(recorded is None for recorded, _ in results[len(batch) :]), "rule 3.10"
+        for finish, (recorded, claimed) in zip(batch, results, strict=False):
+            assert recorded is not None and recorded.state == finish.state
+            self.after_finish(finish, claimed)
+
+    def outcome(self, data: st.DataObject, queue: str) -> store.Finish:
+        """Draw how the running job of `queue` ended and apply it to the model."""
+        ok, backoff = data.draw(st.booleans()), data.draw(st.integers(0, 1))
         lease, running = self.inflight.pop(queue)
         job = self.jobs[running.id]
         if ok:
@@ -219,21 +237,19 @@ class QueueMachine(RuleBasedStateMachine):
             state = "done"
         else:
             state = self.fail(job, backoff)
-        claim_next = claim_next and ok
-        recorded, claimed = store.job_finish(
-            self.conn,
-            scope=self.topia.scope,
-            lease=lease,
-            job=running,
-            state=state,
-            node=NODE,
+        return store.Finish(
+            lease,
+            running,
+            state,
             error=None if ok else "boom",
             result="ok" if ok else None,
             backoff=None if ok else backoff * HOUR.total_seconds(),
-            claim_next=claim_next,
+            claim_next=ok and data.draw(st.booleans()),
         )
-        assert recorded is not None and recorded.state == state
-        if claim_next:
+
+    def after_finish(self, finish: store.Finish, claimed: Job | None) -> None:
+        queue, lease = finish.lease.queue, finish.lease
+        if finish.claim_next:
             expected = self.runnable(queue)
             if claimed is not None:
                 assert expected is not None and claimed.id == expected.id, (claimed.id, expected)
@@ -241,6 +257,7 @@ class QueueMachine(RuleBasedStateMachine):
                 self.inflight[queue] = (lease, claimed)
                 return
             assert expected is None, f"{queue}: job {expected} may run but was not claimed"
+        assert claimed is None
         store.lease_release(self.conn, scope=self.topia.scope, lease=lease)
 
     @precondition(lambda self: self.inflight)

@@ -1,0 +1,108 @@
+"""Group commit of job outcomes: runner threads that finish jobs at about the same
+moment share one statement and one commit.
+
+The runner threads combine their requests themselves (flat combining): a thread that
+finds no batch in flight leads one. Before it runs the batch, it waits a moment
+(at most `gather` seconds) for the outcomes of the jobs the previous batches claimed,
+so that runners that were served together commit together again, instead of in a
+batch of one (the first runner back) followed by a batch of the rest. It then runs
+every request waiting, its own included, and hands the lead to the first request
+that arrived meanwhile. A job alone, as on an idle worker, is recorded at once on
+its own thread's connection.
+
+Each queue still has at most one job in flight: a runner waits for its outcome (and
+its queue's next job) before going on.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from .models import Job
+from .store import Finish
+
+Result = tuple[Job | None, Job | None]
+RunBatch = Callable[[list[Finish]], list[Result]]
+
+
+class _Request:
+    __slots__ = ("error", "finish", "lead", "ready", "result")
+
+    def __init__(self, finish: Finish) -> None:
+        self.finish = finish
+        self.ready = threading.Event()
+        self.lead = False  # set by the previous leader: run the next batch
+        self.result: Result = (None, None)
+        self.error: BaseException | None = None
+
+
+class Finisher:
+    def __init__(self, run_batch: RunBatch, *, gather: float = 0.001, max_batch: int = 200):
+        self._run_batch = run_batch
+        self._gather = gather
+        self._max_batch = max_batch
+        self._cond = threading.Condition(threading.Lock())
+        self._waiting: list[_Request] = []
+        self._expected: set[int] = set()  # jobs handed out by a batch, to be finished here
+        self._busy = False  # a batch is in flight, or its leader is handing over
+
+    def abandon(self, job: Job) -> None:
+        """The runner given `job` will not report its outcome here after all."""
+        with self._cond:
+            self._expected.discard(job.id)
+            self._cond.notify()
+
+    def finish(self, finish: Finish) -> Result:
+        """Record `finish` (in a batch with whatever else is waiting) and return
+        (recorded job, claimed job) as `store.job_finish` does."""
+        request = _Request(finish)
+        with self._cond:
+            self._expected.discard(finish.job.id)
+            self._waiting.append(request)
+            lead, self._busy = not self._busy, True
+            self._cond.notify()
+        if not lead:
+            request.ready.wait()
+        if lead or request.lead:
+            self._lead()
+        if request.error is not None:
+            raise request.error
+        return request.result
+
+    def _lead(self) -> None:
+        deadline = time.monotonic() + self._gather
+        with self._cond:
+            while self._expected and len(self._waiting) < self._max_batch:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            batch = self._waiting[: self._max_batch]
+            del self._waiting[: self._max_batch]
+        try:
+            self._run(batch)
+        finally:
+            with self._cond:
+                if self._waiting:
+                    self._waiting[0].lead = True
+                    self._waiting[0].ready.set()
+                else:
+                    self._busy = False
+
+    def _run(self, batch: list[_Request]) -> None:
+        try:
+            results = self._run_batch([r.finish for r in batch])
+        except BaseException as exc:
+            for request in batch:
+                request.error = exc
+        else:
+            for request, result in zip(batch, results, strict=True):
+                request.result = result
+            claimed = [job.id for _, job in results if job is not None]
+            with self._cond:
+                self._expected.update(claimed)
+        for request in batch:
+            request.lead = False
+            request.ready.set()
