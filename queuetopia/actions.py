@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar
 import pydantic
 
 from .errors import ValidationError
-from .validation import _check_storable, check_name, params_json
+from .validation import check_name, check_storable, params_json
 
 if TYPE_CHECKING:
     import psycopg
@@ -124,7 +124,7 @@ class ParamSchema:
         """Validate `params` and return them as JSON-ready values."""
         for name, value in params.items():
             if name in self.untyped or (self.accepts_extra and name not in self.model.model_fields):
-                _check_storable(name, value)
+                check_storable(name, value)
         try:
             model = self.model.model_validate(dict(params))
             return model.model_dump(mode="json", exclude_unset=True)

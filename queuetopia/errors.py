@@ -80,6 +80,18 @@ def redact(text: str) -> str:
     )
 
 
+def storable(text: str) -> str:
+    """`text` as PostgreSQL can store it: NUL and lone surrogates (which an exception
+    message may well contain) are written as escapes instead of failing the write."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 @contextmanager
 def translate_errors() -> Iterator[None]:
     """Re-raise psycopg errors as queuetopia errors, chained, with passwords hidden."""

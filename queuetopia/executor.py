@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import itertools
-import json
 import threading
 import time
 import traceback
@@ -21,7 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .errors import JobTimeout, redact
+from .errors import JobTimeout, ValidationError, redact
+from .validation import check_storable
 
 if TYPE_CHECKING:
     from .actions import Action
@@ -242,8 +242,12 @@ def _describe(exc: BaseException) -> str:
 
 
 def _json_or_none(value: Any) -> Any:
+    """The value to store as the job's result: itself if PostgreSQL can store it as
+    JSON (no NUL, valid unicode, finite numbers, not too deep), else None."""
+    if value is None or type(value) in (int, bool):
+        return value  # most actions return None
     try:
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError):
+        check_storable("result", value)
+    except ValidationError:
         return None
     return value

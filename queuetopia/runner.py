@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from . import store
 from .backoff import default_backoff
-from .errors import QueuetopiaError, redact
+from .errors import QueuetopiaError, redact, storable
 from .events import LogObserver, Observers
 from .executor import Execution, Outcome, execute
 from .finisher import Finisher
@@ -150,8 +150,9 @@ class Runner:
     def _finish(self, held: Held, job: Job, outcome: Outcome, *, claim_next: bool) -> Job | None:
         """Record the outcome; return the next job claimed with it, if any."""
         state, backoff = self._next_state(job, outcome)
+        error = None if outcome.error is None else storable(outcome.error)
         recorded, claimed = self._finisher.finish(
-            Finish(held.lease, job, state, outcome.error, outcome.result, backoff, claim_next)
+            Finish(held.lease, job, state, error, outcome.result, backoff, claim_next)
         )
         if recorded is None:
             if not self._committed_before(job):
@@ -212,7 +213,7 @@ class Runner:
                 self._note_error(held, job, f"on_failure hook raised: {type(exc).__name__}: {exc}")
 
     def _note_error(self, held: Held, job: Job, note: str) -> None:
-        text = redact(f"\n\n{note}")
+        text = storable(redact(f"\n\n{note}"))
         self.ctx.bookkeeping(
             lambda c: store.job_note_error(
                 c, scope=self.scope, lease=held.lease, job_id=job.id, note=text

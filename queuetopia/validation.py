@@ -37,7 +37,7 @@ def params_json(params: dict[str, Any], max_bytes: int = DEFAULT_MAX_PARAMS_BYTE
         if not isinstance(field, str):
             raise ValidationError(f"param names must be strings, got {field!r}", (str(field),))
         _check_text(field, field)
-        _check_storable(field, value)
+        check_storable(field, value)
     text = json.dumps(params, ensure_ascii=False, allow_nan=False)
     size = len(text.encode("utf-8"))
     if size > max_bytes:
@@ -45,7 +45,8 @@ def params_json(params: dict[str, Any], max_bytes: int = DEFAULT_MAX_PARAMS_BYTE
     return text
 
 
-def _check_storable(field: str, value: Any) -> None:
+def check_storable(field: str, value: Any) -> None:
+    """Raise ValidationError unless PostgreSQL can store `value` as jsonb."""
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from queuetopia import Queuetopia, QueuetopiaError, ValidationError
+from queuetopia.testing import drain
 
 from .strategies import (
     SQL_LOOKING,
@@ -305,3 +306,43 @@ def test_job_is_not_a_param(refused: Queuetopia, good: Queuetopia) -> None:
 def test_validated_params_are_stored_as_json_values(good: Queuetopia) -> None:
     job = good.actions["typed"].delay("params", count="5", name="x", tags=("a", "b"))  # type: ignore[arg-type]
     assert job.params == {"count": 5, "name": "x", "tags": ["a", "b"]}
+
+
+# -- what actions hand back ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def echo(dsn: str) -> Iterator[Queuetopia]:
+    """A topia whose actions return or raise whatever the test hands them."""
+    topia = Queuetopia(dsn=dsn, scope=f"echo-{uuid.uuid4().hex[:10]}", pool_size=2)
+    yield topia
+    topia.close()
+
+
+@settings(PROPERTY, max_examples=25)
+@given(value=values_with_a_bad_leaf)
+def test_a_result_postgres_cannot_store_is_stored_as_none(echo: Queuetopia, value: Any) -> None:
+    name = f"returns-{uuid.uuid4().hex[:8]}"
+    echo.action(name)(lambda: value)
+    job = echo.create_job("q", name, {})
+    assert drain(echo).done == 1
+    stored = echo.get_job(job.id)
+    assert stored is not None and stored.state == "done" and stored.result is None
+
+
+@settings(PROPERTY, max_examples=25)
+@given(message=st.text())
+def test_any_exception_message_is_recorded_and_never_leaves_the_job_running(
+    echo: Queuetopia, message: str
+) -> None:
+    name = f"raises-{uuid.uuid4().hex[:8]}"
+
+    def fail() -> None:
+        raise RuntimeError(message)
+
+    echo.action(name, max_attempts=1)(fail)
+    job = echo.create_job("q", name, {})
+    assert drain(echo).failed == 1
+    stored = echo.get_job(job.id)
+    assert stored is not None and stored.state == "failed"
+    assert stored.error is not None and stored.error.startswith("RuntimeError")
