@@ -35,7 +35,7 @@ from .errors import (
 from .models import Job, JobState, QueueInfo
 from .periodic import Periodic
 from .tracing import enqueue_span
-from .validation import DEFAULT_MAX_PARAMS_BYTES, check_name, params_json
+from .validation import DEFAULT_MAX_PARAMS_BYTES, check_name, check_text, params_json
 
 if TYPE_CHECKING:
     from .worker import Worker
@@ -425,6 +425,7 @@ class Queuetopia:
 
     def cancel_job(self, job_id: int, reason: str = "by operator") -> Job:
         """Take a pending or failed job out of its queue; the queue moves on."""
+        check_text("reason", reason)
         with self.connection() as conn, conn.transaction():
             job = store.job_cancel(conn, scope=self.scope, job_id=job_id, reason=reason)
             if job is None:

@@ -31,6 +31,14 @@ def check_name(kind: str, value: object) -> str:
     return value
 
 
+def check_text(kind: str, value: object) -> str:
+    """Return `value` if PostgreSQL can store it as text (a cancel reason, say)."""
+    if not isinstance(value, str):
+        raise ValidationError(f"{kind} must be a string, not {type(value).__name__}", (kind,))
+    _check_text(kind, value, what=kind)
+    return value
+
+
 def params_json(params: dict[str, Any], max_bytes: int = DEFAULT_MAX_PARAMS_BYTES) -> str:
     """Serialise params for storage, naming the field that PostgreSQL could not store."""
     for field, value in params.items():
@@ -73,10 +81,11 @@ def check_storable(field: str, value: Any) -> None:
             )
 
 
-def _check_text(field: str, text: str) -> None:
+def _check_text(field: str, text: str, what: str | None = None) -> None:
+    what = what or f"param {field!r}"
     if "\x00" in text:
-        raise ValidationError(f"param {field!r}: NUL characters cannot be stored", (field,))
+        raise ValidationError(f"{what}: NUL characters cannot be stored", (field,))
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise ValidationError(f"param {field!r}: text is not valid unicode", (field,)) from exc
+        raise ValidationError(f"{what}: text is not valid unicode", (field,)) from exc

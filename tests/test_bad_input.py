@@ -346,3 +346,14 @@ def test_any_exception_message_is_recorded_and_never_leaves_the_job_running(
     stored = echo.get_job(job.id)
     assert stored is not None and stored.state == "failed"
     assert stored.error is not None and stored.error.startswith("RuntimeError")
+
+
+@pytest.mark.parametrize("reason", ["nul \x00 inside", "lone \ud800 surrogate"])
+def test_a_cancel_reason_postgres_cannot_store_is_refused_and_changes_nothing(
+    echo: Queuetopia, reason: str
+) -> None:
+    job = echo.create_job("cancel-me", "anything", {})
+    with pytest.raises(ValidationError, match="reason"):
+        echo.cancel_job(job.id, reason=reason)
+    stored = echo.get_job(job.id)
+    assert stored is not None and stored.state == "pending" and stored.error is None
