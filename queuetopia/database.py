@@ -55,6 +55,25 @@ class Database:
         with translate_errors():
             return psycopg.connect(self.dsn, autocommit=autocommit, **self.kwargs)
 
+    def connect_worker(self) -> psycopg.Connection[Any]:
+        """A worker's own connection. It runs the same few statements all its life, so
+        each is prepared on first use and planned once, with a generic plan: planning
+        these statements costs more than running them. Every one of them reaches its
+        rows through a primary key or the queue's line index whatever the statistics,
+        so the generic plan is the good one. Without prepared statements (PgBouncer
+        in transaction mode) it is a plain connection."""
+        conn = self.connect()
+        if self.prepare_threshold is None:
+            return conn
+        conn.prepare_threshold = 0
+        try:
+            with translate_errors():
+                conn.execute("SET plan_cache_mode = force_generic_plan")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
     def open_pool(self, *, max_size: int, name: str) -> ConnectionPool:
         self.connect().close()  # fail now with the reason, not at the pool's timeout
         return ConnectionPool(
@@ -105,7 +124,7 @@ class ThreadConnections:
     def get(self) -> psycopg.Connection[Any]:
         conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
         if conn is None or conn.closed:
-            conn = self._database.connect()
+            conn = self._database.connect_worker()
             self._local.conn = conn
             with self._lock:
                 self._all.append(conn)

@@ -88,7 +88,7 @@ class Heartbeat:
 
     def _renew(self, leases: list[Lease]) -> set[str]:
         if self._conn is None or self._conn.closed:
-            self._conn = self._database.connect()
+            self._conn = self._database.connect_worker()
         return store.lease_renew(self._conn, scope=self._scope, ttl=self._ttl, leases=leases)
 
     def _drop_connection(self) -> None:

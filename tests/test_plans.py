@@ -1,0 +1,82 @@
+"""Worker connections plan each statement once, with a generic plan
+(queuetopia.database.Database.connect_worker). PostgreSQL plans it again whenever
+ANALYZE updates the statistics of a table it reads, so a plan made on a fresh, empty
+install (where a sequential scan is the cheapest) is replaced as the tables grow. On
+a big install, the generic plan of every statement a worker runs must reach jobs and
+queues through an index."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from queuetopia import queries
+from queuetopia.migrations import up_sql
+
+WORKER_STATEMENTS = [
+    "LEASE_ACQUIRE",
+    "JOB_CLAIM_HEAD",
+    "JOB_FINISH",
+    "JOB_NOTE_ERROR",
+    "JOB_GET",
+    "LEASE_RENEW",
+    "LEASE_RELEASE",
+    "QUEUE_ANY_DUE",
+    "QUEUE_NEXT_DUE",
+]
+
+
+def generic_plan(conn: psycopg.Connection[Any], name: str) -> str:
+    names: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        if match.group(1) not in names:
+            names.append(match.group(1))
+        return f"${names.index(match.group(1)) + 1}"
+
+    sql = re.sub(r"%\((\w+)\)s", number, getattr(queries, name))
+    rows = conn.execute(("EXPLAIN (GENERIC_PLAN) " + sql).encode()).fetchall()
+    return "\n".join(row[0] for row in rows)
+
+
+@pytest.fixture
+def schema_conn(dsn: str) -> Iterator[psycopg.Connection[Any]]:
+    """A connection to a fresh, empty install of the schema in a schema of its own."""
+    schema = f"plans_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"'.encode())
+        conn.execute(f'SET search_path = "{schema}"'.encode())
+        conn.execute(up_sql().encode())
+        try:
+            yield conn
+        finally:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE'.encode())
+
+
+def test_generic_plans_use_indexes_with_many_queues_and_jobs(
+    schema_conn: psycopg.Connection[Any],
+) -> None:
+    schema_conn.execute(
+        "INSERT INTO queuetopia_queues (scope, queue, last_seq, ready_at)"
+        " SELECT scope, 'q' || n, 20,"
+        "        CASE WHEN n % 100 = 0 THEN now() ELSE now() + interval '1 hour' END"
+        "   FROM generate_series(0, 1999) AS n, unnest(ARRAY['s', 't']) AS scope"
+    )
+    schema_conn.execute(
+        "INSERT INTO queuetopia_jobs (scope, queue, seq, action, params, on_exhausted,"
+        " max_attempts, timeout, max_backoff, meta, scheduled_at, state, done_at)"
+        " SELECT 's', 'q' || (n % 2000), n / 2000 + 1, 'a', '{}', 'block', 3, 60, 60, '{}',"
+        "        now(), CASE WHEN n % 3 = 0 THEN 'done' ELSE 'pending' END,"
+        "        CASE WHEN n % 3 = 0 THEN now() END"
+        "   FROM generate_series(1, 40000) AS n"
+    )
+    schema_conn.execute("ANALYZE")
+    for name in WORKER_STATEMENTS:
+        plan = generic_plan(schema_conn, name)
+        assert "Seq Scan on queuetopia_jobs" not in plan, f"{name}:\n{plan}"
+        assert "Seq Scan on queuetopia_queues" not in plan, f"{name}:\n{plan}"
