@@ -88,15 +88,22 @@ SCOPE_NOTIFY: LiteralString = """
 SELECT pg_notify('queuetopia', json_build_array(%(scope)s::text, %(queue)s::text)::text)
 """
 
-# Take leases on up to `limit` due queues of a scope, longest waiting first.
+# Take leases on up to `limit` due queues of a scope, longest waiting first, and with
+# `node` set, claim the head of each queue taken in the same statement (one round trip
+# from a notification to a running job).
 # Candidates come from the ready_at index, never from a scan of pending jobs. A queue
-# whose lease is live is skipped; an expired lease is taken over (the lost worker's
-# running head is then recovered by the claim). Two workers racing for one queue
-# meet on the lease primary key: the second sees a live lease and gets nothing.
+# whose lease is live is skipped; an expired lease is taken over. A queue with a
+# running job (a lost worker's) is not claimed here: the worker recovers that job
+# first, with JOB_CLAIM_HEAD. Two workers racing for one queue meet on the lease
+# primary key: the second sees a live lease and gets nothing.
 # `candidates` tells whether more queues were due than were taken (then the worker
 # makes its runners take turns). `skip` lists queues this worker found not ready but
 # could not correct (a producer held the queue row), so it does not spin on them.
-LEASE_ACQUIRE: LiteralString = """
+# One row per lease, with the job columns of the claimed head or NULL; a single row
+# of NULLs when nothing was taken. Each row has `candidates`: fewer leases than
+# candidates (up to `limit`) means other workers won some of them (look again now).
+LEASE_ACQUIRE: LiteralString = (
+    """
 WITH candidate AS (
     SELECT q.scope, q.queue
       FROM queuetopia_queues q
@@ -110,18 +117,42 @@ WITH candidate AS (
             WHERE l.scope = q.scope AND l.queue = q.queue AND l.locked_until > now())
      ORDER BY q.ready_at
      LIMIT %(limit)s + 1
+), taken AS (
+    INSERT INTO queuetopia_leases AS l (scope, queue, lease_id, token, owner, acquired_at,
+                                        locked_until)
+    SELECT scope, queue, gen_random_uuid(), nextval('queuetopia_fence'), %(owner)s, now(),
+           now() + make_interval(secs => %(ttl)s)
+      FROM (SELECT * FROM candidate LIMIT %(limit)s) AS taken
+    ON CONFLICT (scope, queue) DO UPDATE
+       SET lease_id = EXCLUDED.lease_id, token = EXCLUDED.token, owner = EXCLUDED.owner,
+           acquired_at = EXCLUDED.acquired_at, locked_until = EXCLUDED.locked_until
+     WHERE l.locked_until <= now()
+    RETURNING l.queue AS taken_queue, l.lease_id AS taken_lease, l.token AS taken_token
+), head AS (
+    SELECT next.id AS head_id, taken_queue AS head_queue, taken_lease AS head_lease
+      FROM taken CROSS JOIN LATERAL (
+           SELECT n.id FROM queuetopia_jobs n
+            WHERE n.scope = %(scope)s AND n.queue = taken_queue AND n.in_line
+            ORDER BY n.scheduled_at, n.seq
+            LIMIT 1) AS next
+     WHERE %(node)s::text IS NOT NULL
+       AND NOT EXISTS (SELECT 1 FROM queuetopia_jobs r
+                        WHERE r.scope = %(scope)s AND r.queue = taken_queue
+                          AND r.state = 'running')
+), claimed AS ("""
+    + HEAD_CLAIM
+    + """    RETURNING"""
+    + JOB_COLUMNS
+    + """
 )
-INSERT INTO queuetopia_leases AS l (scope, queue, lease_id, token, owner, acquired_at,
-                                    locked_until)
-SELECT scope, queue, gen_random_uuid(), nextval('queuetopia_fence'), %(owner)s, now(),
-       now() + make_interval(secs => %(ttl)s)
-  FROM (SELECT * FROM candidate LIMIT %(limit)s) AS taken
-ON CONFLICT (scope, queue) DO UPDATE
-   SET lease_id = EXCLUDED.lease_id, token = EXCLUDED.token, owner = EXCLUDED.owner,
-       acquired_at = EXCLUDED.acquired_at, locked_until = EXCLUDED.locked_until
- WHERE l.locked_until <= now()
-RETURNING l.queue, l.lease_id, l.token, (SELECT count(*) FROM candidate) AS candidates
+SELECT candidates, taken_queue, taken_lease, taken_token,"""
+    + JOB_COLUMNS
+    + """
+  FROM (SELECT count(*) AS candidates FROM candidate) AS counted
+  LEFT JOIN taken ON true
+  LEFT JOIN claimed ON claimed.queue = taken_queue
 """
+)
 
 # Is any queue of the scope due and free? Tells a draining worker to yield its slot.
 QUEUE_ANY_DUE: LiteralString = """

@@ -78,10 +78,12 @@ class Runner:
             lambda c: store.job_finish_many(c, scope=self.scope, node=self.ctx.node, batch=batch)
         )
 
-    def drain(self, held: Held) -> None:
+    def drain(self, held: Held, first: Job | None = None) -> None:
+        """Run the queue's due jobs, starting with `first` if its head was claimed
+        with the lease (its attempt has started: it runs even if the worker stops)."""
         started, ran, exhausted = time.monotonic(), 0, False
         try:
-            job = self._first_job(held)
+            job = first if first is not None else self._first_job(held)
             exhausted = job is None
             while job is not None:
                 try:

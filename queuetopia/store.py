@@ -125,6 +125,26 @@ def lease_acquire(
     skip: list[str],
 ) -> tuple[list[Lease], bool]:
     """Leases on up to `limit` due queues, and whether more were due than taken."""
+    taken, candidates = lease_acquire_claim(
+        conn, scope=scope, owner=owner, limit=limit, ttl=ttl, queues=queues, skip=skip
+    )
+    return [lease for lease, _ in taken], candidates > limit
+
+
+def lease_acquire_claim(
+    conn: Conn,
+    *,
+    scope: str,
+    owner: str,
+    limit: int,
+    ttl: float,
+    queues: list[str] | None,
+    skip: list[str],
+    node: str | None = None,
+) -> tuple[list[tuple[Lease, Job | None]], int]:
+    """Leases on up to `limit` due queues and, with `node`, each queue's head claimed
+    (None when the head is not due, paused, or a lost worker's job still runs).
+    Also the number of due, free queues seen (at most `limit` + 1)."""
     rows = _rows(
         conn,
         queries.LEASE_ACQUIRE,
@@ -135,10 +155,18 @@ def lease_acquire(
             "ttl": float(ttl),
             "queues": queues,
             "skip": skip,
+            "node": node,
         },
     )
-    leases = [Lease(r["queue"], r["lease_id"], r["token"]) for r in rows]
-    return leases, any(r["candidates"] > limit for r in rows)
+    candidates = int(rows[0]["candidates"])
+    taken: list[tuple[Lease, Job | None]] = []
+    for row in rows:
+        if row["taken_queue"] is None:
+            continue
+        lease = Lease(row.pop("taken_queue"), row.pop("taken_lease"), row.pop("taken_token"))
+        del row["candidates"]
+        taken.append((lease, None if row["id"] is None else _job(row)))
+    return taken, candidates
 
 
 def queue_any_due(conn: Conn, *, scope: str, queues: list[str] | None, skip: list[str]) -> bool:

@@ -23,6 +23,7 @@ from .errors import DatabaseUnavailable, ValidationError, translate_errors
 from .events import LogObserver, Observer, Observers
 from .executor import close_thread_loop
 from .heartbeat import Heartbeat
+from .models import Job
 from .notify import Listener
 from .periodic import enqueue_due, seconds_to_next_tick
 from .runner import Held, RunContext, Runner
@@ -79,7 +80,11 @@ class Worker:
         self._stopped = threading.Event()
         self._hurry = threading.Event()  # a second signal: do not wait for jobs
         self._contended = False
-        self._work: queue_module.SimpleQueue[Lease | None] = queue_module.SimpleQueue()
+        # Leases for the runner threads, each with its queue's head if it was claimed
+        # along with the lease.
+        self._work: queue_module.SimpleQueue[tuple[Lease, Job | None] | None] = (
+            queue_module.SimpleQueue()
+        )
         self._conns: ThreadConnections | None = None
         self._thread: threading.Thread | None = None
         self._runners: list[threading.Thread] = []
@@ -239,14 +244,14 @@ class Worker:
             try:
                 if time.monotonic() >= next_tick:
                     next_tick = time.monotonic() + self._enqueue_periodics()
-                self._fill_slots()
+                again = self._fill_slots()
                 if time.monotonic() >= next_prune:
                     next_prune = time.monotonic() + PRUNE_EVERY
                     self._prune()
-                wait = min(
-                    self._next_wait(), next_prune - time.monotonic(), next_tick - time.monotonic()
+                wait = 0.0 if again else self._next_wait()
+                wait = max(
+                    min(wait, next_prune - time.monotonic(), next_tick - time.monotonic()), 0
                 )
-                wait = max(wait, 0.0)
             except Exception:
                 # Transient errors are retried below this; anything else must not kill
                 # the loop that every queue of this worker depends on.
@@ -255,7 +260,8 @@ class Worker:
             if not self._stopping.is_set():
                 self._wake.wait(wait)
 
-    def _fill_slots(self) -> None:
+    def _fill_slots(self) -> bool:
+        """Lease due queues for the free slots; True if it should look again at once."""
         with self._lock:
             free = self.concurrency - len(self._held)
         skip = self._active_skips()
@@ -263,10 +269,10 @@ class Worker:
             self._contended = self._bookkeeping(
                 lambda c: store.queue_any_due(c, scope=self.scope, queues=self.queues, skip=skip)
             )
-            return
+            return False
         started = time.monotonic()
-        leases, self._contended = self._bookkeeping(
-            lambda c: store.lease_acquire(
+        taken, candidates = self._bookkeeping(
+            lambda c: store.lease_acquire_claim(
                 c,
                 scope=self.scope,
                 owner=self.owner,
@@ -274,13 +280,17 @@ class Worker:
                 ttl=self.topia.lock_ttl,
                 queues=self.queues,
                 skip=skip,
+                node=self.node,
             )
         )
+        self._contended = candidates > free
         with self._lock:
-            for lease in leases:
+            for lease, _ in taken:
                 self._held[lease.queue] = Held(lease, started + self._trust_window())
-        for lease in leases:
-            self._work.put(lease)
+        for item in taken:
+            self._work.put(item)
+        # Other workers won some of the queues we went for: more may be due, look now.
+        return len(taken) < min(free, candidates)
 
     def _next_wait(self) -> float:
         wait = self.topia.poll_interval
@@ -359,14 +369,15 @@ class Worker:
 
     def _serve(self, runner: Runner) -> None:
         while True:
-            lease = self._work.get()
-            if lease is None:
+            item = self._work.get()
+            if item is None:
                 close_thread_loop(self.topia.close_async_pool)
                 return
+            lease, first = item
             held = self._held_for(lease)
             try:
                 if held is not None:
-                    runner.drain(held)
+                    runner.drain(held, first)
             except Exception:
                 logger.exception("runner failed on queue %r", lease.queue)
             finally:

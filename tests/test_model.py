@@ -153,19 +153,34 @@ class QueueMachine(RuleBasedStateMachine):
     # -- a worker, one step at a time --------------------------------------------------
 
     @precondition(lambda self: self.queues - set(self.inflight))
-    @rule(data=st.data(), backoff=st.integers(0, 1))
-    def start(self, data: st.DataObject, backoff: int) -> None:
-        """Lease a queue and start its head, recovering a dead worker's job first."""
+    @rule(data=st.data(), backoff=st.integers(0, 1), together=st.booleans())
+    def start(self, data: st.DataObject, backoff: int, together: bool) -> None:
+        """Lease a queue and start its head, recovering a dead worker's job first.
+        With `together`, the head is claimed in the statement that takes the lease."""
         queue = data.draw(st.sampled_from(sorted(self.queues - set(self.inflight))))
         conn, scope = self.conn, self.topia.scope
-        leases, _ = store.lease_acquire(
-            conn, scope=scope, owner=OWNER, limit=1, ttl=TTL, queues=[queue], skip=[]
+        taken, _ = store.lease_acquire_claim(
+            conn,
+            scope=scope,
+            owner=OWNER,
+            limit=1,
+            ttl=TTL,
+            queues=[queue],
+            skip=[],
+            node=NODE if together else None,
         )
-        if not leases:
+        if not taken:
             assert self.runnable(queue) is None, f"{queue}: its head may run but got no lease"
             assert queue not in self.orphans or queue in self.paused, "a dead worker's queue stuck"
             return
-        [lease] = leases
+        [(lease, first)] = taken
+        if first is not None:
+            assert together and queue not in self.orphans, "claimed beside a dead worker's job"
+            expected = self.runnable(queue)
+            assert expected is not None and first.id == expected.id, (first.id, expected)
+            self.start_running(expected)
+            self.inflight[queue] = (lease, first)
+            return
         while True:
             claim = store.job_claim_head(conn, scope=scope, lease=lease, node=NODE)
             assert claim.leased

@@ -216,8 +216,9 @@ class Link:
         elif kind == b"P":
             name, rest = body.split(b"\0", 1)
             sql = rest.split(b"\0", 1)[0]
-            if name:
+            if name:  # prepared for later: its Binds are the executions to match
                 self.statements[name] = sql
+                return None
         elif kind == b"B":
             _portal, rest = body.split(b"\0", 1)
             name = rest.split(b"\0", 1)[0]
