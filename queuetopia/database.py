@@ -58,17 +58,20 @@ class Database:
     def connect_worker(self) -> psycopg.Connection[Any]:
         """A worker's own connection. It runs the same few statements all its life, so
         each is prepared on first use and planned once, with a generic plan: planning
-        these statements costs more than running them. Every one of them reaches its
-        rows through a primary key or the queue's line index whatever the statistics,
-        so the generic plan is the good one. Without prepared statements (PgBouncer
-        in transaction mode) it is a plain connection."""
+        these statements costs more than running them.
+
+        Sequential scans are off: every statement a worker runs reaches its rows
+        through a primary key or a queue's line index. A plan made while the tables
+        were small (a fresh install, a worker started before a burst) would otherwise
+        scan whole tables, and keep doing so until autovacuum's next ANALYZE. Without
+        prepared statements (PgBouncer in transaction mode) only that setting stays."""
         conn = self.connect()
-        if self.prepare_threshold is None:
-            return conn
-        conn.prepare_threshold = 0
         try:
             with translate_errors():
-                conn.execute("SET plan_cache_mode = force_generic_plan")
+                conn.execute("SET enable_seqscan = off")
+                if self.prepare_threshold is not None:
+                    conn.prepare_threshold = 0
+                    conn.execute("SET plan_cache_mode = force_generic_plan")
         except BaseException:
             conn.close()
             raise
