@@ -23,7 +23,7 @@ from collections.abc import Callable
 from .models import Job
 from .store import Finish
 
-Result = tuple[Job | None, Job | None]
+Result = tuple[bool, Job | None]
 RunBatch = Callable[[list[Finish]], list[Result]]
 
 
@@ -34,7 +34,7 @@ class _Request:
         self.finish = finish
         self.ready = threading.Event()
         self.lead = False  # set by the previous leader: run the next batch
-        self.result: Result = (None, None)
+        self.result: Result = (False, None)
         self.error: BaseException | None = None
 
 
@@ -56,7 +56,7 @@ class Finisher:
 
     def finish(self, finish: Finish) -> Result:
         """Record `finish` (in a batch with whatever else is waiting) and return
-        (recorded job, claimed job) as `store.job_finish` does."""
+        (recorded, claimed job) as `store.job_finish` does."""
         request = _Request(finish)
         with self._cond:
             self._expected.discard(finish.job.id)

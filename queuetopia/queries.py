@@ -289,8 +289,9 @@ SELECT EXISTS (SELECT 1 FROM lease) AS leased, found.*
 #   statement's snapshot still sees running; it reads `rec`, so a queue's record is
 #   written before its next head is claimed and the one-running-job index never sees
 #   two running jobs in a queue.
-# Returns the recorded jobs (outcome 'recorded'), then the claimed ones ('claimed').
-# A row missing from the result was rejected by its fence.
+# Returns one row per claimed job (or a single row of NULLs), each carrying
+# `recorded`, the ids of the jobs recorded: an id missing there was rejected by its
+# fence. Recorded jobs are not returned whole: after a success nobody reads them.
 JOB_FINISH: LiteralString = (
     """
 WITH input AS (
@@ -324,9 +325,7 @@ WITH input AS (
        AND j.scope = %(scope)s AND j.queue = in_queue
        AND j.state = 'running' AND j.lease_id = in_job_lease
        AND in_queue IN (SELECT leased_queue FROM lease)
-    RETURNING in_lease, in_claim_next,"""
-    + JOB_COLUMNS
-    + """
+    RETURNING j.id, j.queue, in_lease, in_claim_next
 ), head AS (
     SELECT next.id AS head_id, rec.queue AS head_queue, rec.in_lease AS head_lease
       FROM rec CROSS JOIN LATERAL (
@@ -341,13 +340,10 @@ WITH input AS (
     + JOB_COLUMNS
     + """
 )
-SELECT 'recorded' AS outcome,"""
+SELECT (SELECT array_agg(rec.id) FROM rec) AS recorded,"""
     + JOB_COLUMNS
-    + """ FROM rec
-UNION ALL
-SELECT 'claimed' AS outcome,"""
-    + JOB_COLUMNS
-    + """ FROM claimed
+    + """
+  FROM (SELECT 1) AS one LEFT JOIN claimed ON true
 """
 )
 

@@ -73,7 +73,7 @@ class Runner:
         self.scope = ctx.topia.scope
         self._finisher = Finisher(self._finish_batch)
 
-    def _finish_batch(self, batch: list[Finish]) -> list[tuple[Job | None, Job | None]]:
+    def _finish_batch(self, batch: list[Finish]) -> list[tuple[bool, Job | None]]:
         return self.ctx.bookkeeping(
             lambda c: store.job_finish_many(c, scope=self.scope, node=self.ctx.node, batch=batch)
         )
@@ -156,7 +156,7 @@ class Runner:
         recorded, claimed = self._finisher.finish(
             Finish(held.lease, job, state, error, outcome.result, backoff, claim_next)
         )
-        if recorded is None:
+        if not recorded:
             if not self._committed_before(job):
                 logger.warning(
                     "lease lost on queue %r: outcome of job %d discarded", job.queue, job.id
@@ -167,7 +167,7 @@ class Runner:
             # next head too, which the claim below finds running under our lease.
             claimed = self._first_job(held) if claim_next else None
         if not outcome.ok:
-            self._call_failure_hooks(held, recorded or job, outcome)
+            self._call_failure_hooks(held, job, outcome)
         return claimed
 
     def _committed_before(self, job: Job) -> bool:
@@ -203,11 +203,15 @@ class Runner:
         """Hooks run after the failed attempt is recorded; one that raises is logged and
         noted on the job, and never stops the worker."""
         action = self.ctx.topia.actions.get(job.action)
-        hooks = [action.on_failure if action else None, self.ctx.topia.on_failure]
+        hooks = [h for h in (action.on_failure if action else None, self.ctx.topia.on_failure) if h]
+        if not hooks:
+            return
+        # The hooks see the job as recorded: its error, state and next attempt.
+        job = (
+            self.ctx.bookkeeping(lambda c: store.job_get(c, scope=self.scope, job_id=job.id)) or job
+        )
         error = outcome.exception or QueuetopiaError((outcome.error or "failed").splitlines()[0])
         for hook in hooks:
-            if hook is None:
-                continue
             try:
                 hook(job, error)
             except Exception as exc:

@@ -232,11 +232,11 @@ class Finish:
 
 def job_finish_many(
     conn: Conn, *, scope: str, node: str, batch: list[Finish]
-) -> list[tuple[Job | None, Job | None]]:
+) -> list[tuple[bool, Job | None]]:
     """Record a batch of attempts, each under its own lease, in one statement.
 
-    Returns (recorded job, claimed job) per item, in order; the recorded job is None
-    when the item's fence rejected the write."""
+    Returns (recorded, claimed job) per item, in order; recorded is False when the
+    item's fence rejected the write."""
     rows = _rows(
         conn,
         queries.JOB_FINISH,
@@ -254,21 +254,16 @@ def job_finish_many(
             "claim_next": [f.claim_next for f in batch],
         },
     )
-    recorded: dict[int, Job] = {}
+    recorded = set(rows[0]["recorded"] or ())
     claimed: dict[str, Job] = {}
     for row in rows:
-        outcome = row.pop("outcome")
-        job = _job(row)
-        if outcome == "recorded":
-            recorded[job.id] = job
-        else:
-            claimed[job.queue] = job
-    return [(recorded.get(f.job.id), claimed.get(f.lease.queue)) for f in batch]
+        del row["recorded"]
+        if row["id"] is not None:
+            claimed[row["queue"]] = _job(row)
+    return [(f.job.id in recorded, claimed.get(f.lease.queue)) for f in batch]
 
 
-def job_finish(
-    conn: Conn, *, scope: str, node: str, finish: Finish
-) -> tuple[Job | None, Job | None]:
+def job_finish(conn: Conn, *, scope: str, node: str, finish: Finish) -> tuple[bool, Job | None]:
     """Record one attempt: `job_finish_many` with a batch of one."""
     return job_finish_many(conn, scope=scope, node=node, batch=[finish])[0]
 
@@ -284,10 +279,11 @@ def job_record(
     result: Any = None,
     backoff: float | None = None,
 ) -> Job | None:
-    """Write the end of an attempt under `lease`; None when the fence rejected it."""
+    """Write the end of an attempt under `lease`; the job as recorded, or None when the
+    fence rejected it."""
     finish = Finish(lease, job, state, error, result, backoff)
     recorded, _ = job_finish(conn, scope=scope, node="", finish=finish)
-    return recorded
+    return job_get(conn, scope=scope, job_id=job.id) if recorded else None
 
 
 def job_note_error(conn: Conn, *, scope: str, lease: Lease, job_id: int, note: str) -> None:

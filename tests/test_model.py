@@ -237,9 +237,10 @@ class QueueMachine(RuleBasedStateMachine):
         results = store.job_finish_many(
             self.conn, scope=self.topia.scope, node=NODE, batch=batch + stale
         )
-        assert all(recorded is None for recorded, _ in results[len(batch) :]), "rule 3.10"
+        assert not any(recorded for recorded, _ in results[len(batch) :]), "rule 3.10"
         for finish, (recorded, claimed) in zip(batch, results, strict=False):
-            assert recorded is not None and recorded.state == finish.state
+            stored = store.job_get(self.conn, scope=self.topia.scope, job_id=finish.job.id)
+            assert recorded and stored is not None and stored.state == finish.state
             self.after_finish(finish, claimed)
 
     def outcome(self, data: st.DataObject, queue: str) -> store.Finish:
