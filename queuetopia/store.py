@@ -123,28 +123,12 @@ def lease_acquire(
     ttl: float,
     queues: list[str] | None,
     skip: list[str],
-) -> tuple[list[Lease], bool]:
-    """Leases on up to `limit` due queues, and whether more were due than taken."""
-    taken, candidates = lease_acquire_claim(
-        conn, scope=scope, owner=owner, limit=limit, ttl=ttl, queues=queues, skip=skip
-    )
-    return [lease for lease, _ in taken], candidates > limit
-
-
-def lease_acquire_claim(
-    conn: Conn,
-    *,
-    scope: str,
-    owner: str,
-    limit: int,
-    ttl: float,
-    queues: list[str] | None,
-    skip: list[str],
     node: str | None = None,
 ) -> tuple[list[tuple[Lease, Job | None]], int]:
-    """Leases on up to `limit` due queues and, with `node`, each queue's head claimed
-    (None when the head is not due, paused, or a lost worker's job still runs).
-    Also the number of due, free queues seen (at most `limit` + 1)."""
+    """Leases on up to `limit` due queues, longest waiting first, and with `node`, each
+    queue's head claimed (None when the head is not due, paused, or a lost worker's job
+    still runs). Also the number of due, free queues seen (at most `limit` + 1): more
+    than `limit` means more were due than taken."""
     rows = _rows(
         conn,
         queries.LEASE_ACQUIRE,

@@ -105,7 +105,7 @@ class _Drain:
     def __init__(self, topia: Queuetopia, queue: str | None) -> None:
         self.topia = topia
         self.queues = None if queue is None else [check_name("queue", queue)]
-        node = f"{socket.gethostname()}:{os.getpid()}:drain"
+        self.node = node = f"{socket.gethostname()}:{os.getpid()}:drain"
         self.owner = f"{node}:{uuid.uuid4().hex[:12]}"
         self.held: Held | None = None
         self.skipped: set[str] = set()
@@ -149,7 +149,7 @@ class _Drain:
     def _next_turn(self) -> bool:
         """Lease the longest-waiting due queue and run its head; False if none is due."""
         started = time.monotonic()
-        leases, _more = self._bookkeeping(
+        taken, _ = self._bookkeeping(
             lambda c: store.lease_acquire(
                 c,
                 scope=self.topia.scope,
@@ -158,13 +158,15 @@ class _Drain:
                 ttl=self.topia.lock_ttl,
                 queues=self.queues,
                 skip=sorted(self.skipped),
+                node=self.node,
             )
         )
-        if not leases:
+        if not taken:
             return False
-        self.held = Held(leases[0], started + self.topia.lock_ttl * TRUST_SHARE)
+        [(lease, first)] = taken
+        self.held = Held(lease, started + self.topia.lock_ttl * TRUST_SHARE)
         try:
-            self.runner.drain(self.held)
+            self.runner.drain(self.held, first)
         finally:
             self.held = None
         return True

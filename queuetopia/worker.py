@@ -272,7 +272,7 @@ class Worker:
             return False
         started = time.monotonic()
         taken, candidates = self._bookkeeping(
-            lambda c: store.lease_acquire_claim(
+            lambda c: store.lease_acquire(
                 c,
                 scope=self.scope,
                 owner=self.owner,

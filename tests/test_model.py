@@ -159,7 +159,7 @@ class QueueMachine(RuleBasedStateMachine):
         With `together`, the head is claimed in the statement that takes the lease."""
         queue = data.draw(st.sampled_from(sorted(self.queues - set(self.inflight))))
         conn, scope = self.conn, self.topia.scope
-        taken, _ = store.lease_acquire_claim(
+        taken, _ = store.lease_acquire(
             conn,
             scope=scope,
             owner=OWNER,
@@ -397,10 +397,10 @@ def run_behind_a_retried_head(topia: Queuetopia, conn: psycopg.Connection[Any]) 
     operator retries the first job: it is back at the head, ahead of the running one."""
     first = topia.create_job("q", "first", {}, max_attempts=1)
     second = topia.create_job("q", "second", {})
-    leases, _ = store.lease_acquire(
+    taken, _ = store.lease_acquire(
         conn, scope=topia.scope, owner=OWNER, limit=1, ttl=TTL, queues=["q"], skip=[]
     )
-    [lease] = leases
+    [(lease, _)] = taken
     claim = store.job_claim_head(conn, scope=topia.scope, lease=lease, node=NODE)
     assert claim.claimed and claim.head is not None and claim.head.id == first.id
     failed = store.job_record(

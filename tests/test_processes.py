@@ -169,10 +169,10 @@ def test_sigterm_finishes_the_running_job_releases_and_exits_0(
 
 
 def take_lease(conn: Conn, scope: str, owner: str, ttl: float = 30.0) -> Lease | None:
-    leases, _ = store.lease_acquire(
+    taken, _ = store.lease_acquire(
         conn, scope=scope, owner=owner, limit=1, ttl=ttl, queues=["q"], skip=[]
     )
-    return leases[0] if leases else None
+    return taken[0][0] if taken else None
 
 
 def expire(conn: Conn, scope: str) -> None:
