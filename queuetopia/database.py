@@ -61,17 +61,20 @@ class Database:
         these statements costs more than running them.
 
         Sequential scans are off: every statement a worker runs reaches its rows
-        through a primary key or a queue's line index. A plan made while the tables
-        were small (a fresh install, a worker started before a burst) would otherwise
-        scan whole tables, and keep doing so until autovacuum's next ANALYZE. Without
-        prepared statements (PgBouncer in transaction mode) only that setting stays."""
+        through a primary key or a queue's line index. A generic plan made while the
+        tables were small (a fresh install, a worker started before a burst) would
+        otherwise scan whole tables, and keep doing so until autovacuum's next
+        ANALYZE. Without prepared statements (PgBouncer in transaction mode, where a
+        session setting would leak to other clients) it is a plain connection: each
+        statement is then planned for its own parameters."""
         conn = self.connect()
+        if self.prepare_threshold is None:
+            return conn
+        conn.prepare_threshold = 0
         try:
             with translate_errors():
                 conn.execute("SET enable_seqscan = off")
-                if self.prepare_threshold is not None:
-                    conn.prepare_threshold = 0
-                    conn.execute("SET plan_cache_mode = force_generic_plan")
+                conn.execute("SET plan_cache_mode = force_generic_plan")
         except BaseException:
             conn.close()
             raise

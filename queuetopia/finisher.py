@@ -7,8 +7,8 @@ finds no batch in flight leads one. Before it runs the batch, it waits a moment
 so that runners that were served together commit together again, instead of in a
 batch of one (the first runner back) followed by a batch of the rest. It then runs
 every request waiting, its own included, and hands the lead to the first request
-that arrived meanwhile. A job alone, as on an idle worker, is recorded at once on
-its own thread's connection.
+that arrived meanwhile. An outcome with no other short job in flight, as on an idle
+worker, is recorded at once on its own thread's connection.
 
 Each queue still has at most one job in flight: a runner waits for its outcome (and
 its queue's next job) before going on.
@@ -24,6 +24,7 @@ from .models import Job
 from .store import Finish
 
 Result = tuple[bool, Job | None]
+RECENT = 0.005  # seconds: a job handed out longer ago is a long one, not waited for
 RunBatch = Callable[[list[Finish]], list[Result]]
 
 
@@ -45,13 +46,14 @@ class Finisher:
         self._max_batch = max_batch
         self._cond = threading.Condition(threading.Lock())
         self._waiting: list[_Request] = []
-        self._expected: set[int] = set()  # jobs handed out by a batch, to be finished here
+        # Jobs handed out by a batch (id -> when), whose outcomes will come here.
+        self._expected: dict[int, float] = {}
         self._busy = False  # a batch is in flight, or its leader is handing over
 
     def abandon(self, job: Job) -> None:
         """The runner given `job` will not report its outcome here after all."""
         with self._cond:
-            self._expected.discard(job.id)
+            self._expected.pop(job.id, None)
             self._cond.notify()
 
     def finish(self, finish: Finish) -> Result:
@@ -59,7 +61,7 @@ class Finisher:
         (recorded, claimed job) as `store.job_finish` does."""
         request = _Request(finish)
         with self._cond:
-            self._expected.discard(finish.job.id)
+            self._expected.pop(finish.job.id, None)
             self._waiting.append(request)
             lead, self._busy = not self._busy, True
             self._cond.notify()
@@ -74,7 +76,7 @@ class Finisher:
     def _lead(self) -> None:
         deadline = time.monotonic() + self._gather
         with self._cond:
-            while self._expected and len(self._waiting) < self._max_batch:
+            while self._coming_soon() and len(self._waiting) < self._max_batch:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
@@ -91,18 +93,24 @@ class Finisher:
                 else:
                     self._busy = False
 
+    def _coming_soon(self) -> bool:
+        """Was a job handed out so recently that its outcome may well come within the
+        gather time? A job running for longer is not waited for."""
+        recent = time.monotonic() - RECENT
+        return any(handed_out > recent for handed_out in self._expected.values())
+
     def _run(self, batch: list[_Request]) -> None:
         try:
             results = self._run_batch([r.finish for r in batch])
+            for request, result in zip(batch, results, strict=True):
+                request.result = result
+            now = time.monotonic()
+            with self._cond:
+                self._expected.update((job.id, now) for _, job in results if job is not None)
         except BaseException as exc:
             for request in batch:
                 request.error = exc
-        else:
-            for request, result in zip(batch, results, strict=True):
-                request.result = result
-            claimed = [job.id for _, job in results if job is not None]
-            with self._cond:
-                self._expected.update(claimed)
-        for request in batch:
-            request.lead = False
-            request.ready.set()
+        finally:
+            for request in batch:
+                request.lead = False
+                request.ready.set()

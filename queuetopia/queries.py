@@ -303,7 +303,7 @@ WITH input AS (
            unnest(%(backoffs)s::float8[]) AS in_backoff,
            unnest(%(claim_next)s::bool[]) AS in_claim_next
 ), lease AS (
-    SELECT l.queue AS leased_queue
+    SELECT l.queue AS leased_queue, l.lease_id AS leased_id
       FROM queuetopia_leases l JOIN input ON l.queue = in_queue AND l.lease_id = in_lease
      WHERE l.scope = %(scope)s AND l.queue = ANY(%(queues)s::text[])
        AND l.locked_until > now()
@@ -324,8 +324,8 @@ WITH input AS (
      WHERE j.id = ANY(%(ids)s::bigint[]) AND j.id = in_id
        AND j.scope = %(scope)s AND j.queue = in_queue
        AND j.state = 'running' AND j.lease_id = in_job_lease
-       AND in_queue IN (SELECT leased_queue FROM lease)
-    RETURNING j.id, j.queue, in_lease, in_claim_next
+       AND (in_queue, in_lease) IN (SELECT leased_queue, leased_id FROM lease)
+    RETURNING j.id, j.queue, j.state, in_lease, in_claim_next
 ), head AS (
     SELECT next.id AS head_id, rec.queue AS head_queue, rec.in_lease AS head_lease
       FROM rec CROSS JOIN LATERAL (
@@ -333,7 +333,7 @@ WITH input AS (
             WHERE n.scope = %(scope)s AND n.queue = rec.queue AND n.in_line AND n.id <> rec.id
             ORDER BY n.scheduled_at, n.seq
             LIMIT 1) AS next
-     WHERE rec.in_claim_next
+     WHERE rec.in_claim_next AND rec.state = 'done'
 ), claimed AS ("""
     + HEAD_CLAIM
     + """    RETURNING"""

@@ -239,12 +239,12 @@ def job_finish_many(
         },
     )
     recorded = set(rows[0]["recorded"] or ())
-    claimed: dict[str, Job] = {}
+    claimed: dict[tuple[str, UUID], Job] = {}
     for row in rows:
         del row["recorded"]
         if row["id"] is not None:
-            claimed[row["queue"]] = _job(row)
-    return [(f.job.id in recorded, claimed.get(f.lease.queue)) for f in batch]
+            claimed[row["queue"], row["lease_id"]] = _job(row)
+    return [(f.job.id in recorded, claimed.get((f.lease.queue, f.lease.lease_id))) for f in batch]
 
 
 def job_finish(conn: Conn, *, scope: str, node: str, finish: Finish) -> tuple[bool, Job | None]:

@@ -18,7 +18,7 @@ from .harness import Chaos, now
 LOCK_TTL = 3.0
 IDLE_POLL = 60.0  # workers here never poll in time: only notifications wake them
 WAKE_BOUND = 2.0  # seconds from an enqueue to the start of its job, for an idle worker
-FINISH_SQL = "'recorded' AS outcome"
+FINISH_SQL = "array_agg(rec.id) FROM rec"
 
 
 def warnings_of(chaos: Chaos, proc: Any) -> list[str]:
@@ -32,7 +32,7 @@ def kind_of(backend: dict[str, Any]) -> str:
         return "listener"
     if "UPDATE queuetopia_leases" in query and "locked_until" in query:
         return "heartbeat"
-    if "'claimed' AS outcome" in query or "'recorded' AS outcome" in query:
+    if "'claimed' AS outcome" in query or "array_agg(rec.id) FROM rec" in query:
         return "runner"
     if "DELETE FROM queuetopia_leases" in query:
         return "runner"

@@ -17,7 +17,7 @@ from .harness import Chaos, now
 
 LOCK_TTL = 2.0
 POLL = 1.0
-FINISH_SQL = "'recorded' AS outcome"
+FINISH_SQL = "array_agg(rec.id) FROM rec"
 
 
 def warnings_of(chaos: Chaos, proc: Any) -> list[str]:
