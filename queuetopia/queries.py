@@ -154,6 +154,13 @@ SELECT candidates, taken_queue, taken_lease, taken_token,"""
 """
 )
 
+# The live leases a worker owns. After an acquisition whose reply was lost, the
+# worker adopts those it does not know: their heads may have been claimed already.
+LEASE_OWNED: LiteralString = """
+SELECT queue, lease_id, token FROM queuetopia_leases
+ WHERE scope = %(scope)s AND owner = %(owner)s AND locked_until > now()
+"""
+
 # Is any queue of the scope due and free? Tells a draining worker to yield its slot.
 QUEUE_ANY_DUE: LiteralString = """
 SELECT EXISTS (

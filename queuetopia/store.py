@@ -153,6 +153,11 @@ def lease_acquire(
     return taken, candidates
 
 
+def lease_owned(conn: Conn, *, scope: str, owner: str) -> list[Lease]:
+    rows = _rows(conn, queries.LEASE_OWNED, {"scope": scope, "owner": owner})
+    return [Lease(r["queue"], r["lease_id"], r["token"]) for r in rows]
+
+
 def queue_any_due(conn: Conn, *, scope: str, queues: list[str] | None, skip: list[str]) -> bool:
     rows = _rows(conn, queries.QUEUE_ANY_DUE, {"scope": scope, "queues": queues, "skip": skip})
     return bool(rows[0]["exists"])

@@ -271,18 +271,7 @@ class Worker:
             )
             return False
         started = time.monotonic()
-        taken, candidates = self._bookkeeping(
-            lambda c: store.lease_acquire(
-                c,
-                scope=self.scope,
-                owner=self.owner,
-                limit=free,
-                ttl=self.topia.lock_ttl,
-                queues=self.queues,
-                skip=skip,
-                node=self.node,
-            )
-        )
+        taken, candidates = self._bookkeeping(self._acquire(free, skip))
         self._contended = candidates > free
         with self._lock:
             for lease, _ in taken:
@@ -291,6 +280,39 @@ class Worker:
             self._work.put(item)
         # Other workers won some of the queues we went for: more may be due, look now.
         return len(taken) < min(free, candidates)
+
+    def _acquire(
+        self, free: int, skip: list[str]
+    ) -> Callable[[Conn], tuple[list[tuple[Lease, Job | None]], int]]:
+        """The acquisition, as bookkeeping retries it: a try after a failed one first
+        adopts the leases an earlier try took but whose reply was lost (their heads
+        are claimed: the runner finds them running under the adopted lease)."""
+        tries = 0
+
+        def acquire(conn: Conn) -> tuple[list[tuple[Lease, Job | None]], int]:
+            nonlocal tries
+            tries += 1
+            adopted: list[tuple[Lease, Job | None]] = []
+            if tries > 1:
+                with self._lock:
+                    known = {held.lease.lease_id for held in self._held.values()}
+                owned = store.lease_owned(conn, scope=self.scope, owner=self.owner)
+                adopted = [(lease, None) for lease in owned if lease.lease_id not in known]
+            if len(adopted) >= free:
+                return adopted, len(adopted)
+            taken, candidates = store.lease_acquire(
+                conn,
+                scope=self.scope,
+                owner=self.owner,
+                limit=free - len(adopted),
+                ttl=self.topia.lock_ttl,
+                queues=self.queues,
+                skip=skip,
+                node=self.node,
+            )
+            return adopted + taken, candidates + len(adopted)
+
+        return acquire
 
     def _next_wait(self) -> float:
         wait = self.topia.poll_interval

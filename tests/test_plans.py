@@ -26,6 +26,7 @@ WORKER_STATEMENTS = [
     "JOB_GET",
     "LEASE_RENEW",
     "LEASE_RELEASE",
+    "LEASE_OWNED",
     "QUEUE_ANY_DUE",
     "QUEUE_NEXT_DUE",
 ]

@@ -19,6 +19,7 @@ LOCK_TTL = 3.0
 IDLE_POLL = 60.0  # workers here never poll in time: only notifications wake them
 WAKE_BOUND = 2.0  # seconds from an enqueue to the start of its job, for an idle worker
 FINISH_SQL = "array_agg(rec.id) FROM rec"
+ACQUIRE_SQL = "taken_queue AS"  # a piece of the statement that takes leases and claims
 
 
 def warnings_of(chaos: Chaos, proc: Any) -> list[str]:
@@ -163,6 +164,33 @@ def test_terminating_each_kind_of_worker_connection(make_chaos: Callable[..., Ch
     chaos.assert_clean(report)
     assert chaos.stop_all() == [0]
     chaos.assert_no_password_in_logs()
+
+
+def test_a_lease_taken_with_its_head_whose_reply_is_lost_is_adopted(
+    make_chaos: Callable[..., Chaos],
+) -> None:
+    """The statement that takes a queue's lease and claims its head commits, but the
+    connection breaks before the reply arrives. The worker's retry adopts the lease it
+    does not know it holds and runs the claimed job: once, on its first attempt, with
+    no wait for the lease to expire and no "worker lost" attempt."""
+    chaos = make_chaos(lock_ttl=LOCK_TTL, poll=IDLE_POLL)
+    ids = [chaos.enqueue("q", n, sleep=0.0) for n in range(3)]  # due before any worker
+    proxy = chaos.proxy()
+    rule = proxy.add_rule(ACQUIRE_SQL, "hold_reply")
+    worker = chaos.worker(concurrency=1, dsn=chaos.proxied_dsn(proxy), ready=False)
+    assert rule.fired.wait(30)
+    assert chaos.job(ids[0])["state"] == "running"  # the first try committed its claim
+    rule.release(forward=False)  # reset the connection: the reply is lost
+    chaos.fault("reply_lost", worker.pid, now())
+    took = chaos.wait_done(3, timeout=LOCK_TTL * 3)
+    for job_id in ids:
+        job = chaos.job(job_id)
+        assert job["attempts"] == 1 and "worker lost" not in (job["error"] or "")
+        assert len(chaos.executions(job_id=job_id)) == 1
+    chaos.assert_drained()
+    report = chaos.check("8 lease and claim committed, reply lost", drain_s=round(took, 1))
+    chaos.assert_clean(report)
+    assert chaos.stop_all() == [0]
 
 
 def test_a_completion_whose_reply_is_lost_counts_once(make_chaos: Callable[..., Chaos]) -> None:
