@@ -3,6 +3,7 @@ embedded server in a temporary directory), migrated once; a fresh scope per test
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import uuid
@@ -17,6 +18,17 @@ import pytest
 from queuetopia import Queuetopia
 
 from .helpers import fast_settings
+
+
+@pytest.fixture(autouse=True)
+def _keep_logging() -> Iterator[None]:
+    """Commands run in-process (CLI tests) configure the queuetopia loggers; give the
+    next test the loggers as they were."""
+    loggers = [logging.getLogger(name) for name in ("queuetopia", "pgserver", "psycopg")]
+    saved = [(lg, lg.handlers[:], lg.level, lg.propagate) for lg in loggers]
+    yield
+    for lg, handlers, level, propagate in saved:
+        lg.handlers, lg.level, lg.propagate = handlers, level, propagate
 
 
 @pytest.fixture(scope="session")

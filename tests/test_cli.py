@@ -5,7 +5,6 @@ prune and migrate --status, in-process with typer's CliRunner against the APP
 from __future__ import annotations
 
 import json
-import logging
 import threading
 import uuid
 from collections.abc import Iterator
@@ -26,16 +25,6 @@ from .apps.shop import SCOPE_ENV, build
 from .helpers import wait_for
 
 APP = "tests.apps.shop:topia"
-
-
-@pytest.fixture(autouse=True)
-def _keep_logging() -> Iterator[None]:
-    """The CLI configures the queuetopia loggers; give other tests theirs back."""
-    loggers = [logging.getLogger(name) for name in ("queuetopia", "pgserver", "psycopg")]
-    saved = [(lg, lg.handlers[:], lg.level, lg.propagate) for lg in loggers]
-    yield
-    for lg, handlers, level, propagate in saved:
-        lg.handlers, lg.level, lg.propagate = handlers, level, propagate
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ no DSN password in any log line, error or CLI output."""
 from __future__ import annotations
 
 import json
-import logging
 import random
 import signal
 import uuid
@@ -82,16 +81,6 @@ def f(conn, name):
 
 
 # -- the CLI: a clear error or a faithful round trip, nothing half-written ------------------
-
-
-@pytest.fixture(autouse=True)
-def _keep_logging() -> Iterator[None]:
-    """The CLI configures the queuetopia loggers; give other tests theirs back."""
-    loggers = [logging.getLogger(name) for name in ("queuetopia", "pgserver", "psycopg")]
-    saved = [(lg, lg.handlers[:], lg.level, lg.propagate) for lg in loggers]
-    yield
-    for lg, handlers, level, propagate in saved:
-        lg.handlers, lg.level, lg.propagate = handlers, level, propagate
 
 
 @pytest.fixture(scope="module")
