@@ -173,7 +173,10 @@ def cases(sizes: w.Sizes, peers: bool) -> list[Case]:
     if peers:
         from bench import peers as peermod
 
-        out += [Case(p.name, p.label, p.fn, "peers", p.processes) for p in peermod.cases(sizes)]
+        out += [
+            Case(f"peers_{wl.name}", wl.label, fn, "peers", wl.processes or None)
+            for wl, fn in peermod.cases(sizes)
+        ]
     return out
 
 
@@ -459,20 +462,7 @@ def report(doc: dict[str, Any]) -> str:
                 lines.append(f"- {r['label']}, {r['processes']} proc: {frac:.0%}")
         lines.append("")
     if any(r["table"] == "peers" for r in results):
-        lines.append("## Peers (same server, same sizes)")
-        lines.append("")
-        table(
-            "peers",
-            ["workload", "worker procs", "jobs/s (median)", "runs", "ran", "result"],
-            lambda r: [
-                r["label"],
-                r["processes"] or "-",
-                r["median"].get("jobs_per_s"),
-                runs_of(r, "jobs_per_s"),
-                f"{r['median'].get('ran', 0):,} of {r['median'].get('jobs', 0):,}",
-                _verdict(r, timing) if "skipped" not in r["median"] else r["median"]["skipped"],
-            ],
-        )
+        lines.extend(peer_tables([r for r in results if r["table"] == "peers"], timing))
     failures = [p for r in results for p in r["problems"]]
     lines.append("## Correctness")
     lines.append("")
@@ -492,6 +482,69 @@ def report(doc: dict[str, Any]) -> str:
         lines.extend(f"- {x}" for x in notes[:20])
         lines.append("")
     return "\n".join(lines)
+
+
+SYSTEM_NAMES = {
+    "queuetopia_async": "queuetopia `async def`",
+    "queuetopia_plain": "queuetopia plain",
+    "pgqueuer": "PgQueuer",
+    "procrastinate": "procrastinate",
+}
+PEER_TARGETS = {  # workload name, processes -> multiple of the best peer's jobs/s
+    ("peers_enqueue_single", None): 2.0,
+    ("peers_enqueue_fanout", None): 1.5,
+    ("peers_ordered", 2): 2.0,
+    ("peers_many_queues", 2): 1.5,
+}
+
+
+def peer_tables(results: list[dict[str, Any]], timing: bool) -> list[str]:
+    """Side by side: jobs/s per system (medians), queuetopia's ratio to the best peer
+    (the median of the ratios of each run), and CPU per job."""
+    lines = ["## Side by side with the peers (same server, same run, same body)", ""]
+    names = list(SYSTEM_NAMES)
+    head = ["workload", "procs", *(SYSTEM_NAMES[n] + " jobs/s" for n in names)]
+    head += ["async / best peer", "plain / best peer", "target", "result"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results:
+        m = r["median"]
+        target = PEER_TARGETS.get((r["name"], r["processes"]))
+        cells = [r["label"], r["processes"] or "-"]
+        cells += [m.get(f"{n}.jobs_per_s") for n in names]
+        ratios = [m.get("queuetopia_async.x_best_peer"), m.get("queuetopia_plain.x_best_peer")]
+        cells += [None if x is None else f"{x:.2f}x" for x in ratios]
+        verdict = _verdict(r, False)
+        if target and timing and verdict == "ok":
+            met = all(x is not None and x >= target for x in ratios)
+            verdict = ("meets" if met else "misses") + f" >= {target:g}x"
+        cells += [f">= {target:g}x" if target else "-", verdict]
+        lines.append("| " + " | ".join(_fmt(v) for v in cells) + " |")
+    lines.append("")
+    lines.append("CPU per job (µs), worker processes / PostgreSQL server:")
+    lines.append("")
+    head = ["workload", "procs", *(SYSTEM_NAMES[n] for n in names)]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results:
+        m = r["median"]
+        if m.get("queuetopia_plain.worker_cpu_us_per_job") is None:
+            continue
+        cells = [r["label"], r["processes"] or "-"]
+        for n in names:
+            w, p = m.get(f"{n}.worker_cpu_us_per_job"), m.get(f"{n}.pg_cpu_us_per_job")
+            cells.append(f"{_fmt(w)} / {_fmt(p)}")
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    lines.append("")
+    for r in results:
+        m = r["median"]
+        if m.get("floor.update_commits_per_s"):
+            lines.append(
+                f"One queue against pgbench's 1-client one-row-update-per-commit rate "
+                f"({m['floor.update_commits_per_s']:,.0f}/s, same run): `async def` "
+                f"{_fmt(m.get('queuetopia_async.x_floor'))}x, plain "
+                f"{_fmt(m.get('queuetopia_plain.x_floor'))}x (target >= 0.5x)."
+            )
+            lines.append("")
+    return lines
 
 
 # -- main -----------------------------------------------------------------------------
