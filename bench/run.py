@@ -158,6 +158,27 @@ def cases(sizes: w.Sizes, peers: bool) -> list[Case]:
             2,
         )
     )
+    for processes in sizes.growth_processes:
+        out.append(
+            Case(
+                "growth",
+                f"growth: ordered {oq:,} x {oper}, {processes} worker procs",
+                partial(w.ordered, processes=processes),
+                "growth",
+                processes,
+            )
+        )
+    for queues in sizes.growth_queues:
+        out.append(
+            Case(
+                "growth",
+                f"growth: claim rate with {queues:,} queues",
+                partial(w.growth_queues, queues=queues),
+                "growth",
+                2,
+                max_runs=1,
+            )
+        )
     mq2, mper2 = sizes.memory
     out.append(
         Case(
@@ -418,6 +439,22 @@ def report(doc: dict[str, Any]) -> str:
         verdict = "meets" if ratio >= 0.8 else "misses"
         lines.append(f"Claim rate at scale / small: **{ratio:.0%}** ({verdict} target >= 80%)")
         lines.append("")
+    lines.append("## Growth (worker processes; queues)")
+    lines.append("")
+    table(
+        "growth",
+        ["workload", "worker procs", "jobs/s (median)", "runs", "worker CPU µs/job",
+         "PG CPU µs/job", "result"],
+        lambda r: [
+            r["label"],
+            r["processes"],
+            r["median"].get("jobs_per_s"),
+            runs_of(r, "jobs_per_s"),
+            r["median"].get("worker_cpu_us_per_job"),
+            r["median"].get("pg_cpu_us_per_job"),
+            _verdict(r, timing),
+        ],
+    )  # fmt: skip
     lines.append("## Memory")
     lines.append("")
     table(
@@ -571,6 +608,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--peers", action="store_true", help="also run procrastinate, PgQueuer")
     parser.add_argument("--list", action="store_true", help="list the workloads and exit")
+    parser.add_argument("--plot", type=Path, help="draw the growth workloads into this PNG")
     args = parser.parse_args(argv)
 
     mode_name = "smoke" if args.smoke else "quick" if args.quick else "full"
@@ -628,6 +666,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps(doc, indent=2, default=str))
         log(f"wrote {args.json}")
+    if args.plot:
+        from bench.plot import plot
+
+        plot(doc, args.plot)
+        log(f"wrote {args.plot}")
     failed = [r for r in doc["results"] if not r["ok"]]
     if failed:
         log(f"CORRECTNESS FAILURE in: {', '.join(sorted({r['name'] for r in failed}))}")

@@ -44,15 +44,19 @@ class Sizes:
     floor_clients: tuple[int, ...]
     floor_pairs: int  # claim+finish pairs in all, split over the clients
     logging: tuple[int, int]  # the ordered shape, smaller: rich logging is slow
+    growth_processes: tuple[int, ...] = (1, 2)  # the ordered drain with this many workers
+    growth_queues: tuple[int, ...] = (100, 1_000)  # the claim rate with this many queues
 
 
 SIZES = {
     "smoke": Sizes(200, 2, (50, 4), (10, 10), 200, 10, (1_000, 5), 500, (20, 5), (50, 20), 1.0,
                    (2,), 400, (10, 5)),
     "quick": Sizes(2_000, 20, (1_000, 10), (100, 100), 5_000, 100, (10_000, 10), 5_000,
-                   (100, 10), (200, 100), 5.0, (2,), 10_000, (100, 20)),
+                   (100, 10), (200, 100), 5.0, (2,), 10_000, (100, 20), (1, 2, 4, 8),
+                   (100, 10_000, 100_000)),
     "full": Sizes(10_000, 100, (1_000, 10), (100, 100), 5_000, 300, (10_000, 100), 20_000,
-                  (100, 10), (1_000, 100), 10.0, (1, 2, 20), 20_000, (100, 20)),
+                  (100, 10), (1_000, 100), 10.0, (1, 2, 20), 20_000, (100, 20), (1, 2, 4, 8),
+                  (100, 10_000, 1_000_000)),
 }  # fmt: skip
 
 
@@ -397,7 +401,23 @@ def scale(ctx: Context, which: str, processes: int = 2) -> Metrics:
     queues, per = sizes.scale_big if which == "big" else sizes.scale_small
     n = queues * per
     window = min(sizes.scale_window, n) if which == "big" else n
-    scope = _scope(f"scale-{which}")
+    return claim_rate(ctx, f"scale-{which}", queues, per, window, processes)
+
+
+def growth_queues(ctx: Context, queues: int, processes: int = 2) -> Metrics:
+    """How the claim rate grows with the number of queues: `queues` queues with one
+    pending job each (at least the window's worth of jobs in all), loaded by SQL."""
+    window = min(ctx.sizes.scale_window, max(queues, 100))
+    per = max(1, -(-window // queues))
+    return claim_rate(ctx, f"growth-{queues}", queues, per, window, processes)
+
+
+def claim_rate(
+    ctx: Context, name: str, queues: int, per: int, window: int, processes: int
+) -> Metrics:
+    """The claim rate over the first `window` jobs of queues x per pending ones."""
+    n = queues * per
+    scope = _scope(name)
     reset(ctx.db)
     workers = ctx.workers(scope, processes, poll_interval=3600.0)
     problems: list[str] = []
