@@ -204,18 +204,14 @@ def execute(
 
 
 def _run_async(fn: Callable[..., Any], kwargs: dict[str, Any], execution: Execution) -> Any:
+    """One task on this thread's loop. Its timeout is the watchdog's, as for a sync
+    action: at the deadline it cancels the task (`Execution.interrupt`), so no timer
+    or second task is needed per job (`asyncio.wait_for` cost about as much as the
+    rest of an async job's overhead together)."""
     loop = _event_loop()
-
-    async def main() -> Any:
-        task = asyncio.ensure_future(fn(**kwargs))
-        execution.attach(loop, task)
-        try:
-            return await asyncio.wait_for(task, timeout=execution.timeout)
-        except TimeoutError:
-            execution.reason = execution.reason or "timeout"
-            raise
-
-    return loop.run_until_complete(main())
+    task = loop.create_task(fn(**kwargs))
+    execution.attach(loop, task)
+    return loop.run_until_complete(task)
 
 
 def _failure(execution: Execution, exc: BaseException) -> Outcome:
