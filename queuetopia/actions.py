@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar
 import pydantic
 
 from .errors import ValidationError
+from .sensitive import check_paths, is_sensitive, mask, scrub, secret_values
 from .validation import check_name, check_storable, params_json
 
 if TYPE_CHECKING:
@@ -92,11 +93,13 @@ def _positive(value: object, allow_zero: bool = False) -> bool:
 
 
 class ParamSchema:
-    """Validates params against a function's signature (the `job` parameter excluded)."""
+    """Validates params against a function's signature (the `job` parameter excluded).
+    Errors about `sensitive` paths never quote the value (docs/security.md)."""
 
-    def __init__(self, fn: Callable[..., Any]) -> None:
+    def __init__(self, fn: Callable[..., Any], sensitive: frozenset[str] = frozenset()) -> None:
+        self.sensitive = sensitive
         signature = inspect.signature(fn)
-        hints = typing.get_type_hints(fn)
+        hints = typing.get_type_hints(fn, include_extras=True)  # keep Annotated constraints
         fields: dict[str, Any] = {}
         self.untyped: set[str] = set()
         self.takes_job = False
@@ -129,25 +132,35 @@ class ParamSchema:
             model = self.model.model_validate(dict(params))
             return model.model_dump(mode="json", exclude_unset=True)
         except pydantic.ValidationError as exc:
-            raise _translate(exc) from exc
+            # pydantic's own message quotes the input: chained, it would be in tracebacks.
+            raise _translate(exc, self.sensitive) from (None if self.sensitive else exc)
         except (TypeError, ValueError) as exc:
             raise ValidationError(f"params are not JSON-serialisable: {exc}") from exc
 
     def load(self, stored: Mapping[str, Any]) -> dict[str, Any]:
         """Stored JSON params back to the typed values the function takes."""
-        model = self.model.model_validate(dict(stored))
+        try:
+            model = self.model.model_validate(dict(stored))
+        except pydantic.ValidationError as exc:
+            raise _translate(exc, self.sensitive) from None
         values = {name: getattr(model, name) for name in type(model).model_fields}
         values.update(model.model_extra or {})
         return values
 
 
-def _translate(exc: pydantic.ValidationError) -> ValidationError:
+def _translate(
+    exc: pydantic.ValidationError, sensitive: frozenset[str] = frozenset()
+) -> ValidationError:
     problems = []
     fields = []
-    for error in exc.errors():
+    for error in exc.errors(include_input=False, include_url=False):
         where = ".".join(str(part) for part in error["loc"]) or "params"
         fields.append(str(error["loc"][0]) if error["loc"] else "params")
-        problems.append(f"{where}: {error['msg']}")
+        if is_sensitive(error["loc"], sensitive):
+            # A message may quote the value (a custom validator's, a parse error's).
+            problems.append(f"{where}: invalid ({error['type']}; the value is sensitive)")
+        else:
+            problems.append(f"{where}: {error['msg']}")
     return ValidationError("invalid params: " + "; ".join(problems), tuple(fields))
 
 
@@ -169,8 +182,8 @@ class Action(Generic[P, R]):
         self.fn = fn
         self.config = config
         self.on_failure = on_failure
-        self.sensitive = frozenset(sensitive)
-        self.schema = ParamSchema(fn)
+        self.sensitive = check_paths(sensitive)
+        self.schema = ParamSchema(fn, self.sensitive)
         self.is_async = inspect.iscoroutinefunction(fn)
         config.check()
 
@@ -216,7 +229,13 @@ class Action(Generic[P, R]):
 
     def shown_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """Params as people may see them: sensitive values replaced by '***'."""
-        return {k: "***" if k in self.sensitive else v for k, v in params.items()}
+        return mask(params, self.sensitive)
+
+    def scrub(self, text: str, params: Mapping[str, Any]) -> str:
+        """`text` (an error of a job with these params) without their sensitive values."""
+        if not self.sensitive:
+            return text
+        return scrub(text, secret_values(params, self.sensitive))
 
     def serialise(self, params: Mapping[str, Any]) -> str:
         """Validated params as the JSON text that will be stored."""

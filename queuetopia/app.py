@@ -134,7 +134,8 @@ class Queuetopia:
         """Register a function as the action `name`.
 
         `on_failure(job, error)` is called after each failed attempt is recorded;
-        `sensitive` names params shown as '***' in listings and logs."""
+        `sensitive` names params (dotted paths for nested keys, "card.number") that are
+        never shown nor searchable (docs/security.md)."""
         config = ActionConfig(
             timeout=_pick(timeout, None),
             max_attempts=max_attempts,
@@ -144,7 +145,7 @@ class Queuetopia:
         )
 
         def register(fn: Callable[P, R]) -> Action[P, R]:
-            action = Action(self, name, fn, config, on_failure, tuple(sensitive))
+            action = Action(self, name, fn, config, on_failure, sensitive)
             if name in self.actions:
                 raise ValidationError(f"action {name!r} is already registered")
             self.actions[name] = action
@@ -409,6 +410,8 @@ class Queuetopia:
                 search=search,
                 limit=limit,
                 offset=offset,
+                # Only this process's registry says what is sensitive (docs/security.md).
+                hidden={n: sorted(a.sensitive) for n, a in self.actions.items() if a.sensitive},
             )
 
     def list_queues(self) -> list[QueueInfo]:

@@ -70,14 +70,32 @@ class JobTimeout(QueuetopiaError):
     """The job ran past its timeout."""
 
 
-_PASSWORD = re.compile(r"(password\s*=\s*)\S+|(://[^:/@\s]*:)[^@\s]*@", re.IGNORECASE)
+# A quoted value as libpq (single quotes, backslash escapes), a shell or Python's repr
+# writes it; an unclosed quote runs to the end of the text (hidden whole, not leaked).
+_QUOTED = r"""'(?:[^'\\]|\\.)*(?:'|$)|"(?:[^"\\]|\\.)*(?:"|$)"""
+_PASSWORD = re.compile(
+    # PGPASSWORD=... as an environment listing shows it: the rest of the line
+    r"(?P<env>\bPGPASSWORD=)[^\n]*"
+    # password=..., sslpassword=... (keyword DSNs, URI query strings)
+    rf"|(?P<keyword>password\s*=\s*)(?:{_QUOTED}|\S+)"
+    # 'password': '...', "PGPASSWORD": "..." (a repr'd dict or environ, JSON)
+    rf"|(?P<mapping>['\"]\w*password['\"]\s*:\s*)(?:{_QUOTED}|[^\s,}}]+)"
+    # scheme://user:password@host: up to the last @ of the URI, since a password that
+    # was not percent-encoded may hold @, : or / itself
+    r"|(?P<uri>://[^:/@\s]*:)\S*@",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def _hidden(match: re.Match[str]) -> str:
+    if match["uri"]:
+        return match["uri"] + "***@"
+    return (match["env"] or match["keyword"] or match["mapping"]) + "***"
 
 
 def redact(text: str) -> str:
-    """Hide passwords of DSNs that appear in `text`."""
-    return _PASSWORD.sub(
-        lambda m: (m.group(1) or m.group(2)) + "***" + ("@" if m.group(2) else ""), text
-    )
+    """Hide the passwords of DSNs, connection settings and environments in `text`."""
+    return _PASSWORD.sub(_hidden, text)
 
 
 def storable(text: str) -> str:

@@ -17,7 +17,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from .errors import JobTimeout, ValidationError, redact
@@ -173,8 +173,18 @@ def execute(
     """Run `job` in this thread and say how it ended. Never raises."""
     if action is None:
         return Outcome(ok=False, error=f"unknown action {job.action!r}")
+    outcome = _execute(job, action, on_start)
+    if outcome.error is not None and action.sensitive:
+        # What is stored, shown and logged never holds a sensitive param's value.
+        return replace(outcome, error=action.scrub(outcome.error, job.params))
+    return outcome
+
+
+def _execute(job: Job, action: Action[Any, Any], on_start: Callable[[Execution], None]) -> Outcome:
     try:
         kwargs = action.schema.load(job.params)
+    except ValidationError as exc:
+        return Outcome(ok=False, error=redact(str(exc)))
     except Exception as exc:
         return Outcome(ok=False, error=f"invalid params: {redact(str(exc))}")
     if action.schema.takes_job:

@@ -312,7 +312,9 @@ def job_list(
     search: str | None,
     limit: int,
     offset: int,
+    hidden: dict[str, list[str]] | None = None,
 ) -> list[Job]:
+    """`hidden`: action -> its sensitive paths, which `search` never matches."""
     pattern = None if search is None else "%" + _escape_like(search) + "%"
     rows = _rows(
         conn,
@@ -323,6 +325,7 @@ def job_list(
             "action": action,
             "state": state,
             "pattern": pattern,
+            "hidden": Jsonb(hidden or {}),
             "limit": limit,
             "offset": offset,
         },

@@ -289,14 +289,14 @@ def _listing(topia: Queuetopia) -> str:
     existing = topia.list_jobs(limit=shown + 1)
     if not existing:
         return f"; scope {topia.scope!r} has no jobs"
-    lines = [_line(job) for job in existing[:shown]]
+    lines = [_line(topia, job) for job in existing[:shown]]
     if len(existing) > shown:
         lines.append("…")
     return f"; jobs in scope {topia.scope!r}:\n" + "\n".join(lines)
 
 
-def _line(job: Job) -> str:
-    params = json.dumps(job.params, sort_keys=True, ensure_ascii=False)
+def _line(topia: Queuetopia, job: Job) -> str:
+    params = json.dumps(topia.shown_params(job), sort_keys=True, ensure_ascii=False)
     return (
         f"  #{job.id} queue={job.queue!r} action={job.action!r} state={job.state.value} "
         f"params={params}"

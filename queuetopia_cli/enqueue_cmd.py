@@ -23,6 +23,7 @@ from .common import (
     Verbose,
     open_topia,
     parse_duration,
+    shown,
 )
 from .errors import EXIT_USAGE, fail
 
@@ -88,6 +89,7 @@ def enqueue(
         else:
             jobs = _enqueue_lines(topia, action, queue, lines, scheduled)
         if json_output:
+            jobs = [shown(topia, job) for job in jobs]  # sensitive params masked
             typer.echo(render.to_json(jobs if file is not None else jobs[0]))
         else:
             render.say(render.enqueued(jobs))

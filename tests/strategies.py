@@ -121,3 +121,15 @@ def same(a: Any, b: Any) -> bool:
     if isinstance(a, list):
         return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
     return bool(a == b)
+
+
+# Passwords as people pick them: spaces, quotes, backslashes, unicode and the characters
+# that delimit a DSN (@ : / = ? &), for the redaction properties (tests/test_secrets.py).
+PASSWORD_LOOKING = ["a b", "it's", 'say "hi"', "p@ss:w/rd", "back\\slash\\", "ünï 密码 🔑", "=?&#"]
+passwords = st.one_of(
+    st.sampled_from(PASSWORD_LOOKING),
+    st.text(text_chars, min_size=1, max_size=30),
+    st.lists(
+        st.sampled_from(PASSWORD_LOOKING + ["x", "'", '"', "\\", "@", ":", "/"]), min_size=1
+    ).map("".join),
+)

@@ -230,10 +230,41 @@ def test_job_shows_params_result_and_the_full_traceback(shop: Queuetopia, wide: 
     assert "attempts" in out and "1/3" in out
 
 
-def test_job_masks_sensitive_params(shop: Queuetopia) -> None:
-    # The CLI's copy of the APP registers no "login" action, so mark it on both sides.
-    job = shop.create_job("auth", "send_mail", {"to": "a@example.com", "body": "secret"})
-    assert as_json("job", APP, str(job.id))["params"]["body"] == "secret"
+SIGN_IN = {"user": "ada", "password": "hunter2-pw", "card": {"number": "4111-1111", "n": "x"}}
+MASKED = {"user": "ada", "password": "***", "card": {"number": "***", "n": "x"}}
+
+
+def test_job_masks_sensitive_params(shop: Queuetopia, wide: None) -> None:
+    job = shop.actions["sign_in"].delay("auth", **SIGN_IN)
+    assert as_json("job", APP, str(job.id))["params"] == MASKED
+    [listed] = as_json("jobs", APP, "--queue", "auth")
+    assert listed["params"] == MASKED
+    [queue] = as_json("inspect", APP)
+    assert queue["head"]["params"] == MASKED
+    for args in (("job", APP, str(job.id)), ("jobs", APP), ("inspect", APP)):
+        out = ok(*args).stdout
+        assert "hunter2" not in out and "4111" not in out, (args, out)
+    assert shop.get_job(job.id).params == SIGN_IN  # stored as given: the action needs it
+
+
+def test_enqueue_echoes_sensitive_params_masked(shop: Queuetopia) -> None:
+    made = as_json("enqueue", APP, "sign_in", "auth", "--params", json.dumps(SIGN_IN))
+    assert made["params"] == MASKED
+    assert shop.get_job(made["id"]).params == SIGN_IN
+
+
+def test_jobs_search_never_matches_a_sensitive_value(shop: Queuetopia) -> None:
+    job = shop.actions["sign_in"].delay("auth", **SIGN_IN)
+    assert as_json("jobs", APP, "--search", "hunter2") == []
+    assert as_json("jobs", APP, "--search", "4111") == []
+    assert [j["id"] for j in as_json("jobs", APP, "--search", "ada")] == [job.id]
+
+
+def test_a_sensitive_value_is_not_quoted_by_a_refused_enqueue(shop: Queuetopia) -> None:
+    bad = {**SIGN_IN, "card": {"number": ["4111-1111"]}}
+    result = cli("enqueue", APP, "sign_in", "auth", "--params", json.dumps(bad))
+    line = assert_one_line_error(result, code=2)
+    assert "card.number" in line and "4111" not in line
 
 
 def test_job_with_an_unknown_id_is_one_line(shop: Queuetopia) -> None:

@@ -29,6 +29,9 @@ def build() -> Queuetopia:
     def charge(account: str, amount_cents: int) -> None:
         raise RuntimeError(f"card declined for {account}")
 
+    @topia.action("sign_in", sensitive=("password", "card.number"))
+    def sign_in(user: str, password: str, card: dict[str, str] | None = None) -> None: ...
+
     return topia
 
 
