@@ -130,6 +130,6 @@ passwords = st.one_of(
     st.sampled_from(PASSWORD_LOOKING),
     st.text(text_chars, min_size=1, max_size=30),
     st.lists(
-        st.sampled_from(PASSWORD_LOOKING + ["x", "'", '"', "\\", "@", ":", "/"]), min_size=1
+        st.sampled_from([*PASSWORD_LOOKING, "x", "'", '"', "\\", "@", ":", "/"]), min_size=1
     ).map("".join),
 )
