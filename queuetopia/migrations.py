@@ -5,14 +5,17 @@ the same SQL to teams that run their own migration tool."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
-from .errors import translate_errors
+from .errors import ValidationError, translate_errors
+from .validation import check_name
 
 # Any fixed number works; it only has to be the same in every process.
 _ADVISORY_KEY = 0x71756575  # "queu"
@@ -65,8 +68,39 @@ def up_sql(after: int = 0) -> str:
 
 def down_sql(to: int = 0) -> str:
     """The script that undoes the migrations newer than version `to`, newest first;
-    with `to=0`, everything queuetopia created."""
-    return "\n".join(m.down for m in reversed(all_migrations()) if m.version > to)
+    with `to=0`, everything queuetopia created (row-level security included)."""
+    downs = [m.down for m in reversed(all_migrations()) if m.version > to]
+    return "\n".join([rls_down_sql(), *downs] if to == 0 else downs)
+
+
+def _optional(name: str) -> str:
+    return (_sql_dir() / "optional" / name).read_text("utf-8")
+
+
+def rls_sql(role: str | None = None, scopes: Sequence[str] = ()) -> str:
+    """The opt-in row-level security on scope (docs/security.md), to run as the owner
+    of the tables: the policies, and with `role`, that role's grants and its mapping
+    to `scopes`. Names are quoted by psycopg, never spliced in by hand."""
+    script = _optional("rls.up.sql")
+    if role is None:
+        if scopes:
+            raise ValidationError("scopes are mapped to a role: give the role too")
+        return script
+    if not scopes:
+        raise ValidationError(f"give the scopes that role {role!r} may use")
+    check_name("role", role)
+    for scope in scopes:
+        check_name("scope", scope)
+    name = sql.Identifier(role).as_string(None)  # regrole reads a quoted identifier
+    grants = sql.SQL(_optional("rls_role.sql")).format(
+        role=sql.Identifier(role), role_name=sql.Literal(name), scopes=sql.Literal(list(scopes))
+    )
+    return script + "\n" + grants.as_string(None)
+
+
+def rls_down_sql() -> str:
+    """The script that removes the row-level security of `rls_sql()`, and only that."""
+    return _optional("rls.down.sql")
 
 
 def applied_versions(conn: psycopg.Connection[Any]) -> list[int]:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from queuetopia import Queuetopia, migrations
+from queuetopia import Queuetopia, ValidationError, migrations
 
 from . import enqueue_cmd, inspect_cmd, jobs_cmd, ops_cmd
 from .common import App, Dsn, LogFormat, LogFormatOption, Verbose, open_topia
@@ -61,10 +61,28 @@ def migrate(
     dsn: Dsn = None,
     status: Annotated[bool, typer.Option("--status", help="Show versions only.")] = False,
     print_sql: Annotated[bool, typer.Option("--print-sql", help="Print the SQL.")] = False,
+    print_rls: Annotated[
+        bool,
+        typer.Option(
+            "--print-rls", help="Print the opt-in row-level security SQL (docs/security.md)."
+        ),
+    ] = False,
+    role: Annotated[
+        str | None, typer.Option(help="With --print-rls: the role to grant and map.")
+    ] = None,
+    scope: Annotated[
+        list[str] | None, typer.Option(help="With --print-rls: a scope the role may use.")
+    ] = None,
 ) -> None:
     """Create or upgrade the schema (idempotent, safe to run concurrently)."""
     if print_sql:
         typer.echo(migrations.up_sql())
+        return
+    if print_rls or role or scope:
+        with user_errors():
+            if not print_rls:
+                raise ValidationError("--role and --scope go with --print-rls")
+            typer.echo(migrations.rls_sql(role, scope or ()))
         return
     with user_errors():
         topia = Queuetopia(dsn=dsn)
