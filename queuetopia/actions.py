@@ -156,7 +156,7 @@ def _translate(
     for error in exc.errors(include_input=False, include_url=False):
         where = ".".join(str(part) for part in error["loc"]) or "params"
         fields.append(str(error["loc"][0]) if error["loc"] else "params")
-        if is_sensitive(error["loc"], sensitive):
+        if error["type"] != "missing" and is_sensitive(error["loc"], sensitive):
             # A message may quote the value (a custom validator's, a parse error's).
             problems.append(f"{where}: invalid ({error['type']}; the value is sensitive)")
         else:

@@ -66,6 +66,12 @@ SCRIPTS = {
     ],
     "transactions_sync.py": ["rolled back: the terms were not accepted", "[{'user_id': 1}]"],
     "transactions_async.py": ["[{'user_id': 1}, {'user_id': 1}]"],
+    "security_sensitive.py": [
+        "{'card': {'cvc': '***', 'holder': 'Ada', 'number': '***'}, 'cents': 1250,"
+        " 'customer': 'Ada'}",
+        "0 1",
+        "RuntimeError: card *** was declined",
+    ],
 }
 
 # Files tested by a test of their own below, rather than run as a script.
