@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from .errors import translate_errors
+from .errors import ConfigurationError, QueuetopiaError, hide_password_of, translate_errors
 
 DSN_ENV = "QUEUETOPIA_DSN"
 
@@ -38,6 +40,25 @@ def resolve_dsn(dsn: str | None) -> str:
     return embedded_dsn()
 
 
+@contextmanager
+def connecting(dsn: str) -> Iterator[None]:
+    """`translate_errors`, for opening connections to `dsn`: libpq's message about a DSN
+    it cannot parse quotes fragments of it, the password's too. Those are hidden, and
+    then the psycopg error (which has them) is not chained (docs/security.md)."""
+    try:
+        with translate_errors():
+            yield
+    except UnicodeError:
+        # psycopg resolves host names itself; one that IDNA cannot encode raises this.
+        raise ConfigurationError("the DSN's host name is not a valid host name") from None
+    except QueuetopiaError as exc:
+        unparsable = isinstance(exc.__cause__, psycopg.ProgrammingError)
+        hidden = hide_password_of(dsn, str(exc), unparsable)
+        if hidden == str(exc):
+            raise
+        raise type(exc)(hidden) from None
+
+
 @dataclass(frozen=True)
 class Database:
     """Where and how to connect. `prepare_threshold=None` turns psycopg's prepared
@@ -52,7 +73,7 @@ class Database:
 
     def connect(self, *, autocommit: bool = True) -> psycopg.Connection[Any]:
         """A dedicated connection (listener, heartbeat, runner), outside any pool."""
-        with translate_errors():
+        with connecting(self.dsn):
             return psycopg.connect(self.dsn, autocommit=autocommit, **self.kwargs)
 
     def connect_worker(self) -> psycopg.Connection[Any]:
@@ -98,7 +119,7 @@ class Database:
         )
 
     async def open_async_pool(self, *, max_size: int) -> AsyncConnectionPool:
-        with translate_errors():
+        with connecting(self.dsn):
             probe = await psycopg.AsyncConnection.connect(self.dsn, **self.kwargs)
             await probe.close()  # fail now with the reason, not at the pool's timeout
             pool = AsyncConnectionPool(

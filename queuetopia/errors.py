@@ -16,6 +16,7 @@ Driver errors are translated in exactly one place, `translate_errors`.
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -96,6 +97,73 @@ def _hidden(match: re.Match[str]) -> str:
 def redact(text: str) -> str:
     """Hide the passwords of DSNs, connection settings and environments in `text`."""
     return _PASSWORD.sub(_hidden, text)
+
+
+# Where a DSN's password is written, generously: a keyword value runs to the next
+# `keyword=` (libpq may have split an unquoted password with a space), a URI's to its
+# last @.
+_DSN_PASSWORD = re.compile(
+    r"password\s*=\s*(.*?)(?=\s+\w+\s*=|$)|://[^:/@\s]*:(.*)@", re.IGNORECASE | re.DOTALL
+)
+_QUOTED_FRAGMENT = re.compile(r""""((?:[^"\\\n]|\\.)+)"|'((?:[^'\\\n]|\\.)+)'""")
+_QUOTED_GREEDY = re.compile(r'"[^\n]*"')
+
+
+def hide_password_of(dsn: str, text: str, unparsable: bool = False) -> str:
+    """`text` (an error about `dsn`) redacted, and with the fragments of the DSN's password
+    hidden that libpq quotes when it cannot parse a DSN (`missing "=" after "..."`):
+    with `unparsable`, every quoted part of the message, since a fragment may hold
+    quotes itself."""
+    spans = [m[1] or m[2] for m in _DSN_PASSWORD.finditer(dsn) if m[1] or m[2]]
+    if not spans:
+        return redact(text)
+
+    def fragment(match: re.Match[str]) -> str:
+        quoted = {match[1] or match[2], _unquoted(match[0])}
+        return '"***"' if any(_betrays(q, span) for q in quoted for span in spans) else match[0]
+
+    text = _QUOTED_GREEDY.sub('"***"', text) if unparsable else text
+    text = _QUOTED_FRAGMENT.sub(fragment, text)
+    pieces = {piece for span in spans for piece in (span, *span.split())}
+    for piece in sorted((p for p in pieces if len(p) >= 4), key=len, reverse=True):
+        text = text.replace(piece, "***")
+    return redact(text)
+
+
+def _unquoted(literal: str) -> str:
+    """A quoted part of a message as Python's repr wrote it (psycopg's messages do),
+    back to its text; as is when it is no Python literal."""
+    try:
+        value = ast.literal_eval(literal)
+    except Exception:  # an error path: never fail here
+        return literal[1:-1]
+    return value if isinstance(value, str) else literal[1:-1]
+
+
+def _betrays(quoted: str, span: str) -> bool:
+    """Whether a quoted part of an error may be a piece of the password `span`. A raw @
+    in a URI's password makes libpq read what follows it as the host: a quoted host
+    may start with the password's end."""
+    tails = span.split("@")[1:]
+    return (
+        quoted in span
+        or span in quoted
+        or _common_run(quoted, span) >= 4
+        or any(tail and quoted.startswith(tail) for tail in tails)
+    )
+
+
+def _common_run(a: str, b: str) -> int:
+    """The length of the longest text that `a` and `b` both contain."""
+    best = 0
+    previous = [0] * (len(b) + 1)
+    for char in a:
+        current = [0]
+        for j, other in enumerate(b):
+            current.append(previous[j] + 1 if char == other else 0)
+        best = max(best, *current)
+        previous = current
+    return best
 
 
 def storable(text: str) -> str:

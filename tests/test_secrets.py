@@ -18,11 +18,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import AfterValidator, BaseModel
+from typer.testing import CliRunner
 
-from queuetopia import JobState, Queuetopia, ValidationError
+from queuetopia import JobState, Queuetopia, QueuetopiaError, ValidationError
+from queuetopia.database import Database
 from queuetopia.errors import redact
 from queuetopia.sensitive import mask
 from queuetopia_cli.logs import setup_logging
+from queuetopia_cli.main import app
 
 from .helpers import wait_for
 from .strategies import passwords
@@ -97,6 +100,42 @@ def test_messages_about_passwords_are_left_alone() -> None:
         "postgresql://shop@db.local/shop",
     ):
         assert redact(text) == text
+
+
+# -- DSN passwords in the errors of connecting -------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(password=passwords)
+def test_a_dsn_that_libpq_cannot_parse_never_shows_its_password(password: str) -> None:
+    """libpq's messages about a DSN it cannot parse quote fragments of it (`missing "="
+    after "..."`, `unexpected spaces found in "..."`). With a marker after each character
+    of the password, any fragment of it longer than one character would show the marker."""
+    marked = "".join(char + "§" for char in password)
+    for dsn in (
+        f"host=127.0.0.1 port=1 user=shop password={marked} dbname=shop",
+        f"postgresql://shop:{marked}@127.0.0.1:1/shop",
+    ):
+        with pytest.raises(QueuetopiaError) as caught:
+            Database(dsn).connect().close()
+        told = "".join(traceback.format_exception(caught.value))
+        pairs = {marked[i : i + 2] for i in range(len(marked) - 1)}
+        assert not [pair for pair in pairs if pair in told], told
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        "host=127.0.0.1 port=1 password=s3cr3t pw-2nd user=shop",
+        "postgresql://shop:s3cr3t%zz@127.0.0.1:1/shop",
+        "postgresql://shop:s3cr3t pw-2nd@127.0.0.1:1/shop",
+    ],
+)
+def test_a_malformed_dsn_is_one_line_without_its_password(dsn: str) -> None:
+    result = CliRunner().invoke(app, ["migrate", "--status", "--dsn", dsn])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1
+    assert "s3cr3t" not in result.output and "pw-2nd" not in result.output, result.output
 
 
 # -- DSN passwords in the log formats, tracebacks included ---------------------------------
