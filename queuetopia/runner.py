@@ -219,6 +219,8 @@ class Runner:
                 self._note_error(held, job, f"on_failure hook raised: {type(exc).__name__}: {exc}")
 
     def _note_error(self, held: Held, job: Job, note: str) -> None:
+        action = self.ctx.topia.actions.get(job.action)
+        note = action.scrub(note, job.params) if action else note  # docs/security.md
         text = storable(redact(f"\n\n{note}"))
         self.ctx.bookkeeping(
             lambda c: store.job_note_error(

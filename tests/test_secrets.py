@@ -189,9 +189,17 @@ def a_pin(value: str) -> str:
     return value
 
 
+def telling_hook(job: Any, error: BaseException) -> None:
+    raise ValueError(f"the hook saw {job.params.get('password')}")
+
+
 @pytest.fixture
 def login(topia: Queuetopia) -> Any:
-    @topia.action("login", sensitive=("password", "pin", "card.number", "history.token"))
+    @topia.action(
+        "login",
+        sensitive=("password", "pin", "card.number", "history.token"),
+        on_failure=telling_hook,
+    )
     def login(
         user: str,
         password: str = "",
@@ -296,8 +304,11 @@ def test_a_failed_attempt_stores_and_logs_no_sensitive_value(
         "q", user="fails", password="hunter2-pw", card={"number": "4111-1111", "holder": "Ada"}
     )
     with topia.worker():
-        stored = wait_for(lambda: (j := topia.get_job(job.id)) and j.attempts and j.error and j)
+        stored = wait_for(
+            lambda: (j := topia.get_job(job.id)) and "hook raised" in (j.error or "") and j
+        )
     assert "login refused: *** / ***" in stored.error
+    assert "on_failure hook raised: ValueError: the hook saw ***" in stored.error
     logged = "\n".join(r.getMessage() for r in worker_logs.records)
     assert "login refused: *** / ***" in logged
     for secret in ("hunter2", "4111"):
