@@ -293,7 +293,7 @@ def test_down_sql_removes_row_level_security_with_the_rest(dsn: str) -> None:
             installed = objects(conn)
             for _ in range(2):  # installing twice is harmless
                 run_script(target, migrations.rls_sql())
-            assert rls_state(conn) == (True, 5)
+            assert rls_state(conn) == (True, len(scoped_tables(conn)))
             run_script(target, migrations.rls_down_sql())  # row-level security only
             assert rls_state(conn) == (False, 0) and objects(conn) == installed
             run_script(target, migrations.rls_sql())
@@ -309,6 +309,14 @@ def objects(conn: Conn) -> set[str]:
         " UNION ALL SELECT polname FROM pg_policy"
     ).fetchall()
     return {r[0] for r in rows}
+
+
+def scoped_tables(conn: Conn) -> list[str]:
+    rows = conn.execute(
+        "SELECT c.relname FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid"
+        " WHERE c.relname LIKE 'queuetopia%%' AND c.relkind = 'r' AND a.attname = 'scope'"
+    ).fetchall()
+    return [r[0] for r in rows]
 
 
 def rls_state(conn: Conn) -> tuple[bool, int]:
