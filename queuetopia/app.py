@@ -69,6 +69,7 @@ class Queuetopia:
         on_failure: FailureHook | None = None,
         listen_dsn: str | None = None,
         prepared_statements: bool = True,
+        enqueue_connection: Callable[[], Conn | None] | None = None,
     ) -> None:
         self.scope = check_name("scope", scope)
         self.poll_interval = _seconds(poll_interval, "poll_interval")
@@ -87,6 +88,10 @@ class Queuetopia:
         # listen_dsn that reaches PostgreSQL directly (LISTEN needs a session).
         self._listen_dsn = listen_dsn
         self._prepare_threshold = 5 if prepared_statements else None
+        # When set and no connection= is given, sync enqueues run on the connection it
+        # returns (None: the topia's own pool). Frameworks join their transaction with
+        # it: queuetopia.contrib.django returns Django's inside atomic() (docs/django.md).
+        self.enqueue_connection = enqueue_connection
         self._pool: ConnectionPool | None = None
         # An async pool belongs to the event loop that opened it: one per loop (a web
         # app's loop, and each worker runner's loop for async actions that enqueue).
@@ -322,9 +327,16 @@ class Queuetopia:
             raise ValidationError("an AsyncConnection needs the *_async enqueue calls")
         with (
             enqueue_span(self.scope, queue, action, len(params_texts)) as meta,
-            self.connection(options.connection) as conn,
+            self.connection(self._enqueue_target(options.connection)) as conn,
         ):
             return store.job_insert(conn, {**request, "meta": Jsonb(meta)})
+
+    def _enqueue_target(self, given: Conn | None) -> Conn | None:
+        """The connection a sync enqueue runs on: the caller's, else the one
+        `enqueue_connection` returns, else None (the pool)."""
+        if given is not None or self.enqueue_connection is None:
+            return given
+        return self.enqueue_connection()
 
     async def enqueue_serialised_async(
         self,
