@@ -113,8 +113,9 @@ def applied_versions(conn: psycopg.Connection[Any]) -> list[int]:
         return [r[0] for r in cur.fetchall()]
 
 
-def migrate(conn: psycopg.Connection[Any]) -> list[int]:
-    """Apply pending migrations in one transaction; return the versions applied.
+def migrate(conn: psycopg.Connection[Any], upto: int | None = None) -> list[int]:
+    """Apply pending migrations (those up to version `upto`, if given) in one
+    transaction; return the versions applied.
 
     The transaction-level advisory lock makes concurrent runs queue up: the second
     finds the work done and applies nothing."""
@@ -125,11 +126,23 @@ def migrate(conn: psycopg.Connection[Any]) -> list[int]:
         done = {r[0] for r in cur.fetchall()}
         applied = []
         for migration in all_migrations():
-            if migration.version in done:
+            if migration.version in done or (upto is not None and migration.version > upto):
                 continue
             cur.execute(migration.up.encode("utf-8"))  # records its own version
             applied.append(migration.version)
         return applied
+
+
+def unapply(conn: psycopg.Connection[Any], version: int) -> bool:
+    """Undo version `version` if it is applied (its down SQL removes its record);
+    return whether it was. Callers undo the newest first, as Django does."""
+    with translate_errors(), conn.transaction(), conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_KEY,))
+        if version not in applied_versions(conn):
+            return False
+        (migration,) = (m for m in all_migrations() if m.version == version)
+        cur.execute(migration.down.encode("utf-8"))
+        return True
 
 
 def rollback_all(conn: psycopg.Connection[Any]) -> None:
