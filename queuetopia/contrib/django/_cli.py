@@ -1,0 +1,50 @@
+"""The arguments `manage.py queuetopia` hands the command line: the topia of the
+QUEUETOPIA setting in place of APP, and Django's database for the commands without APP."""
+
+from __future__ import annotations
+
+import os
+
+import typer
+
+from queuetopia.database import DSN_ENV
+from queuetopia_cli.main import app
+
+from . import conf
+
+
+def cli_args(args: list[str]) -> list[str]:
+    if not args or args[0].startswith("-"):
+        return args  # --help, or no command: the command line's own usage
+    commands = getattr(typer.main.get_command(app), "commands", {})
+    sub = commands.get(args[0])
+    if sub is None or _asks_for_help(args):
+        return args
+    names = [p.name for p in sub.params]
+    if "app_spec" in names:
+        spec = conf.app_spec()
+        if not spec:
+            conf.get_topia()  # raises the error that says which setting to add
+        assert spec is not None
+        return [args[0], spec, *args[1:]]
+    if "dsn" in names and not os.environ.get(DSN_ENV) and not _has_dsn(args):
+        return [*args, "--dsn", _django_dsn()]
+    return args
+
+
+def _asks_for_help(args: list[str]) -> bool:
+    return "--help" in args
+
+
+def _has_dsn(args: list[str]) -> bool:
+    return any(a == "--dsn" or a.startswith("--dsn=") for a in args)
+
+
+def _django_dsn() -> str:
+    """The DSN of the topia if one is configured, else of Django's database."""
+    from django.db import connections
+
+    if conf.app_spec():
+        return conf.get_topia().dsn
+    alias = conf.setting("DATABASE")
+    return conf.setting("DSN") or conf.django_dsn(connections[alias].settings_dict)
