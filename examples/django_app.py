@@ -1,5 +1,5 @@
-"""Django (psycopg 3 backend): enqueue on Django's own connection, inside
-`transaction.atomic()`, so the job commits or rolls back with the model change.
+"""Django with queuetopia.contrib.django: `.delay()` inside `transaction.atomic()` joins
+Django's transaction, so the job commits or rolls back with the model change.
 
     python examples/django_app.py
 """
@@ -16,6 +16,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from queuetopia import JobState, Queuetopia
 
+# No DSN: the Django app points the topia at Django's database.
 topia = Queuetopia(scope=os.environ.get("EXAMPLE_SCOPE", "django"))
 sent: list[str] = []
 
@@ -26,7 +27,7 @@ def send_welcome(user_id: int, email: str) -> None:
 
 
 def configure_django() -> None:
-    info = conninfo_to_dict(topia.dsn)
+    info = conninfo_to_dict(os.environ["QUEUETOPIA_DSN"])
     settings.configure(
         DATABASES={
             "default": {
@@ -38,7 +39,8 @@ def configure_django() -> None:
                 "PORT": info.get("port", ""),
             }
         },
-        INSTALLED_APPS=[],
+        INSTALLED_APPS=["queuetopia.contrib.django"],
+        QUEUETOPIA={"APP": "__main__:topia"},
     )
     django.setup()
 
@@ -50,10 +52,7 @@ def sign_up(email: str, fail: bool = False) -> int:
         with connection.cursor() as cursor:
             cursor.execute("INSERT INTO example_users (email) VALUES (%s) RETURNING id", [email])
             user_id: int = cursor.fetchone()[0]
-        # connection.connection is Django's psycopg 3 connection, in this transaction.
-        send_welcome.options(connection=connection.connection).delay(
-            f"user:{user_id}", user_id=user_id, email=email
-        )
+        send_welcome.delay(f"user:{user_id}", user_id=user_id, email=email)  # in this transaction
         if fail:
             raise RuntimeError("sign-up failed after the enqueue")
     return user_id
@@ -61,9 +60,10 @@ def sign_up(email: str, fail: bool = False) -> int:
 
 def main() -> None:
     configure_django()
+    from django.core.management import call_command
     from django.db import connection
 
-    topia.migrate()
+    call_command("migrate", verbosity=0)  # queuetopia's tables, if `queuetopia migrate` has not
     with connection.cursor() as cursor:
         cursor.execute(
             "CREATE TABLE IF NOT EXISTS example_users (id serial PRIMARY KEY, email text NOT NULL)"

@@ -94,7 +94,6 @@ OTHERS = {
     "pgbouncer_producer.py",
 }
 NOT_SNIPPETS = {"ruff.toml"}  # lint settings of docs_src/
-DJANGO = SRC / "django_project"
 
 
 def snippet_files() -> set[str]:
@@ -109,7 +108,9 @@ def snippet_files() -> set[str]:
 
 def test_every_snippet_is_tested() -> None:
     untested = {f for f in snippet_files() if f not in SCRIPTS and f not in OTHERS} - {
-        f for f in snippet_files() if f.startswith("django_project/")
+        f
+        for f in snippet_files()
+        if f.startswith("django_project/")  # tests/test_django.py
     }
     assert not untested, f"add a test for {sorted(untested)}"
 
@@ -252,62 +253,6 @@ print([(job.queue, str(job.state)) for job in topia.list_jobs()])
             "[('customer:ada@example.com', 'done')]",
         ],
     )
-
-
-def test_django_project_enqueues_in_the_request_transaction(fresh_dsn: str) -> None:
-    driver = """
-import django
-django.setup()
-from django.core.management import call_command
-from django.test import Client
-from orders.models import Stock
-from queuetopia.testing import drain
-
-call_command("migrate", verbosity=0)  # queuetopia's tables come from 0001_queuetopia
-from orders.tasks import topia
-print("queuetopia migrations left:", topia.migrate())
-Stock.objects.create(sku="tea", available=3)
-ok = Client().post("/orders", {"email": "ada@example.com", "sku": "tea", "quantity": 2})
-no = Client().post("/orders", {"email": "alan@example.com", "sku": "tea", "quantity": 2})
-print(ok.status_code, ok.json())
-print(no.status_code, no.json())
-print([(job.queue, str(job.state)) for job in topia.list_jobs()])
-"""
-    settings = {"DJANGO_SETTINGS_MODULE": "mysite.settings"}
-    result = run([sys.executable, "-c", driver], fresh_dsn, cwd=DJANGO, **settings)
-    assert_lines_in_order(
-        result.stdout,
-        [
-            "queuetopia migrations left: []",
-            "200 {'order_id': 1, 'job_id': 1}",
-            "409 {'error': 'not enough tea in stock'}",
-            "[('customer:ada@example.com', 'pending')]",
-        ],
-    )
-    worker = subprocess.Popen(
-        [CLI, "worker", "orders.worker:topia"],
-        cwd=DJANGO,
-        env=env_for(fresh_dsn),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        with psycopg.connect(fresh_dsn, autocommit=True) as conn:
-            wait_for(
-                lambda: conn.execute("SELECT state FROM queuetopia_jobs").fetchone() == ("done",),
-                timeout=30,
-                interval=0.1,
-            )
-    finally:
-        worker.send_signal(signal.SIGTERM)
-        out, err = worker.communicate(timeout=30)
-    assert worker.returncode == 0, err
-    assert "receipt for order 1 sent to ada@example.com" in out
-
-    undo = 'import django; django.setup(); from django.core.management import call_command; call_command("migrate", "orders", "zero", verbosity=0)'  # noqa: E501
-    run([sys.executable, "-c", undo], fresh_dsn, cwd=DJANGO, **settings)
-    assert not queuetopia_tables(fresh_dsn)
 
 
 def queuetopia_tables(db: str) -> list[str]:

@@ -4,8 +4,7 @@ import os
 
 from psycopg.conninfo import conninfo_to_dict
 
-DATABASE_URL = os.environ["DATABASE_URL"]  # one database for the app and its queues
-_db = conninfo_to_dict(DATABASE_URL)
+_db = conninfo_to_dict(os.environ["DATABASE_URL"])  # one database for the app and its queues
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.postgresql",  # psycopg 3
@@ -16,7 +15,36 @@ DATABASES = {
         "PORT": _db.get("port", ""),
     }
 }
-INSTALLED_APPS = ["orders"]
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "queuetopia.contrib.django",  # migrations, `manage.py queuetopia`, admin pages
+    "orders",
+]
+QUEUETOPIA = {"APP": "orders.tasks:topia"}  # the topia, as module:attribute
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
 ROOT_URLCONF = "mysite.urls"
 SECRET_KEY = os.environ.get("SECRET_KEY", "only-for-the-example")
 USE_TZ = True

@@ -1,13 +1,13 @@
-"""The orders app's actions. Workers run them: see orders/worker.py."""
+"""The orders app's actions. `python manage.py queuetopia worker` runs them."""
 
-from django.conf import settings
 from django.db import close_old_connections
 
 from queuetopia import Queuetopia
 
 from orders.models import Order
 
-topia = Queuetopia(dsn=settings.DATABASE_URL, scope="orders")
+# No DSN: queuetopia.contrib.django points the topia at Django's database.
+topia = Queuetopia(scope="orders")
 
 
 @topia.action("send_receipt")

@@ -1,4 +1,4 @@
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_POST
@@ -17,10 +17,8 @@ def create_order(request: HttpRequest) -> JsonResponse:
     try:
         with transaction.atomic():
             order = Order.objects.create(email=request.POST["email"], sku=sku, quantity=quantity)
-            # connection.connection: Django's psycopg connection, inside this transaction
-            job = send_receipt.options(connection=connection.connection).delay(
-                f"customer:{order.email}", order_id=order.pk
-            )
+            # Inside atomic(): the job commits or rolls back with the order.
+            job = send_receipt.delay(f"customer:{order.email}", order_id=order.pk)
             reserved = Stock.objects.filter(sku=sku, available__gte=quantity).update(
                 available=F("available") - quantity
             )

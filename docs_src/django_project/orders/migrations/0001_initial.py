@@ -2,7 +2,8 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-    dependencies = [("orders", "0001_queuetopia")]
+    initial = True
+    dependencies: list[tuple[str, str]] = []
     operations = [
         migrations.CreateModel(
             name="Stock",
