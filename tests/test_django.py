@@ -30,6 +30,7 @@ PROJECT = ROOT / "docs_src" / "django_project"
 APP_MIGRATIONS = ROOT / "queuetopia" / "contrib" / "django" / "migrations"
 CLI = str(Path(sys.executable).with_name("queuetopia"))
 VERSIONS = [m.version for m in migrations.all_migrations()]
+VERSION_NAMES = sorted(p.stem for p in APP_MIGRATIONS.glob("[0-9]*.py"))
 # The test server trusts local connections: a password in the settings is never checked,
 # only looked for in what the commands print.
 PASSWORD = "pw-never-printed"
@@ -114,6 +115,8 @@ def test_django_migrate_creates_the_tables_queuetopia_migrate_then_finds_nothing
     assert "schema is up to date" in cli.stdout
     shown = manage(db, "showmigrations", "queuetopia").stdout
     assert shown.count("[X]") == len(VERSIONS) and "[ ]" not in shown
+    printed = manage(db, "sqlmigrate", "queuetopia", VERSION_NAMES[-1]).stdout
+    assert migrations.all_migrations()[-1].up.strip().splitlines()[-1] in printed
     # The unmanaged models' state is in the shipped migrations: nothing to make.
     manage(db, "makemigrations", "--check", "--dry-run", "queuetopia")
 
@@ -145,9 +148,6 @@ def test_migrating_the_app_to_zero_removes_every_queuetopia_table(db: str) -> No
     assert tables(db) == []
 
 
-VERSION_NAMES = sorted(p.stem for p in APP_MIGRATIONS.glob("[0-9]*.py"))
-
-
 def test_manage_py_queuetopia_uses_the_topia_and_djangos_database(db: str) -> None:
     manage(db, "migrate", "-v", "0")
     django(db, "from orders.tasks import send_receipt as s\ns.delay('customer:a', order_id=1)")
@@ -169,6 +169,10 @@ def test_manage_py_queuetopia_reports_a_bad_setup_in_one_line(db: str) -> None:
     assert failed.stderr.startswith("error: ")
     unknown = manage(db, "queuetopia", "job", "abc", check=False)
     assert unknown.returncode == 2 and "Traceback" not in unknown.stderr
+    nowhere = make_conninfo(db, dbname="no_such_database")
+    unreachable = manage(nowhere, "queuetopia", "inspect", check=False)  # checks the password
+    assert unreachable.returncode == 1 and "no_such_database" in unreachable.stderr
+    assert unreachable.stderr.count("\n") == 1, unreachable.stderr
 
 
 ATOMIC = """
@@ -295,7 +299,10 @@ def test_admin_lists_queues_and_jobs_of_the_scope_read_only(db: str) -> None:
         assert f"/admin/queuetopia/{url} 403" in out
     assert "post change 403" in out
     assert "state after pending" in out
-    assert "/admin/queuetopia/job/add/" not in out.split("/admin/queuetopia/job/add/ 403")[0]
+    pages = out.split("/admin/queuetopia/job/add/ 403")[0]
+    assert "View job" in pages  # the job's page is a view, not a form
+    for offered in ("queuetopia/job/add/", "queuetopia/queue/add/", 'class="deletelink"'):
+        assert offered not in pages
 
 
 def test_the_test_runner_points_the_topia_at_the_test_database(db: str) -> None:
@@ -315,3 +322,17 @@ teardown_databases(old, verbosity=0)
     )
     assert "topia database: True" in out
     assert "jobs in the test database: 0" in out
+
+
+def test_call_command_runs_the_command_line_too(db: str) -> None:
+    manage(db, "migrate", "-v", "0")
+    out = django(
+        db,
+        """
+from django.core.management import call_command
+from orders.tasks import send_receipt
+send_receipt.delay("customer:b", order_id=1)
+call_command("queuetopia", "jobs", "--json")
+""",
+    )
+    assert [job["queue"] for job in json.loads(out)] == ["customer:b"]

@@ -27,7 +27,7 @@ class ApplyVersion(Operation):
     """Apply queuetopia SQL version `version` (and any older one still missing)."""
 
     reversible = True
-    reduces_to_sql = False
+    reduces_to_sql = True  # `manage.py sqlmigrate` prints the version's SQL
     atomic = False  # queuetopia's migrator commits the version in its own transaction
 
     def __init__(self, version: int) -> None:
@@ -43,8 +43,12 @@ class ApplyVersion(Operation):
         from_state: ProjectState,
         to_state: ProjectState,
     ) -> None:
-        if router.allow_migrate(schema_editor.connection.alias, app_label):
-            sql_migrations.migrate(_raw(schema_editor), upto=self.version)
+        if not router.allow_migrate(schema_editor.connection.alias, app_label):
+            return
+        if schema_editor.collect_sql:
+            schema_editor.collected_sql.append(_version(self.version).up)
+            return
+        sql_migrations.migrate(_raw(schema_editor), upto=self.version)
 
     def database_backwards(
         self,
@@ -53,8 +57,12 @@ class ApplyVersion(Operation):
         from_state: ProjectState,
         to_state: ProjectState,
     ) -> None:
-        if router.allow_migrate(schema_editor.connection.alias, app_label):
-            sql_migrations.unapply(_raw(schema_editor), self.version)
+        if not router.allow_migrate(schema_editor.connection.alias, app_label):
+            return
+        if schema_editor.collect_sql:
+            schema_editor.collected_sql.append(_version(self.version).down)
+            return
+        sql_migrations.unapply(_raw(schema_editor), self.version)
 
     def describe(self) -> str:
         return f"Apply queuetopia SQL version {self.version}"
@@ -72,9 +80,14 @@ def _raw(schema_editor: BaseDatabaseSchemaEditor) -> psycopg.Connection[Any]:
     return raw
 
 
+def _version(version: int) -> sql_migrations.Migration:
+    (found,) = (m for m in sql_migrations.all_migrations() if m.version == version)
+    return found
+
+
 def django_name(version: int) -> str:
     """The Django migration name of a SQL version: its file name without .up.sql."""
-    (found,) = (m for m in sql_migrations.all_migrations() if m.version == version)
+    found = _version(version)
     return f"{found.version:04d}_{found.name}"
 
 
