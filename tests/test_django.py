@@ -336,3 +336,20 @@ call_command("queuetopia", "jobs", "--json")
 """,
     )
     assert [job["queue"] for job in json.loads(out)] == ["customer:b"]
+
+
+def test_without_the_app_setting_the_command_says_which_setting_to_add(db: str) -> None:
+    code = """
+import mysite.settings as base
+from django.conf import settings
+settings.configure(**{k: getattr(base, k) for k in dir(base) if k.isupper() and k != "QUEUETOPIA"})
+import django
+django.setup()
+from django.core.management import call_command
+call_command("queuetopia", "inspect")
+"""
+    result = run([sys.executable, "-c", code], db, check=False)
+    assert result.returncode == 2
+    assert result.stderr == (
+        'error: set QUEUETOPIA = {"APP": "module:attribute"} to the topia in your settings\n'
+    )

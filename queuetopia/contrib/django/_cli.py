@@ -22,11 +22,7 @@ def cli_args(args: list[str]) -> list[str]:
         return args
     names = [p.name for p in sub.params]
     if "app_spec" in names:
-        spec = conf.app_spec()
-        if not spec:
-            conf.get_topia()  # raises the error that says which setting to add
-        assert spec is not None
-        return [args[0], spec, *args[1:]]
+        return [args[0], conf.required_app_spec(), *args[1:]]
     if "dsn" in names and not os.environ.get(DSN_ENV) and not _has_dsn(args):
         return [*args, "--dsn", _django_dsn()]
     return args

@@ -49,14 +49,19 @@ def app_spec() -> str | None:
     return spec
 
 
-@cache
-def get_topia() -> Queuetopia:
-    """The topia named by QUEUETOPIA["APP"]."""
+def required_app_spec() -> str:
     spec = app_spec()
     if not spec:
         raise ImproperlyConfigured(
             'set QUEUETOPIA = {"APP": "module:attribute"} to the topia in your settings'
         )
+    return spec
+
+
+@cache
+def get_topia() -> Queuetopia:
+    """The topia named by QUEUETOPIA["APP"]."""
+    spec = required_app_spec()
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise ImproperlyConfigured(f"QUEUETOPIA APP must look like 'module:attribute': {spec!r}")

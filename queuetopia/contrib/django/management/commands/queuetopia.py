@@ -16,9 +16,8 @@ _DJANGO_OPTIONS = ("--settings", "--pythonpath")
 
 class Command(BaseCommand):
     help = (
-        "Run a queuetopia command (worker, inspect, jobs, job, retry, cancel, pause, "
-        "resume, enqueue, prune, migrate) on the topia of QUEUETOPIA['APP']. "
-        "`manage.py queuetopia --help` lists them."
+        "Run a queuetopia command (worker, inspect, jobs, ...: `manage.py queuetopia "
+        "--help` lists them) on the topia of QUEUETOPIA['APP'] and Django's database."
     )
     requires_system_checks = []  # noqa: RUF012 (BaseCommand declares it a list)
 
