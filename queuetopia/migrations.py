@@ -141,7 +141,10 @@ def unapply(conn: psycopg.Connection[Any], version: int) -> bool:
         if version not in applied_versions(conn):
             return False
         (migration,) = (m for m in all_migrations() if m.version == version)
-        cur.execute(migration.down.encode("utf-8"))
+        script = migration.down
+        if version == all_migrations()[0].version:  # undoing the first removes everything
+            script = rls_down_sql() + "\n" + script
+        cur.execute(script.encode("utf-8"))
         return True
 
 
