@@ -32,7 +32,7 @@ from .errors import (
     ValidationError,
     translate_errors,
 )
-from .models import Job, JobState, QueueInfo
+from .models import Job, JobState, LeaseInfo, MinuteCounts, QueueInfo
 from .periodic import Periodic
 from .tracing import enqueue_span
 from .validation import DEFAULT_MAX_PARAMS_BYTES, check_name, check_text, params_json
@@ -503,6 +503,29 @@ class Queuetopia:
             name=name,
             shutdown_timeout=shutdown_timeout,
         )
+
+    # -- reads for the dashboard (docs/dashboard.md) --------------------------------
+
+    def list_leases(self) -> list[LeaseInfo]:
+        """The live leases of this scope: which worker node holds which queue."""
+        with self.connection() as conn:
+            return store.lease_list(conn, scope=self.scope)
+
+    def queue_line(self, queue: str, limit: int = 50, offset: int = 0) -> list[Job]:
+        """The jobs still in `queue`'s line, in the order they run, head first."""
+        check_name("queue", queue)
+        with self.connection() as conn:
+            return store.queue_line(conn, scope=self.scope, queue=queue, limit=limit, offset=offset)
+
+    def job_counts_per_minute(
+        self, minutes: int = 60, queue: str | None = None
+    ) -> list[MinuteCounts]:
+        """Jobs done and failed in each of the last `minutes` minutes, oldest first
+        (computed from the jobs; what "failed" counts is in docs/dashboard.md)."""
+        if not isinstance(minutes, int) or not 1 <= minutes <= 24 * 60:
+            raise ValidationError(f"minutes must be an int from 1 to 1440, got {minutes!r}")
+        with self.connection() as conn:
+            return store.job_counts_per_minute(conn, scope=self.scope, queue=queue, minutes=minutes)
 
 
 def _schedule(at: datetime | timedelta | None) -> tuple[datetime | None, float]:

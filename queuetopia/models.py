@@ -26,6 +26,30 @@ class QueueStatus(StrEnum):
     IDLE = "idle"
 
 
+class LeaseInfo(BaseModel):
+    """A live claim of a worker on a queue: who holds it, since when, until when."""
+
+    model_config = ConfigDict(frozen=True)
+
+    scope: str
+    queue: str
+    owner: str
+    token: int
+    acquired_at: datetime
+    locked_until: datetime
+    db_now: datetime
+
+
+class MinuteCounts(BaseModel):
+    """Jobs done and failed during one minute (see `Queuetopia.job_counts_per_minute`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    minute: datetime
+    done: int
+    failed: int
+
+
 class Job(BaseModel):
     """One stored call of an action. Immutable: a snapshot of its row."""
 

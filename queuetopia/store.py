@@ -15,7 +15,7 @@ from psycopg.types.json import Jsonb, JsonbLoader, JsonLoader
 
 from . import queries
 from .errors import translate_errors
-from .models import Job, QueueInfo, QueueStatus
+from .models import Job, LeaseInfo, MinuteCounts, QueueInfo, QueueStatus
 
 Conn = psycopg.Connection[Any]
 AsyncConn = psycopg.AsyncConnection[Any]
@@ -422,3 +422,24 @@ def queue_blocked_stats(conn: Conn, *, scope: str) -> tuple[int, float]:
     """(queues blocked, seconds the oldest blocked head has been failing)."""
     row = _rows(conn, queries.QUEUE_BLOCKED_STATS, {"scope": scope})[0]
     return int(row["blocked"]), float(row["oldest"])
+
+
+# -- reads for the dashboard (docs/dashboard.md) ------------------------------------
+
+
+def lease_list(conn: Conn, *, scope: str) -> list[LeaseInfo]:
+    rows = _rows(conn, queries.LEASE_LIST, {"scope": scope})
+    return [LeaseInfo.model_validate({**r, "scope": scope}) for r in rows]
+
+
+def queue_line(conn: Conn, *, scope: str, queue: str, limit: int, offset: int) -> list[Job]:
+    params = {"scope": scope, "queue": queue, "limit": limit, "offset": offset}
+    return [_job(r) for r in _rows(conn, queries.QUEUE_LINE, params)]
+
+
+def job_counts_per_minute(
+    conn: Conn, *, scope: str, queue: str | None, minutes: int
+) -> list[MinuteCounts]:
+    params = {"scope": scope, "queue": queue, "minutes": minutes}
+    rows = _rows(conn, queries.JOB_COUNTS_PER_MINUTE, params)
+    return [MinuteCounts.model_validate(r) for r in rows]
