@@ -9,7 +9,7 @@ import typer
 
 from queuetopia import Queuetopia, ValidationError, migrations
 
-from . import enqueue_cmd, inspect_cmd, jobs_cmd, ops_cmd
+from . import dashboard_cmd, enqueue_cmd, inspect_cmd, jobs_cmd, ops_cmd
 from .common import App, Dsn, LogFormat, LogFormatOption, Verbose, open_topia
 from .errors import user_errors
 from .logs import setup_logging
@@ -125,6 +125,7 @@ for command in (
     migrate,
     ops_cmd.prune,
     demo,
+    dashboard_cmd.dashboard,
 ):
     app.command()(command)
 

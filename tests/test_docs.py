@@ -92,6 +92,7 @@ OTHERS = {
     "cli/jobs.jsonl",
     "postgres_checks.sql",
     "pgbouncer_producer.py",
+    "dashboard/shop_admin.py",
 }
 NOT_SNIPPETS = {"ruff.toml"}  # lint settings of docs_src/
 
@@ -253,6 +254,28 @@ print([(job.queue, str(job.state)) for job in topia.list_jobs()])
             "[('customer:ada@example.com', 'done')]",
         ],
     )
+
+
+def test_dashboard_mounts_in_fastapi_behind_the_apps_own_check(fresh_dsn: str) -> None:
+    run([CLI, "migrate"], fresh_dsn)
+    driver = """
+import warnings
+warnings.simplefilter("ignore", DeprecationWarning)
+from fastapi.testclient import TestClient
+from shop_admin import app, topia
+
+topia.create_job("orders:7", "send_receipt", {"order_id": 7})
+with TestClient(app) as client:
+    print(client.get("/queues/").status_code)
+    page = client.get("/queues/", headers={"x-staff-token": "s3cret"})
+    link = 'href="/queues/queue?name=orders%3A7"'  # links keep the mount's prefix
+    print(page.status_code, "orders:7" in page.text, link in page.text)
+    print(client.get("/").json())
+"""
+    result = run(
+        [sys.executable, "-c", driver], fresh_dsn, cwd=SRC / "dashboard", STAFF_TOKEN="s3cret"
+    )
+    assert_lines_in_order(result.stdout, ["403", "200 True True", "{'admin': 'see /queues/'}"])
 
 
 def queuetopia_tables(db: str) -> list[str]:
