@@ -58,8 +58,17 @@ def click(driver: Any, selector: str) -> None:
 
 
 def until(driver: Any, condition: Callable[[], Any], what: str, timeout: float = 30) -> Any:
-    """Wait for what the page shows (live refreshes included), without fixed sleeps."""
-    return wait_for(condition, timeout=timeout, interval=0.2, what=what)
+    """Wait for what the page shows (live refreshes included), without fixed sleeps.
+    An element that a refresh replaced while it was read counts as not there yet."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    def check() -> Any:
+        try:
+            return condition()
+        except (StaleElementReferenceException, IndexError):
+            return None
+
+    return wait_for(check, timeout=timeout, interval=0.2, what=what)
 
 
 def no_alert(driver: Any) -> bool:
@@ -186,6 +195,24 @@ def test_pause_and_resume_a_queue_from_its_page(shop: Shop, driver: Any) -> None
         click(driver, "#resume")
         until(driver, lambda: css(driver, "#pause"), "the pause button")
         wait_for(lambda: topia.get_job(job.id).state == JobState.DONE, timeout=30)  # type: ignore[union-attr]
+
+
+def test_the_live_refresh_keeps_the_filter_and_the_scroll(shop: Shop, driver: Any) -> None:
+    send = shop.topia.actions["send_mail"]
+    for n in range(60):
+        send.schedule(f"mail:{n:02d}", at=timedelta(hours=1), to="a@example.com")
+    with dashboard(shop.topia) as url:
+        driver.set_window_size(1280, 600)
+        driver.get(url + "/?q=mail:*&status=waiting")
+        driver.execute_script("window.scrollTo(0, 500)")
+        stamp = css(driver, "#live .meta")[0].text
+        send.schedule("mail:60", at=timedelta(hours=1), to="b@example.com")
+        until(driver, lambda: "61 of 61 queues" in css(driver, "#live .meta")[0].text, "a refresh")
+        assert css(driver, "#live .meta")[0].text != stamp
+        assert driver.execute_script("return window.scrollY") == 500
+        assert driver.current_url == url + "/?q=mail:*&status=waiting"
+        assert css(driver, "select[name=status] option[selected]")[0].text == "waiting"
+        assert len(rows_of(driver)) == 61
 
 
 def test_read_only_shows_no_button(shop: Shop, driver: Any) -> None:
