@@ -93,6 +93,7 @@ OTHERS = {
     "postgres_checks.sql",
     "pgbouncer_producer.py",
     "dashboard/shop_admin.py",
+    "dashboard/demo.py",
 }
 NOT_SNIPPETS = {"ruff.toml"}  # lint settings of docs_src/
 
@@ -276,6 +277,35 @@ with TestClient(app) as client:
         [sys.executable, "-c", driver], fresh_dsn, cwd=SRC / "dashboard", STAFF_TOKEN="s3cret"
     )
     assert_lines_in_order(result.stdout, ["403", "200 True True", "{'admin': 'see /queues/'}"])
+
+
+def test_dashboard_demo_shows_its_blocked_queue_first(fresh_dsn: str) -> None:
+    port = free_port()
+    demo = subprocess.Popen(
+        [sys.executable, str(SRC / "dashboard" / "demo.py")],
+        env=env_for(fresh_dsn, PORT=str(port)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    def first_row() -> str | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+                page = response.read().decode()
+        except OSError:
+            return None
+        rows = page.split('<tr class="queue-row ')[1:]
+        return rows[0] if rows and rows[0].startswith("row-blocked") else None
+
+    try:
+        row = wait_for(first_row, timeout=60, interval=0.2, what="the blocked queue")
+    finally:
+        demo.send_signal(signal.SIGINT)
+        out, err = demo.communicate(timeout=30)
+    assert "webhooks:customer-42" in row and "https://hooks.example.com answered 503" in row
+    assert demo.returncode == 0, err
+    assert f"http://127.0.0.1:{port}/" in out
 
 
 def queuetopia_tables(db: str) -> list[str]:
