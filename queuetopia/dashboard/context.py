@@ -15,6 +15,7 @@ from starlette.responses import HTMLResponse
 
 from ..app import Queuetopia
 from . import format
+from .counts import CountsCache
 from .history import BlockedHistory
 from .security import CSRF_COOKIE, CSRF_FIELD, Access, new_csrf_cookie
 
@@ -28,6 +29,7 @@ class Dashboard:
     templates_dir: Path
     refresh_seconds: float
     history: BlockedHistory = field(default_factory=BlockedHistory)
+    counts: CountsCache = field(default_factory=CountsCache)
     env: jinja2.Environment = field(init=False)
 
     def __post_init__(self) -> None:

@@ -21,9 +21,9 @@ MAX_FORM_BYTES = 16_384  # a reason and a token; anything larger is not ours
 
 
 async def retry(request: Request) -> Response:
-    form = await _checked_form(request)
+    await _checked_form(request)
     job_id = request.path_params["job_id"]
-    return await _on_job(request, job_id, "retried", dashboard_of(request).topia.retry_job, form)
+    return await _on_job(request, job_id, "retried", dashboard_of(request).topia.retry_job)
 
 
 async def cancel(request: Request) -> Response:
@@ -35,7 +35,7 @@ async def cancel(request: Request) -> Response:
     def cancel_job(job_id: int) -> Any:
         return topia.cancel_job(job_id, reason)
 
-    return await _on_job(request, job_id, "cancelled", cancel_job, form)
+    return await _on_job(request, job_id, "cancelled", cancel_job)
 
 
 async def pause(request: Request) -> Response:
@@ -48,9 +48,7 @@ async def resume(request: Request) -> Response:
     return await _on_queue(request, form, "resumed", dashboard_of(request).topia.resume_queue)
 
 
-async def _on_job(
-    request: Request, job_id: int, done: str, call: Callable[[int], Any], form: dict[str, str]
-) -> Response:
+async def _on_job(request: Request, job_id: int, done: str, call: Callable[[int], Any]) -> Response:
     """Run `call(job_id)`; back to the job page, saying what happened or why not."""
     dashboard = dashboard_of(request)
     try:

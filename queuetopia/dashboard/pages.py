@@ -10,8 +10,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from ..errors import DatabaseError, QueuetopiaError, ValidationError
-from ..models import QueueInfo
+from ..errors import QueuetopiaError, ValidationError
+from ..models import Job, MinuteCounts, QueueInfo
 from . import charts, readings
 from .context import dashboard_of
 from .readings import STATUS_ORDER
@@ -36,6 +36,7 @@ async def overview(request: Request) -> Response:
         status = ""
     queues, rows, counts = await run_in_threadpool(_overview_data, request)
     shown = [row for row in rows if readings.matches(row, pattern, status)]
+    per_minute = await _counts(request, None)
     return dashboard.render(
         request,
         "overview.html",
@@ -47,7 +48,7 @@ async def overview(request: Request) -> Response:
         pattern=pattern,
         status=status,
         statuses=[s.value for s in STATUS_ORDER],
-        charts=_charts(request, queues, None, counts_per_minute=await _counts(request, None)),
+        charts=_charts(request, queues, None, per_minute),
     )
 
 
@@ -61,13 +62,16 @@ def _overview_data(
     return queues, rows, readings.status_counts(rows)
 
 
-async def _counts(request: Request, queue: str | None) -> Any:
-    topia = dashboard_of(request).topia
-    return await run_in_threadpool(topia.job_counts_per_minute, 60, queue)
+async def _counts(request: Request, queue: str | None) -> list[MinuteCounts]:
+    dashboard = dashboard_of(request)
+    return await run_in_threadpool(dashboard.counts.per_minute, dashboard.topia, queue)
 
 
 def _charts(
-    request: Request, queues: list[QueueInfo], queue: str | None, counts_per_minute: Any
+    request: Request,
+    queues: list[QueueInfo],
+    queue: str | None,
+    counts_per_minute: list[MinuteCounts],
 ) -> list[charts.Chart]:
     history = dashboard_of(request).history
     where = f"queue {queue}" if queue else "all queues"
@@ -87,6 +91,7 @@ async def queue(request: Request) -> Response:
     if row is None:
         raise HTTPException(404, f"no queue {name!r} in scope {dashboard.topia.scope!r}")
     line, failed = await run_in_threadpool(_queue_jobs, request, name, page)
+    per_minute = await _counts(request, name)
     return dashboard.render(
         request,
         "queue.html",
@@ -97,12 +102,12 @@ async def queue(request: Request) -> Response:
         page=page,
         first_position=(page - 1) * LINE_PAGE + 1,
         failed=failed,
-        charts=_charts(request, queues, name, await _counts(request, name)),
+        charts=_charts(request, queues, name, per_minute),
         message=QUEUE_PAGE_MESSAGES.get(request.query_params.get("done", ""), ""),
     )
 
 
-def _queue_jobs(request: Request, name: str, page: int) -> tuple[list[Any], list[Any]]:
+def _queue_jobs(request: Request, name: str, page: int) -> tuple[list[Job], list[Job]]:
     topia = dashboard_of(request).topia
     line = topia.queue_line(name, limit=LINE_PAGE + 1, offset=(page - 1) * LINE_PAGE)
     failed = topia.list_jobs(queue=name, state="failed", limit=LINE_PAGE)
@@ -155,11 +160,10 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _library_error(request: Request, exc: Exception) -> Response:
-    """A failure of the library: one line for the operator, no traceback."""
+    """A failure of the library: one line for the operator (passwords hidden), no
+    traceback. Bad input is the visitor's mistake (400); anything else, the database's."""
     status = 400 if isinstance(exc, ValidationError) else 503
-    if isinstance(exc, DatabaseError):
-        status = 503
-    return _problem(request, status, str(exc).splitlines()[0] if str(exc) else "error")
+    return _problem(request, status, str(exc) or type(exc).__name__)
 
 
 def _problem(request: Request, status: int, detail: str) -> HTMLResponse:
