@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ..models import MinuteCounts
-from .format import span
+from .display import span
 
 WIDTH, HEIGHT = 600, 120  # the viewBox; the SVG scales to its box
 

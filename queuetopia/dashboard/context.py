@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from ..app import Queuetopia
-from . import format
+from . import display
 from .counts import CountsCache
 from .history import BlockedHistory
 from .security import CSRF_COOKIE, CSRF_FIELD, Access, new_csrf_cookie
@@ -41,15 +41,15 @@ class Dashboard:
             undefined=jinja2.StrictUndefined,
         )
         self.env.filters.update(
-            when=format.when,
-            age=format.age,
-            age_class=format.age_class,
-            stamp=format.stamp,
-            first_line=format.first_line,
-            error_text=format.error_text,
-            pretty_json=format.pretty_json,
-            span=format.span,
-            age_of_renewal=format.renewed,
+            when=display.when,
+            age=display.age,
+            age_class=display.age_class,
+            stamp=display.stamp,
+            first_line=display.first_line,
+            error_text=display.error_text,
+            pretty_json=display.pretty_json,
+            span=display.span,
+            age_of_renewal=display.renewed,
         )
 
     def render(
