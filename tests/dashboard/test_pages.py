@@ -143,7 +143,7 @@ def test_job_page_shows_every_field_masks_secrets_and_the_whole_error(
     page = client.get(f"/jobs/{job_id}").text
     assert "4242" not in page and "&#34;card&#34;: &#34;***&#34;" in page
     assert "Traceback (most recent call last)" in page
-    for field in ("attempted by", "failing since", "next attempt at", "max backoff"):
+    for field in ("scope", "attempted by", "failing since", "next attempt at", "max backoff"):
         assert f"<dt>{field}</dt>" in page
     assert f'id="permalink" href="/jobs/{job_id}"' in page
     assert 'id="retry"' in page and 'id="cancel"' in page
