@@ -11,6 +11,8 @@ from ..errors import redact
 
 def span(seconds: float) -> str:
     """'45s', '4m59s', '2h5m', '3d4h': the largest unit and the next one."""
+    if 0 < seconds < 1:
+        return "<1s"
     whole = int(max(seconds, 0))
     units = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
     for i, (unit, size) in enumerate(units[:-1]):

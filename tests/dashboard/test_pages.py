@@ -76,7 +76,7 @@ def test_overview_puts_blocked_queues_first_with_their_error(
     blocked_row = page.split('class="queue-row row-blocked"')[1].split("</tr>")[0]
     assert "payments.example.com answered 503 for acme" in blocked_row
     assert 'charge <span class="attempts">1/20</span>' in blocked_row
-    assert re.search(r'class="age age-fresh"[^>]*>\d+s<', blocked_row)
+    assert re.search(r'class="age age-fresh"[^>]*>(&lt;1|\d+)s<', blocked_row)
     assert "<b>1</b> blocked" in page and "<b>1</b> idle" in page and "<b>2</b> waiting" in page
 
 
@@ -179,8 +179,8 @@ def test_workers_page_shows_who_holds_which_queue(client: TestClient, shop: Shop
         release.set()
     assert f'<h2 class="node-name">{worker.owner}</h2>' in page and "night-shift" in worker.owner
     assert 'href="/queue?name=long-one">long-one</a>' in page
-    assert re.search(r"last heartbeat about \d+s ago", page)
-    assert re.search(r'data-label="lease expires">in \d+s<', page)
+    assert re.search(r"last heartbeat about (&lt;1|\d+)s ago", page)
+    assert re.search(r'data-label="lease expires">in (&lt;1|\d+)s<', page)
 
 
 # -- operator actions ---------------------------------------------------------------------
