@@ -8,17 +8,22 @@ from .errors import (
     DatabaseError,
     DatabaseUnavailable,
     InvalidTransition,
+    JobCancelled,
+    JobFailed,
     JobNotFound,
     JobTimeout,
+    JobUnsuccessful,
     LeaseLost,
     QueuetopiaError,
     ValidationError,
 )
-from .models import Job, JobState, QueueInfo, QueueStatus
+from .models import Attempt, Job, JobRequest, JobState, OperatorAction, QueueInfo, QueueStatus
+from .operations import Selection
 from .worker import Worker
 
 __all__ = [
     "Action",
+    "Attempt",
     "BoundAction",
     "ConfigurationError",
     "DatabaseConflict",
@@ -26,14 +31,20 @@ __all__ = [
     "DatabaseUnavailable",
     "InvalidTransition",
     "Job",
+    "JobCancelled",
+    "JobFailed",
     "JobNotFound",
+    "JobRequest",
     "JobState",
     "JobTimeout",
+    "JobUnsuccessful",
     "LeaseLost",
+    "OperatorAction",
     "QueueInfo",
     "QueueStatus",
     "Queuetopia",
     "QueuetopiaError",
+    "Selection",
     "ValidationError",
     "Worker",
 ]

@@ -10,15 +10,15 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar
 
+import psycopg
 import pydantic
 
 from .errors import ValidationError
+from .models import JobRequest
 from .sensitive import check_paths, is_sensitive, mask, scrub, secret_values
 from .validation import check_name, check_storable, params_json
 
 if TYPE_CHECKING:
-    import psycopg
-
     from .app import Queuetopia
     from .models import Job
 
@@ -42,6 +42,7 @@ class JobOptions:
     max_attempts: int | None = None
     max_backoff: float | None = None
     connection: psycopg.Connection[Any] | psycopg.AsyncConnection[Any] | None = None
+    unique_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,9 @@ class ActionConfig:
     max_backoff: float = DEFAULT_MAX_BACKOFF
     backoff: BackoffFn | None = None
     on_exhausted: OnExhausted = "skip"
+    # Seconds a head may hold its queue blocked (since its first failed attempt)
+    # before it is parked; None: block until done or exhausted (docs/blocking.md).
+    max_blocked: float | None = None
 
     def resolve(self, options: JobOptions) -> ActionConfig:
         """The settings a job gets: its own options over these defaults, checked."""
@@ -74,10 +78,24 @@ class ActionConfig:
             raise ValidationError(f"max_attempts must be an int >= 1, got {self.max_attempts!r}")
         if not _positive(self.max_backoff, allow_zero=True):
             raise ValidationError(f"max_backoff must be >= 0, got {self.max_backoff!r}")
+        if self.max_blocked is not None and not _positive(self.max_blocked):
+            raise ValidationError(
+                f"max_blocked must be a positive duration, got {self.max_blocked!r}"
+            )
         if self.on_exhausted not in ("skip", "block"):
             raise ValidationError(
                 f"on_exhausted must be 'skip' or 'block', got {self.on_exhausted!r}"
             )
+
+
+def qualified_name(fn: Callable[..., Any]) -> str:
+    """The name a bare `@topia.action` gives `fn`: `module.function`."""
+    return f"{fn.__module__}.{fn.__qualname__}"
+
+
+def seconds_or_none(value: float | timedelta | None) -> float | None:
+    """A duration option as seconds (timedeltas converted), None kept."""
+    return value.total_seconds() if isinstance(value, timedelta) else value
 
 
 def _pick(value: Any, default: Any) -> Any:
@@ -200,11 +218,21 @@ class Action(Generic[P, R]):
         max_attempts: int | None = None,
         max_backoff: float | timedelta | None = None,
         connection: psycopg.Connection[Any] | psycopg.AsyncConnection[Any] | None = None,
+        unique_key: str | None = None,
     ) -> BoundAction:
-        """The same action with per-job options for the jobs enqueued through it."""
+        """The same action with per-job options for the jobs enqueued through it.
+
+        With `unique_key`, an enqueue returns the job already in line with that key
+        in the queue, if any, instead of writing a new one (docs/unique-jobs.md)."""
         return BoundAction(
             self,
-            JobOptions(_pick(timeout, None), max_attempts, _pick(max_backoff, None), connection),
+            JobOptions(
+                seconds_or_none(timeout),
+                max_attempts,
+                seconds_or_none(max_backoff),
+                connection,
+                unique_key,
+            ),
         )
 
     def delay(self, queue: str, /, **params: Any) -> Job:
@@ -269,23 +297,41 @@ class BoundAction:
     async def delay_many_async(self, queue: str, params_list: list[dict[str, Any]], /) -> list[Job]:
         return await self._enqueue_async(queue, params_list, None)
 
+    def requests(
+        self, queue: str, params_list: list[dict[str, Any]], at: datetime | timedelta | None
+    ) -> list[JobRequest]:
+        """The jobs to enqueue, as the bulk call takes them."""
+        if not isinstance(params_list, list) or not all(isinstance(p, dict) for p in params_list):
+            raise ValidationError("delay_many takes a list of dicts of params")
+        o = self.opts
+        return [
+            JobRequest(
+                queue,
+                self.action.name,
+                params,
+                scheduled_at=at,
+                timeout=o.timeout,
+                max_attempts=o.max_attempts,
+                max_backoff=o.max_backoff,
+                unique_key=o.unique_key,
+            )
+            for params in params_list
+        ]
+
     def _enqueue(
         self, queue: str, params_list: list[dict[str, Any]], at: datetime | timedelta | None
     ) -> list[Job]:
-        texts = self._serialise_all(params_list)
-        return self.action.topia.enqueue_serialised(
-            queue, self.action.name, texts, at=at, options=self.opts
-        )
+        requests = self.requests(queue, params_list, at)
+        connection = self.opts.connection
+        if isinstance(connection, psycopg.AsyncConnection):
+            raise ValidationError("an AsyncConnection needs the *_async enqueue calls")
+        return self.action.topia.enqueue_requests(requests, connection, label=False)
 
     async def _enqueue_async(
         self, queue: str, params_list: list[dict[str, Any]], at: datetime | timedelta | None
     ) -> list[Job]:
-        texts = self._serialise_all(params_list)
-        return await self.action.topia.enqueue_serialised_async(
-            queue, self.action.name, texts, at=at, options=self.opts
-        )
-
-    def _serialise_all(self, params_list: list[dict[str, Any]]) -> list[str]:
-        if not isinstance(params_list, list) or not all(isinstance(p, dict) for p in params_list):
-            raise ValidationError("delay_many takes a list of dicts of params")
-        return [self.action.serialise(p) for p in params_list]
+        requests = self.requests(queue, params_list, at)
+        connection = self.opts.connection
+        if isinstance(connection, psycopg.Connection):
+            raise ValidationError("a sync Connection needs the sync enqueue calls")
+        return await self.action.topia.enqueue_requests_async(requests, connection, label=False)

@@ -4,25 +4,25 @@ operator API. Workers are built by `topia.worker()` (see worker.py)."""
 from __future__ import annotations
 
 import asyncio
+import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 import psycopg
-from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from . import migrations, store
+from . import enqueue, migrations, operations, results, store
 from .actions import (
     Action,
     ActionConfig,
     BackoffFn,
     FailureHook,
-    JobOptions,
     OnExhausted,
     _pick,
+    qualified_name,
 )
 from .database import Database, resolve_dsn
 from .errors import (
@@ -32,10 +32,11 @@ from .errors import (
     ValidationError,
     translate_errors,
 )
-from .models import Job, JobState, LeaseInfo, MinuteCounts, QueueInfo
+from .models import Job, JobRequest, JobState, LeaseInfo, MinuteCounts, QueueInfo
+from .operations import Selection
 from .periodic import Periodic
 from .tracing import enqueue_span
-from .validation import DEFAULT_MAX_PARAMS_BYTES, check_name, check_text, params_json
+from .validation import DEFAULT_MAX_PARAMS_BYTES, check_name
 
 if TYPE_CHECKING:
     from .worker import Worker
@@ -124,9 +125,14 @@ class Queuetopia:
         """Where workers LISTEN: `listen_dsn` if given (past a pooler), else `dsn`."""
         return Database(self._listen_dsn or self.dsn, self._prepare_threshold)
 
+    @overload
+    def action(self, name: Callable[P, R], /) -> Action[P, R]: ...
+
+    @overload
     def action(
         self,
-        name: str,
+        name: str | None = None,
+        /,
         *,
         timeout: float | timedelta = 60.0,
         max_attempts: int = 20,
@@ -135,25 +141,48 @@ class Queuetopia:
         on_exhausted: OnExhausted = "skip",
         on_failure: FailureHook | None = None,
         sensitive: tuple[str, ...] = (),
-    ) -> Callable[[Callable[P, R]], Action[P, R]]:
-        """Register a function as the action `name`.
+        max_blocked: float | timedelta | None = None,
+    ) -> Callable[[Callable[P, R]], Action[P, R]]: ...
+
+    def action(
+        self,
+        name: str | Callable[P, R] | None = None,
+        /,
+        *,
+        timeout: float | timedelta = 60.0,
+        max_attempts: int = 20,
+        max_backoff: float | timedelta = 86_400.0,
+        backoff: BackoffFn | None = None,
+        on_exhausted: OnExhausted = "skip",
+        on_failure: FailureHook | None = None,
+        sensitive: tuple[str, ...] = (),
+        max_blocked: float | timedelta | None = None,
+    ) -> Action[P, R] | Callable[[Callable[P, R]], Action[P, R]]:
+        """Register a function as the action `name`; bare (`@topia.action`) or with
+        no name, under its module-qualified name (`module.function`), as Celery's
+        `@app.task` does (docs/actions.md).
 
         `on_failure(job, error)` is called after each failed attempt is recorded;
         `sensitive` names params (dotted paths for nested keys, "card.number") that are
-        never shown nor searchable (docs/security.md)."""
+        never shown nor searchable (docs/security.md); `max_blocked` parks a head that
+        keeps its queue blocked longer than that (docs/blocking.md)."""
+        if callable(name):
+            return self.action()(name)
         config = ActionConfig(
             timeout=_pick(timeout, None),
             max_attempts=max_attempts,
             max_backoff=_pick(max_backoff, None),
             backoff=backoff,
             on_exhausted=on_exhausted,
+            max_blocked=_pick(max_blocked, None),
         )
 
         def register(fn: Callable[P, R]) -> Action[P, R]:
-            action = Action(self, name, fn, config, on_failure, sensitive)
-            if name in self.actions:
-                raise ValidationError(f"action {name!r} is already registered")
-            self.actions[name] = action
+            action_name = name if isinstance(name, str) else qualified_name(fn)
+            action = Action(self, action_name, fn, config, on_failure, sensitive)
+            if action_name in self.actions:
+                raise ValidationError(f"action {action_name!r} is already registered")
+            self.actions[action_name] = action
             return action
 
         return register
@@ -247,6 +276,57 @@ class Queuetopia:
 
     # -- producing ---------------------------------------------------------------
 
+    def enqueue_many(
+        self, items: Sequence[JobRequest], *, connection: Conn | None = None
+    ) -> list[Job]:
+        """Enqueue jobs for any number of queues and actions in one round trip and one
+        transaction (the caller's, with `connection`): validated like `.delay`,
+        nothing written if any item is bad, order kept within each queue. Returns
+        one Job per item, in order (docs/enqueue.md)."""
+        return self.enqueue_requests(items, connection, label=True)
+
+    async def enqueue_many_async(
+        self, items: Sequence[JobRequest], *, connection: AsyncConn | None = None
+    ) -> list[Job]:
+        """`enqueue_many` for async code; `connection` is a psycopg AsyncConnection."""
+        return await self.enqueue_requests_async(items, connection, label=True)
+
+    def validate(self, items: Sequence[JobRequest]) -> None:
+        """Check `items` as `enqueue_many` would, writing nothing: ValidationError
+        naming the first bad item."""
+        enqueue.prepare(self.scope, self.actions, self.max_params_bytes, items, label=True)
+
+    def enqueue_requests(
+        self, items: Sequence[JobRequest], connection: Conn | None, *, label: bool
+    ) -> list[Job]:
+        """`enqueue_many`; with `label`, errors name the item (delay_many's do not)."""
+        batch = enqueue.prepare(self.scope, self.actions, self.max_params_bytes, items, label=label)
+        if not batch.slots:
+            return []
+        if isinstance(connection, psycopg.AsyncConnection):
+            raise ValidationError("an AsyncConnection needs enqueue_many_async")
+        with self._span(batch) as meta, self.connection(self._enqueue_target(connection)) as conn:
+            jobs = enqueue.insert(conn, batch, meta)
+        return [job.bound(self) for job in jobs]
+
+    async def enqueue_requests_async(
+        self, items: Sequence[JobRequest], connection: AsyncConn | None, *, label: bool
+    ) -> list[Job]:
+        batch = enqueue.prepare(self.scope, self.actions, self.max_params_bytes, items, label=label)
+        if not batch.slots:
+            return []
+        if isinstance(connection, psycopg.Connection):
+            raise ValidationError("a sync Connection needs enqueue_many")
+        with self._span(batch) as meta:
+            async with self.async_connection(connection) as conn:
+                jobs = await enqueue.insert_async(conn, batch, meta)
+        return [job.bound(self) for job in jobs]
+
+    def _span(self, batch: enqueue.Batch) -> AbstractContextManager[dict[str, Any]]:
+        actions = set(batch.columns["actions"])
+        action = actions.pop() if len(actions) == 1 else "*"
+        return enqueue_span(self.scope, batch.wake or "*", action, len(batch.slots))
+
     def create_job(
         self,
         queue: str,
@@ -257,13 +337,21 @@ class Queuetopia:
         timeout: float | timedelta | None = None,
         max_backoff: float | timedelta | None = None,
         max_attempts: int | None = None,
+        unique_key: str | None = None,
         connection: Conn | None = None,
     ) -> Job:
         """Enqueue a job by action name; the action need not be registered here."""
-        text, options = self._untyped_job(
-            action, params, timeout, max_backoff, max_attempts, connection
+        request = JobRequest(
+            queue,
+            action,
+            {} if params is None else params,
+            scheduled_at=scheduled_at,
+            timeout=timeout,
+            max_attempts=max_attempts,
+            max_backoff=max_backoff,
+            unique_key=unique_key,
         )
-        return self.enqueue_serialised(queue, action, [text], at=scheduled_at, options=options)[0]
+        return self.enqueue_requests([request], connection, label=False)[0]
 
     async def create_job_async(
         self,
@@ -275,61 +363,23 @@ class Queuetopia:
         timeout: float | timedelta | None = None,
         max_backoff: float | timedelta | None = None,
         max_attempts: int | None = None,
+        unique_key: str | None = None,
         connection: AsyncConn | None = None,
     ) -> Job:
         """`create_job` for async code; `connection` is a psycopg AsyncConnection."""
-        text, options = self._untyped_job(
-            action, params, timeout, max_backoff, max_attempts, connection
+        request = JobRequest(
+            queue,
+            action,
+            {} if params is None else params,
+            scheduled_at=scheduled_at,
+            timeout=timeout,
+            max_attempts=max_attempts,
+            max_backoff=max_backoff,
+            unique_key=unique_key,
         )
-        jobs = await self.enqueue_serialised_async(
-            queue, action, [text], at=scheduled_at, options=options
-        )
-        return jobs[0]
+        return (await self.enqueue_requests_async([request], connection, label=False))[0]
 
-    def _untyped_job(
-        self,
-        action: str,
-        params: dict[str, Any] | None,
-        timeout: float | timedelta | None,
-        max_backoff: float | timedelta | None,
-        max_attempts: int | None,
-        connection: Conn | AsyncConn | None,
-    ) -> tuple[str, JobOptions]:
-        check_name("action", action)
-        params = {} if params is None else params
-        if not isinstance(params, dict):
-            raise ValidationError("params must be a dict")
-        registered = self.actions.get(action)
-        text = (
-            registered.serialise(params)
-            if registered
-            else params_json(params, self.max_params_bytes)
-        )
-        options = JobOptions(
-            _pick(timeout, None), max_attempts, _pick(max_backoff, None), connection
-        )
-        return text, options
-
-    def enqueue_serialised(
-        self,
-        queue: str,
-        action: str,
-        params_texts: list[str],
-        *,
-        at: datetime | timedelta | None,
-        options: JobOptions,
-    ) -> list[Job]:
-        """Write validated jobs in one round trip; the shared end of every enqueue."""
-        request = self._insert_request(queue, action, params_texts, at, options)
-        if not params_texts:
-            return []
-        if isinstance(options.connection, psycopg.AsyncConnection):
-            raise ValidationError("an AsyncConnection needs the *_async enqueue calls")
-        with (
-            enqueue_span(self.scope, queue, action, len(params_texts)) as meta,
-            self.connection(self._enqueue_target(options.connection)) as conn,
-        ):
-            return store.job_insert(conn, {**request, "meta": Jsonb(meta)})
+    # -- results -----------------------------------------------------------------
 
     def _enqueue_target(self, given: Conn | None) -> Conn | None:
         """The connection a sync enqueue runs on: the caller's, else the one
@@ -338,49 +388,28 @@ class Queuetopia:
             return given
         return self.enqueue_connection()
 
-    async def enqueue_serialised_async(
-        self,
-        queue: str,
-        action: str,
-        params_texts: list[str],
-        *,
-        at: datetime | timedelta | None,
-        options: JobOptions,
-    ) -> list[Job]:
-        """`enqueue_serialised` for async code: the same request, async I/O."""
-        request = self._insert_request(queue, action, params_texts, at, options)
-        if not params_texts:
-            return []
-        if isinstance(options.connection, psycopg.Connection):
-            raise ValidationError("a sync Connection needs the sync enqueue calls")
-        with enqueue_span(self.scope, queue, action, len(params_texts)) as meta:
-            async with self.async_connection(options.connection) as conn:
-                return await store.job_insert_async(conn, {**request, "meta": Jsonb(meta)})
+    def wait(self, job_id: int, timeout: float = 30.0) -> Any:
+        """The result of job `job_id` once it is done. Raises JobFailed or
+        JobCancelled when it ended otherwise, TimeoutError when it has not ended
+        within `timeout` seconds. Polls the job with backoff from 5 ms to 1 s: a
+        job nobody waits for costs nothing (docs/results.md)."""
+        poll = results.Poll(job_id, timeout)
+        while True:
+            with self.connection() as conn:
+                job = store.job_get(conn, scope=self.scope, job_id=job_id)
+            if results.settled(job, job_id, self.scope):
+                return results.outcome(job)
+            time.sleep(poll.next_pause(job))
 
-    def _insert_request(
-        self,
-        queue: str,
-        action: str,
-        params_texts: list[str],
-        at: datetime | timedelta | None,
-        options: JobOptions,
-    ) -> dict[str, Any]:
-        check_name("queue", queue)
-        registered = self.actions.get(action)
-        config = (registered.config if registered else ActionConfig()).resolve(options)
-        absolute, delay = _schedule(at)
-        return store.job_insert_params(
-            scope=self.scope,
-            queue=queue,
-            action=action,
-            params_list=params_texts,
-            at=absolute,
-            delay=delay,
-            timeout=config.timeout,
-            max_attempts=config.max_attempts,
-            max_backoff=config.max_backoff,
-            on_exhausted=config.on_exhausted,
-        )
+    async def wait_async(self, job_id: int, timeout: float = 30.0) -> Any:
+        """`wait` for async code."""
+        poll = results.Poll(job_id, timeout)
+        while True:
+            async with self.async_connection() as conn:
+                job = await store.job_get_async(conn, scope=self.scope, job_id=job_id)
+            if results.settled(job, job_id, self.scope):
+                return results.outcome(job)
+            await asyncio.sleep(poll.next_pause(job))
 
     def notify(self, queue: str = "") -> None:
         """Wake every worker of this scope now."""
@@ -396,7 +425,8 @@ class Queuetopia:
 
     def get_job(self, job_id: int) -> Job | None:
         with self.connection() as conn:
-            return store.job_get(conn, scope=self.scope, job_id=job_id)
+            job = store.job_get(conn, scope=self.scope, job_id=job_id)
+        return None if job is None else job.bound(self)
 
     def list_jobs(
         self,
@@ -430,47 +460,147 @@ class Queuetopia:
         with self.connection() as conn:
             return store.queue_list(conn, scope=self.scope)
 
-    def retry_job(self, job_id: int) -> Job:
-        """Make a pending, failed or cancelled job due now, at its place in line."""
-        with self.connection() as conn, conn.transaction():
-            job = store.job_retry(conn, scope=self.scope, job_id=job_id)
-            if job is None:
-                self._refuse(conn, job_id, "retry")
-            return self._touched(conn, job)
+    def retry_job(self, job_id: int, *, by: str | None = None, reason: str | None = None) -> Job:
+        """Make a pending, failed or cancelled job due now, at its place in line.
+        `by` (default: the OS user) and `reason` are recorded on the job."""
+        return self._one(job_id, "retry", self.retry_jobs([job_id], by=by, reason=reason))
 
-    def cancel_job(self, job_id: int, reason: str = "by operator") -> Job:
+    def cancel_job(self, job_id: int, reason: str = "by operator", *, by: str | None = None) -> Job:
         """Take a pending or failed job out of its queue; the queue moves on."""
-        check_text("reason", reason)
-        with self.connection() as conn, conn.transaction():
-            job = store.job_cancel(conn, scope=self.scope, job_id=job_id, reason=reason)
-            if job is None:
-                self._refuse(conn, job_id, "cancel")
-            return self._touched(conn, job)
+        return self._one(job_id, "cancel", self.cancel_jobs([job_id], by=by, reason=reason))
 
-    def _refuse(self, conn: Conn, job_id: int, verb: str) -> NoReturn:
-        job = store.job_get(conn, scope=self.scope, job_id=job_id)
+    def select_jobs(self, selection: Selection, *, verb: str = "retry") -> list[Job]:
+        """The jobs `selection` names that `verb` ('retry' or 'cancel') applies to:
+        what a dry run of that change shows (docs/operations.md)."""
+        allowed = operations.CANCELLABLE if verb == "cancel" else operations.RETRYABLE
+        params = selection.params(allowed, verb)
+        with self.connection() as conn:
+            found = store.job_select(conn, scope=self.scope, selection=params)
+        return [job.bound(self) for job in found]
+
+    def retry_jobs(
+        self,
+        jobs: Selection | Sequence[int],
+        *,
+        dry_run: bool = False,
+        by: str | None = None,
+        reason: str | None = None,
+    ) -> list[Job]:
+        """Retry the jobs named (ids, or a Selection) that allow it; return them as
+        changed, or, with `dry_run`, as they are (nothing written)."""
+        return self._change(jobs, "retry", dry_run, by, reason)
+
+    def cancel_jobs(
+        self,
+        jobs: Selection | Sequence[int],
+        *,
+        dry_run: bool = False,
+        by: str | None = None,
+        reason: str | None = None,
+    ) -> list[Job]:
+        """Cancel the jobs named (ids, or a Selection) that allow it; return them as
+        changed, or, with `dry_run`, as they are (nothing written)."""
+        return self._change(jobs, "cancel", dry_run, by, reason)
+
+    def _change(
+        self,
+        jobs: Selection | Sequence[int],
+        verb: str,
+        dry_run: bool,
+        by: str | None,
+        reason: str | None,
+    ) -> list[Job]:
+        signature = operations.signature(by, reason)
+        if isinstance(jobs, Selection):
+            found = self.select_jobs(jobs, verb=verb)
+            if dry_run:
+                return found
+            ids = [job.id for job in found]
+        else:
+            ids = [_job_id(i) for i in jobs]
+            if dry_run:
+                return [job for job in map(self.get_job, ids) if job is not None]
+        if not ids:
+            return []
+        change = store.job_cancel if verb == "cancel" else store.job_retry
+        with self.connection() as conn, conn.transaction():
+            changed = change(conn, scope=self.scope, ids=ids, signature=signature)
+            queues = sorted({job.queue for job in changed})
+            if queues:
+                store.queue_touch(conn, scope=self.scope, queues=queues)
+                store.scope_notify(conn, self.scope, queues[0] if len(queues) == 1 else "")
+        return [job.bound(self) for job in changed]
+
+    def _one(self, job_id: int, verb: str, changed: list[Job]) -> Job:
+        if changed:
+            return changed[0]
+        job = self.get_job(job_id)
         if job is None:
             raise JobNotFound(f"no job {job_id} in scope {self.scope!r}")
+        if job.unique_key is not None and job.state != JobState.PENDING and verb == "retry":
+            raise InvalidTransition(
+                f"cannot retry job {job_id}: another job in queue {job.queue!r} holds "
+                f"its unique key {job.unique_key!r}"
+            )
         raise InvalidTransition(f"cannot {verb} job {job_id}: it is {job.state.value}")
 
-    def _touched(self, conn: Conn, job: Job | None) -> Job:
-        assert job is not None
-        store.queue_touch(conn, scope=self.scope, queue=job.queue)
-        store.scope_notify(conn, self.scope, job.queue)
-        return job
+    def pause_queue(self, queue: str, *, by: str | None = None, reason: str | None = None) -> None:
+        """A paused queue starts no new job; a running one finishes. `by` (default:
+        the OS user) and `reason` are recorded on the queue."""
+        self._set_paused([check_name("queue", queue)], True, by, reason)
 
-    def pause_queue(self, queue: str) -> None:
-        """A paused queue starts no new job; a running one finishes."""
-        self._set_paused(queue, True)
+    def resume_queue(self, queue: str, *, by: str | None = None, reason: str | None = None) -> None:
+        """Let a paused queue start jobs again."""
+        self._set_paused([check_name("queue", queue)], False, by, reason)
 
-    def resume_queue(self, queue: str) -> None:
-        self._set_paused(queue, False)
+    def pause_queues(
+        self,
+        pattern: str,
+        *,
+        dry_run: bool = False,
+        by: str | None = None,
+        reason: str | None = None,
+    ) -> list[str]:
+        """Pause every queue whose name matches the glob `pattern`; return the names
+        of those that changed (with `dry_run`, that would change)."""
+        return self._set_paused_matching(pattern, True, dry_run, by, reason)
 
-    def _set_paused(self, queue: str, paused: bool) -> None:
-        check_name("queue", queue)
+    def resume_queues(
+        self,
+        pattern: str,
+        *,
+        dry_run: bool = False,
+        by: str | None = None,
+        reason: str | None = None,
+    ) -> list[str]:
+        """Resume every paused queue matching the glob `pattern`; as `pause_queues`."""
+        return self._set_paused_matching(pattern, False, dry_run, by, reason)
+
+    def _set_paused_matching(
+        self, pattern: str, paused: bool, dry_run: bool, by: str | None, reason: str | None
+    ) -> list[str]:
+        with self.connection() as conn:
+            found = store.queue_select(conn, scope=self.scope, pattern=operations.like(pattern))
+        names = [name for name, is_paused in found if is_paused != paused]
+        if dry_run or not names:
+            operations.signature(by, reason)  # bad input fails the dry run too
+            return names
+        return self._set_paused(names, paused, by, reason)
+
+    def _set_paused(
+        self, queues: list[str], paused: bool, by: str | None, reason: str | None
+    ) -> list[str]:
+        signature = operations.signature(by, reason)
+        changed: list[str] = []
         with self.connection() as conn, conn.transaction():
-            store.queue_set_paused(conn, scope=self.scope, queue=queue, paused=paused)
-            store.scope_notify(conn, self.scope, queue)
+            for queue in sorted(queues):  # name order, as producers lock queue rows
+                if store.queue_set_paused(
+                    conn, scope=self.scope, queue=queue, paused=paused, signature=signature
+                ):
+                    changed.append(queue)
+            if changed:
+                store.scope_notify(conn, self.scope, changed[0] if len(changed) == 1 else "")
+        return changed
 
     def prune(self, older_than: timedelta | float = timedelta(days=7), batch: int = 1000) -> int:
         """Delete done and cancelled jobs older than `older_than`; return how many."""
@@ -528,14 +658,7 @@ class Queuetopia:
             return store.job_counts_per_minute(conn, scope=self.scope, queue=queue, minutes=minutes)
 
 
-def _schedule(at: datetime | timedelta | None) -> tuple[datetime | None, float]:
-    """An absolute time, or a delay from the database's clock."""
-    if at is None:
-        return None, 0.0
-    if isinstance(at, timedelta):
-        return None, at.total_seconds()
-    if isinstance(at, datetime):
-        if at.tzinfo is None or at.utcoffset() is None:
-            raise ValidationError("scheduled times must be timezone-aware datetimes")
-        return at, 0.0
-    raise ValidationError(f"at must be a datetime or a timedelta, got {type(at).__name__}")
+def _job_id(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError(f"job ids are ints, got {value!r}")
+    return value

@@ -9,7 +9,10 @@
      ├── JobNotFound            no job with that id in this scope (also a LookupError)
      ├── InvalidTransition      the operator call makes no sense for the job's state
      ├── LeaseLost              a worker's claim on a queue was taken over (internal)
-     └── JobTimeout             raised inside an action that ran past its timeout
+     ├── JobTimeout             raised inside an action that ran past its timeout
+     └── JobUnsuccessful        `wait` found the job ended without a result
+          ├── JobFailed             it failed for good (attempts used up, or parked)
+          └── JobCancelled          an operator cancelled it
 
 Driver errors are translated in exactly one place, `translate_errors`.
 """
@@ -69,6 +72,26 @@ class LeaseLost(QueuetopiaError):
 
 class JobTimeout(QueuetopiaError):
     """The job ran past its timeout."""
+
+
+class JobUnsuccessful(QueuetopiaError):
+    """The job ended without a result."""
+
+    def __init__(self, job_id: int, state: str, error: str | None) -> None:
+        first = (error or "").strip().splitlines()
+        reason = f": {first[0]}" if first else ""
+        super().__init__(f"job {job_id} is {state}{reason}")
+        self.job_id = job_id
+        self.state = state
+        self.error = error
+
+
+class JobFailed(JobUnsuccessful):
+    """The job failed for good: its attempts are used up, or it was parked."""
+
+
+class JobCancelled(JobUnsuccessful):
+    """The job was cancelled."""
 
 
 # A quoted value as libpq (single quotes, backslash escapes), a shell or Python's repr

@@ -58,6 +58,14 @@ class Observers:
         for observer in self.observers:
             _safely(observer.lease_lost, queue)
 
+    def job_parked(self, job: Job) -> None:
+        """A head was parked for blocking too long (docs/blocking.md); observers
+        without `job_parked` (it came later) are skipped."""
+        for observer in self.observers:
+            method = getattr(observer, "job_parked", None)
+            if method is not None:
+                _safely(method, job)
+
 
 def _safely(method: object, *args: object) -> None:
     try:

@@ -58,6 +58,12 @@ class PrometheusMetrics:
             ["scope"],
             registry=self.registry,
         )
+        self.parked = Counter(
+            "queuetopia_jobs_parked",
+            "Heads parked for blocking their queue longer than max_blocked.",
+            labels,
+            registry=self.registry,
+        )
         self.registry.register(_BlockedCollector(topia))
 
     def serve(self, port: int, addr: str = "0.0.0.0") -> None:
@@ -75,6 +81,9 @@ class PrometheusMetrics:
 
     def lease_lost(self, queue: str) -> None:
         self.leases_lost.labels(self.topia.scope).inc()
+
+    def job_parked(self, job: Job) -> None:
+        self.parked.labels(job.scope, job.action).inc()
 
 
 class _BlockedCollector:

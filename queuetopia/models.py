@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Mapping
+from dataclasses import KW_ONLY, dataclass, field
+from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, PrivateAttr, model_validator
+
+from .errors import QueuetopiaError
 
 
 class JobState(StrEnum):
@@ -50,8 +54,64 @@ class MinuteCounts(BaseModel):
     failed: int
 
 
+@dataclass(frozen=True, slots=True)
+class JobRequest:
+    """One job to enqueue: `topia.enqueue_many([JobRequest(queue, action, params), ...])`.
+
+    Options left as None take the action's registered defaults (or the library's for
+    an action not registered here). `scheduled_at` is an aware datetime or a delay;
+    `unique_key` makes the enqueue return the job already in line with that key in
+    the queue instead of writing a twin (docs/unique-jobs.md)."""
+
+    queue: str
+    action: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    _: KW_ONLY
+    scheduled_at: datetime | timedelta | None = None
+    timeout: float | timedelta | None = None
+    max_attempts: int | None = None
+    max_backoff: float | timedelta | None = None
+    unique_key: str | None = None
+
+
+class Attempt(BaseModel):
+    """One attempt of a job: when it started and ended, on which node, how it ended
+    (`done`, `retry`, `failed`, `parked`, `interrupted`) and its error (capped)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    attempt: int
+    started_at: datetime | None
+    ended_at: datetime | None
+    node: str | None
+    outcome: str
+    error: str | None = None
+
+
+class OperatorAction(BaseModel):
+    """What an operator did to a job or a queue: who, when, why."""
+
+    model_config = ConfigDict(frozen=True)
+
+    action: str
+    by: str
+    at: datetime
+    reason: str | None = None
+
+
+class Waiter(Protocol):
+    """What `Job.wait` needs: the topia that returned the job."""
+
+    def wait(self, job_id: int, timeout: float = 30.0) -> Any: ...
+
+    async def wait_async(self, job_id: int, timeout: float = 30.0) -> Any: ...
+
+
 class Job(BaseModel):
-    """One stored call of an action. Immutable: a snapshot of its row."""
+    """One stored call of an action. Immutable: a snapshot of its row.
+
+    A job returned by a topia remembers it, so `job.wait()` can ask it for the
+    result; a job built by hand must use `topia.wait(job.id)` (docs/results.md)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -79,6 +139,49 @@ class Job(BaseModel):
     inserted_at: datetime
     updated_at: datetime
     meta: dict[str, Any] = {}
+    unique_key: str | None = None
+    attempt_log: list[Attempt] = []
+    operator_log: list[OperatorAction] = []
+    # True when an enqueue found an unfinished job with the same unique_key in the
+    # queue and returned it instead of writing a new one (docs/unique-jobs.md).
+    deduplicated: bool = False
+
+    _topia: Waiter | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _only_attempt(self) -> Job:
+        """A job whose only attempt succeeded stores no history (that attempt is its
+        attempted_at, attempted_by and done_at): show it all the same."""
+        if not self.attempt_log and self.state == JobState.DONE and self.attempted_at:
+            entry = Attempt(
+                attempt=self.attempts,
+                started_at=self.attempted_at,
+                ended_at=self.done_at,
+                node=self.attempted_by,
+                outcome="done",
+            )
+            object.__setattr__(self, "attempt_log", [entry])
+        return self
+
+    def bound(self, topia: Waiter) -> Job:
+        """This job, remembering the topia that returned it (for `wait`)."""
+        self._topia = topia
+        return self
+
+    def wait(self, timeout: float = 30.0) -> Any:
+        """The job's result once it is done; see `Queuetopia.wait`."""
+        return self._waiter().wait(self.id, timeout=timeout)
+
+    async def wait_async(self, timeout: float = 30.0) -> Any:
+        """`wait` for async code."""
+        return await self._waiter().wait_async(self.id, timeout=timeout)
+
+    def _waiter(self) -> Waiter:
+        if self._topia is None:
+            raise QueuetopiaError(
+                f"job {self.id} was not returned by a topia; use topia.wait({self.id})"
+            )
+        return self._topia
 
 
 class QueueInfo(BaseModel):
@@ -97,3 +200,8 @@ class QueueInfo(BaseModel):
     next_attempt_at: datetime | None
     locked_by: str | None
     locked_until: datetime | None
+    # Jobs of the queue that failed for good (attempts used up, or parked), which the
+    # queue has moved past, and when the oldest of them failed.
+    failed: int = 0
+    oldest_failed_at: datetime | None = None
+    operator_log: list[OperatorAction] = []

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 from croniter import croniter
 
 from . import store
-from .actions import JobOptions
 from .errors import ValidationError
+from .models import JobRequest
 from .store import Conn
 
 if TYPE_CHECKING:
@@ -70,16 +70,11 @@ def enqueue_due(conn: Conn, topia: Queuetopia, periodic: Periodic) -> int:
             return 0
         last, now = locked
         ticks = periodic.ticks_after(last, now)
-        action = topia.actions[periodic.action]
-        text = action.serialise(periodic.params)
-        for tick in ticks:
-            topia.enqueue_serialised(
-                periodic.queue,
-                periodic.action,
-                [text],
-                at=tick,
-                options=JobOptions(connection=conn),
-            )
+        requests = [
+            JobRequest(periodic.queue, periodic.action, periodic.params, scheduled_at=tick)
+            for tick in ticks
+        ]
+        topia.enqueue_requests(requests, conn, label=False)
         if ticks:
             store.periodic_advance(conn, scope=topia.scope, name=periodic.name, tick=ticks[-1])
         return len(ticks)

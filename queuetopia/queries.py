@@ -13,7 +13,11 @@ CHANNEL = "queuetopia"
 JOB_COLUMNS: LiteralString = """
     id, scope, queue, seq, action, params, state, on_exhausted, attempts, max_attempts,
     timeout, max_backoff, scheduled_at, attempted_at, attempted_by, next_attempt_at,
-    failing_since, done_at, error, result, lease_id, inserted_at, updated_at, meta"""
+    failing_since, done_at, error, result, lease_id, inserted_at, updated_at, meta,
+    unique_key, attempt_log, operator_log"""
+
+# A job's attempt_log keeps its last 20 attempts and 2000 characters of each error
+# (JOB_FINISH); its operator_log the last 50 operator actions.
 
 # The fence of every write made under a lease: our lease row, live, locked against a
 # concurrent takeover until the write commits (rule 3.10). Writes add
@@ -46,40 +50,88 @@ HEAD_CLAIM: LiteralString = """
               AND q.paused))
 """
 
-# Enqueue a batch of jobs into one queue, in one round trip.
-# Locks: upserting the queue row takes its row lock until the caller's transaction
-# commits, so a second producer of the same queue waits here. That is what makes
-# `seq` (and, for jobs due now, `scheduled_at`, read from the clock after the lock)
-# follow commit order (rule 3.1). Other queues never contend.
-# ready_at is only lowered: a new job can make the queue due sooner, never later.
-# The notification is delivered when the caller commits, and not at all on rollback.
-JOB_INSERT: LiteralString = (
+# Enqueue jobs for any number of queues and actions, in one round trip: the one
+# statement behind every enqueue (docs/enqueue.md).
+# - The input arrays hold one element per job, in the caller's order.
+# - Locks: the queue rows are upserted once per queue (an upsert cannot touch a row
+#   twice, so the jobs are counted per queue first), in queue-name order, so two bulk
+#   producers never deadlock. Each row lock holds until the caller's transaction
+#   commits: a second producer of the same queue waits here, which makes `seq` (and,
+#   for jobs due now, `scheduled_at`, read from the clock after the lock) follow
+#   commit order (docs/guarantees.md). Other queues never contend.
+# - seq: each queue's block of numbers is taken at once; a job's place in its block
+#   is its place in the input among the jobs of its queue.
+# - A job whose unique_key is held by a job still in line in its queue is not
+#   written (the partial unique index decides, race-safe); `position` tells the
+#   caller which jobs were written.
+# - ready_at is only lowered: a new job can make a queue due sooner, never later.
+# - One notification for the whole call (`wake`: the queue, or '' for "look at every
+#   queue" when the call spans several), delivered when the caller commits.
+JOB_INSERT_MANY: LiteralString = (
     """
-WITH q AS (
+WITH input AS (
+    SELECT * FROM unnest(%(queues)s::text[], %(actions)s::text[], %(params)s::jsonb[],
+                         %(ats)s::timestamptz[], %(delays)s::float8[],
+                         %(timeouts)s::float8[], %(max_attempts)s::int[],
+                         %(max_backoffs)s::float8[], %(on_exhausted)s::text[],
+                         %(unique_keys)s::text[])
+           WITH ORDINALITY AS i(in_queue, in_action, in_params, in_at, in_delay,
+                                in_timeout, in_max_attempts, in_max_backoff,
+                                in_on_exhausted, in_unique_key, in_ord)
+), per_queue AS (
+    SELECT in_queue AS pq_queue, count(*) AS pq_count,
+           min(coalesce(in_at, clock_timestamp() + make_interval(secs => in_delay)))
+               AS pq_ready
+      FROM input GROUP BY in_queue
+), q AS (
     INSERT INTO queuetopia_queues AS q (scope, queue, last_seq, ready_at)
-    VALUES (%(scope)s, %(queue)s, %(count)s,
-            coalesce(%(at)s::timestamptz,
-                     clock_timestamp() + make_interval(secs => %(delay)s)))
+    SELECT %(scope)s, pq_queue, pq_count, pq_ready FROM per_queue ORDER BY pq_queue
     ON CONFLICT (scope, queue) DO UPDATE
        SET last_seq = q.last_seq + EXCLUDED.last_seq,
-           ready_at = least(q.ready_at,
-                            coalesce(%(at)s::timestamptz,
-                                     clock_timestamp() + make_interval(secs => %(delay)s)))
-    RETURNING q.last_seq - %(count)s AS base_seq, clock_timestamp() AS joined_at
+           ready_at = least(q.ready_at, EXCLUDED.ready_at)
+    RETURNING q.queue AS q_queue, q.last_seq AS q_last, clock_timestamp() AS joined_at
+), numbered AS (
+    SELECT i.*, q.*, q_last - pq_count AS base_seq,
+           row_number() OVER (PARTITION BY in_queue ORDER BY in_ord) AS in_position
+      FROM input i
+      JOIN q ON q_queue = in_queue
+      JOIN per_queue ON pq_queue = in_queue
 ), ins AS (
     INSERT INTO queuetopia_jobs (scope, queue, seq, action, params, on_exhausted,
-                                 max_attempts, timeout, max_backoff, meta, scheduled_at)
-    SELECT %(scope)s, %(queue)s, q.base_seq + p.ord, %(action)s, p.params,
-           %(on_exhausted)s, %(max_attempts)s, %(timeout)s, %(max_backoff)s, %(meta)s,
-           coalesce(%(at)s::timestamptz, q.joined_at + make_interval(secs => %(delay)s))
-      FROM q, unnest(%(params)s::jsonb[]) WITH ORDINALITY AS p(params, ord)
+                                 max_attempts, timeout, max_backoff, meta, scheduled_at,
+                                 unique_key)
+    SELECT %(scope)s, in_queue, base_seq + in_position, in_action, in_params,
+           in_on_exhausted, in_max_attempts, in_timeout, in_max_backoff, %(meta)s,
+           coalesce(in_at, joined_at + make_interval(secs => in_delay)), in_unique_key
+      FROM numbered
+     ORDER BY in_ord
+    ON CONFLICT (scope, queue, unique_key) WHERE unique_key IS NOT NULL AND in_line
+    DO NOTHING
     RETURNING"""
     + JOB_COLUMNS
     + """
 ), wake AS (
-    SELECT pg_notify('queuetopia', json_build_array(%(scope)s::text, %(queue)s::text)::text)
+    SELECT pg_notify('queuetopia', json_build_array(%(scope)s::text, %(wake)s::text)::text)
 )
-SELECT ins.* FROM ins, wake ORDER BY ins.seq
+SELECT ins.*, ins.seq - q_last + pq_count AS position
+  FROM ins
+  JOIN q ON q_queue = ins.queue
+  JOIN per_queue ON pq_queue = ins.queue
+ CROSS JOIN wake
+"""
+)
+
+# The jobs in line that hold these (queue, unique_key) pairs: what an enqueue whose
+# job was not written (its key was taken) returns instead. A statement of its own,
+# after JOB_INSERT_MANY: that statement's snapshot may predate the holder's commit.
+JOB_GET_UNIQUE: LiteralString = (
+    "SELECT"
+    + JOB_COLUMNS
+    + """
+  FROM queuetopia_jobs
+ WHERE scope = %(scope)s AND unique_key IS NOT NULL AND in_line
+   AND (queue, unique_key) IN (
+       SELECT * FROM unnest(%(queues)s::text[], %(unique_keys)s::text[]))
 """
 )
 
@@ -299,6 +351,10 @@ SELECT EXISTS (SELECT 1 FROM lease) AS leased, found.*
 # Returns one row per claimed job (or a single row of NULLs), each carrying
 # `recorded`, the ids of the jobs recorded: an id missing there was rejected by its
 # fence. Recorded jobs are not returned whole: after a success nobody reads them.
+# - State 'parked' (docs/blocking.md) is recorded as failed and out of line.
+# - Each attempt is appended to attempt_log (the last 20), except the only attempt
+#   of a job that never failed: its attempted_at, attempted_by and done_at say it
+#   all, and the common case writes no more than before.
 JOB_FINISH: LiteralString = (
     """
 WITH input AS (
@@ -318,14 +374,26 @@ WITH input AS (
        FOR UPDATE OF l
 ), rec AS (
     UPDATE queuetopia_jobs j
-       SET state = in_state,
-           done_at = CASE WHEN in_state IN ('done', 'failed') THEN now() END,
+       SET state = CASE WHEN in_state = 'parked' THEN 'failed' ELSE in_state END,
+           on_exhausted = CASE WHEN in_state = 'parked' THEN 'skip' ELSE j.on_exhausted END,
+           done_at = CASE WHEN in_state IN ('done', 'failed', 'parked') THEN now() END,
            result = in_result,
            error = coalesce(in_error, j.error),
            next_attempt_at = CASE WHEN in_state = 'pending'
                                   THEN now() + make_interval(secs => in_backoff) END,
            failing_since = CASE WHEN in_state = 'done' THEN NULL
                                 ELSE coalesce(j.failing_since, now()) END,
+           attempt_log = CASE
+               WHEN in_state = 'done' AND j.attempt_log = '[]' THEN j.attempt_log
+               ELSE (CASE WHEN jsonb_array_length(j.attempt_log) >= 20
+                          THEN j.attempt_log - 0 ELSE j.attempt_log END)
+                    || jsonb_build_array(jsonb_build_object(
+                           'attempt', j.attempts, 'started_at', j.attempted_at,
+                           'ended_at', now(), 'node', j.attempted_by,
+                           'outcome', CASE in_state WHEN 'pending' THEN 'retry'
+                                                    ELSE in_state END,
+                           'error', left(in_error, 2000)))
+           END,
            updated_at = now()
       FROM input
      WHERE j.id = ANY(%(ids)s::bigint[]) AND j.id = in_id
@@ -416,47 +484,103 @@ JOB_LIST: LiteralString = (
 """
 )
 
-# Operator retry: the job is due now and keeps its place in line (scheduled_at only
-# moves if it was in the future). A failed job gets its attempts back.
+# The operator's record on a job or a queue: one entry appended, the last 50 kept.
+# Spliced into JOB_RETRY, JOB_CANCEL and QUEUE_SET_PAUSED, whose target is `t`.
+OPERATOR_ENTRY: LiteralString = """
+       operator_log = (CASE WHEN jsonb_array_length(t.operator_log) >= 50
+                            THEN t.operator_log - 0 ELSE t.operator_log END)
+                      || jsonb_build_array(jsonb_build_object(
+                             'action', %(verb)s::text, 'by', %(by)s::text, 'at', now(),
+                             'reason', %(reason)s::text))"""
+
+# Operator retry of the jobs `ids`: each is due now and keeps its place in line
+# (scheduled_at only moves if it was in the future). A failed job gets its attempts
+# back. A job whose unique_key another job in line holds now is left as it is (the
+# unique index would refuse it; docs/unique-jobs.md).
 JOB_RETRY: LiteralString = (
     """
-UPDATE queuetopia_jobs
+UPDATE queuetopia_jobs t
    SET state = 'pending',
        attempts = CASE WHEN state = 'pending' THEN attempts ELSE 0 END,
        scheduled_at = least(scheduled_at, now()), next_attempt_at = NULL,
-       done_at = NULL, updated_at = now()
- WHERE scope = %(scope)s AND id = %(id)s AND state IN ('pending', 'failed', 'cancelled')
+       done_at = NULL, updated_at = now(),"""
+    + OPERATOR_ENTRY
+    + """
+ WHERE scope = %(scope)s AND id = ANY(%(ids)s::bigint[])
+   AND state IN ('pending', 'failed', 'cancelled')
+   AND (unique_key IS NULL OR in_line OR NOT EXISTS (
+        SELECT 1 FROM queuetopia_jobs twin
+         WHERE twin.scope = t.scope AND twin.queue = t.queue
+           AND twin.unique_key = t.unique_key AND twin.in_line))
 RETURNING"""
     + JOB_COLUMNS
 )
 
-# Operator cancel: the job leaves its line, the queue moves on. Running jobs are refused.
+# Operator cancel of the jobs `ids`: each leaves its line, its queue moves on.
+# Running jobs are refused.
 JOB_CANCEL: LiteralString = (
     """
-UPDATE queuetopia_jobs
+UPDATE queuetopia_jobs t
    SET state = 'cancelled', done_at = now(), updated_at = now(),
-       error = 'cancelled: ' || %(reason)s || coalesce(E'\\nlast error: ' || error, '')
- WHERE scope = %(scope)s AND id = %(id)s AND state IN ('pending', 'failed')
+       error = 'cancelled: ' || %(reason)s || coalesce(E'\\nlast error: ' || error, ''),"""
+    + OPERATOR_ENTRY
+    + """
+ WHERE scope = %(scope)s AND id = ANY(%(ids)s::bigint[]) AND state IN ('pending', 'failed')
 RETURNING"""
     + JOB_COLUMNS
 )
 
-# After an operator change, make the queue due now so a worker re-reads its head.
-# Takes the queue row lock: an operator call may wait for an open enqueue.
+# The jobs an operator selection names (docs/operations.md): queue glob (as a LIKE
+# pattern), states, action, changed since; in queue order, at most `limit`.
+JOB_SELECT: LiteralString = (
+    "SELECT"
+    + JOB_COLUMNS
+    + """
+  FROM queuetopia_jobs
+ WHERE scope = %(scope)s
+   AND (%(pattern)s::text IS NULL OR queue LIKE %(pattern)s)
+   AND state = ANY(%(states)s::text[])
+   AND (%(action)s::text IS NULL OR action = %(action)s)
+   AND (%(since)s::timestamptz IS NULL OR updated_at >= %(since)s)
+   AND (%(since_secs)s::float8 IS NULL
+        OR updated_at >= now() - make_interval(secs => %(since_secs)s))
+ ORDER BY queue, scheduled_at, seq
+ LIMIT %(limit)s
+"""
+)
+
+# After an operator change, make the queues due now so a worker re-reads their
+# heads. Takes the queue row locks, in name order like JOB_INSERT_MANY: an operator
+# call may wait for an open enqueue, never deadlock with one.
 QUEUE_TOUCH: LiteralString = """
-UPDATE queuetopia_queues SET ready_at = least(ready_at, now())
- WHERE scope = %(scope)s AND queue = %(queue)s
+WITH locked AS (
+    SELECT queue AS locked_queue FROM queuetopia_queues
+     WHERE scope = %(scope)s AND queue = ANY(%(queues)s::text[])
+     ORDER BY queue
+       FOR NO KEY UPDATE
+)
+UPDATE queuetopia_queues q SET ready_at = least(ready_at, now())
+  FROM locked
+ WHERE q.scope = %(scope)s AND q.queue = locked_queue
 """
 
-QUEUE_SET_PAUSED: LiteralString = """
-INSERT INTO queuetopia_queues AS q (scope, queue, paused)
+# Pause or resume one queue (creating its row: a queue may be paused before its
+# first job), recording who did it. Returns the queue if it changed.
+QUEUE_SET_PAUSED: LiteralString = (
+    """
+INSERT INTO queuetopia_queues AS t (scope, queue, paused)
 VALUES (%(scope)s, %(queue)s, %(paused)s)
 ON CONFLICT (scope, queue) DO UPDATE
    SET paused = EXCLUDED.paused,
-       ready_at = CASE WHEN EXCLUDED.paused THEN q.ready_at ELSE least(q.ready_at, now()) END
+       ready_at = CASE WHEN EXCLUDED.paused THEN t.ready_at ELSE least(t.ready_at, now()) END,"""
+    + OPERATOR_ENTRY
+    + """
+ WHERE t.paused IS DISTINCT FROM EXCLUDED.paused
+RETURNING t.queue
 """
-
-# One row per queue of the scope with its head, lease and count of jobs in line.
+)
+# One row per queue of the scope with its head, lease and count of jobs in line, and
+# its failed jobs (those the queue moved past, counted from the failed-jobs index).
 QUEUE_LIST: LiteralString = """
 SELECT q.queue, q.paused, now() AS db_now,
        EXISTS (SELECT 1 FROM queuetopia_jobs r
@@ -467,12 +591,26 @@ SELECT q.queue, q.paused, now() AS db_now,
        l.owner AS locked_by, l.locked_until,
        (SELECT to_jsonb(h) FROM queuetopia_jobs h
          WHERE h.scope = q.scope AND h.queue = q.queue AND h.in_line
-         ORDER BY h.scheduled_at, h.seq LIMIT 1) AS head
+         ORDER BY h.scheduled_at, h.seq LIMIT 1) AS head,
+       q.operator_log, coalesce(f.failed, 0) AS failed, f.oldest_failed_at
   FROM queuetopia_queues q
   LEFT JOIN queuetopia_leases l
     ON l.scope = q.scope AND l.queue = q.queue AND l.locked_until > now()
+  LEFT JOIN (SELECT f.queue AS failed_queue, count(*) AS failed,
+                    min(f.done_at) AS oldest_failed_at
+               FROM queuetopia_jobs f
+              WHERE f.scope = %(scope)s AND f.state = 'failed'
+              GROUP BY f.queue) AS f
+    ON f.failed_queue = q.queue
  WHERE q.scope = %(scope)s
  ORDER BY q.queue
+"""
+
+# The queues an operator selection names (a LIKE pattern), in name order.
+QUEUE_SELECT: LiteralString = """
+SELECT queue, paused FROM queuetopia_queues
+ WHERE scope = %(scope)s AND queue LIKE %(pattern)s
+ ORDER BY queue
 """
 
 # Only one worker of a scope prunes at a time; the lock ends with the transaction.

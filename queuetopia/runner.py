@@ -41,6 +41,7 @@ class Held:
     trusted_until: float
     lost: bool = False
     execution: Execution | None = None
+    attempt_started: float = 0.0  # monotonic start of the attempt being recorded
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def lose(self) -> None:
@@ -125,6 +126,7 @@ class Runner:
             lost = Outcome(
                 ok=False, error=f"worker lost: {head.attempted_by} stopped renewing its lease"
             )
+            held.attempt_started = time.monotonic()
             self._finish(held, head, lost, claim_next=False)
         return None
 
@@ -132,7 +134,7 @@ class Runner:
 
     def _perform(self, held: Held, job: Job) -> Outcome:
         self.ctx.observers.job_started(job)
-        started = time.monotonic()
+        started = held.attempt_started = time.monotonic()
 
         def on_start(execution: Execution) -> None:
             with held.lock:
@@ -153,6 +155,10 @@ class Runner:
         """Record the outcome; return the next job claimed with it, if any."""
         state, backoff = self._next_state(job, outcome)
         error = None if outcome.error is None else storable(outcome.error)
+        blocking = state == "pending" or (state == "failed" and job.on_exhausted == "block")
+        shutdown = outcome.interrupted == "shutdown"
+        if blocking and not shutdown and (over := self._blocked_too_long(held, job)):
+            state, backoff, error = "parked", None, f"{error}\n\n{over}"
         recorded, claimed = self._finisher.finish(
             Finish(held.lease, job, state, error, outcome.result, backoff, claim_next)
         )
@@ -166,9 +172,27 @@ class Runner:
             # The first try committed but its reply was lost: it may have claimed the
             # next head too, which the claim below finds running under our lease.
             claimed = self._first_job(held) if claim_next else None
+        if state == "parked":
+            logger.warning("parked job %d of queue %r: %s", job.id, job.queue, error)
+            self.ctx.observers.job_parked(job)
         if not outcome.ok:
             self._call_failure_hooks(held, job, outcome)
         return claimed
+
+    def _blocked_too_long(self, held: Held, job: Job) -> str | None:
+        """Why `job` is parked instead of retried, or None (docs/blocking.md): it
+        has held its queue blocked, since its first failed attempt, for longer than
+        its action's max_blocked. The database's now is the attempt's start (the
+        database clock, from the claim) plus how long the attempt ran."""
+        action = self.ctx.topia.actions.get(job.action)
+        limit = action.config.max_blocked if action else None
+        if limit is None or job.failing_since is None or job.attempted_at is None:
+            return None
+        ran = time.monotonic() - held.attempt_started
+        blocked = (job.attempted_at - job.failing_since).total_seconds() + ran
+        if blocked <= limit:
+            return None
+        return f"parked: blocked its queue for {blocked:.0f}s, over max_blocked ({limit:g}s)"
 
     def _committed_before(self, job: Job) -> bool:
         """After a retried write: did our first try commit although its reply was lost?"""

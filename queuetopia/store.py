@@ -62,52 +62,54 @@ def _job(row: dict[str, Any]) -> Job:
     return Job.model_validate(row)
 
 
-def job_insert_params(
-    *,
-    scope: str,
-    queue: str,
-    action: str,
-    params_list: list[str],
-    at: datetime | None,
-    delay: float,
-    timeout: float,
-    max_attempts: int,
-    max_backoff: float,
-    on_exhausted: str,
-    meta: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The parameters of JOB_INSERT, shared by the sync and async producers."""
-    return {
-        "scope": scope,
-        "queue": queue,
-        "action": action,
-        "count": len(params_list),
-        # Params were serialised once, during validation: send that text as is.
-        "params": [Jsonb(p, dumps=_as_is) for p in params_list],
-        "at": at,
-        "delay": float(delay),
-        "timeout": float(timeout),
-        "max_attempts": max_attempts,
-        "max_backoff": float(max_backoff),
-        "on_exhausted": on_exhausted,
-        "meta": Jsonb(meta or {}),
-    }
-
-
-def job_insert(conn: Conn, params: dict[str, Any]) -> list[Job]:
-    return [_job(r) for r in _rows(conn, queries.JOB_INSERT, params)]
-
-
-async def job_insert_async(conn: AsyncConn, params: dict[str, Any]) -> list[Job]:
+async def _rows_async(
+    conn: AsyncConn, statement: str, params: dict[str, Any]
+) -> list[dict[str, Any]]:
     with translate_errors():
         async with conn.cursor(row_factory=dict_row) as cur:
             _own_loaders(cur)
-            await cur.execute(queries.JOB_INSERT, params)
-            return [_job(r) for r in await cur.fetchall()]
+            await cur.execute(statement, params)
+            return await cur.fetchall() if cur.description else []
 
 
-def _as_is(text: Any) -> str:
-    return str(text)
+def _written(rows: list[dict[str, Any]]) -> dict[tuple[str, int], Job]:
+    """JOB_INSERT_MANY's rows by (queue, position of the job among its queue's)."""
+    written: dict[tuple[str, int], Job] = {}
+    for row in rows:
+        position = int(row.pop("position"))
+        written[row["queue"], position] = _job(row)
+    return written
+
+
+def job_insert_many(conn: Conn, params: dict[str, Any]) -> dict[tuple[str, int], Job]:
+    return _written(_rows(conn, queries.JOB_INSERT_MANY, params))
+
+
+async def job_insert_many_async(
+    conn: AsyncConn, params: dict[str, Any]
+) -> dict[tuple[str, int], Job]:
+    return _written(await _rows_async(conn, queries.JOB_INSERT_MANY, params))
+
+
+def _unique_params(scope: str, pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    return {
+        "scope": scope,
+        "queues": [queue for queue, _ in pairs],
+        "unique_keys": [key for _, key in pairs],
+    }
+
+
+def job_get_unique(conn: Conn, *, scope: str, pairs: list[tuple[str, str]]) -> list[Job]:
+    """The jobs in line holding these (queue, unique_key) pairs."""
+    rows = _rows(conn, queries.JOB_GET_UNIQUE, _unique_params(scope, pairs))
+    return [_job(r) for r in rows]
+
+
+async def job_get_unique_async(
+    conn: AsyncConn, *, scope: str, pairs: list[tuple[str, str]]
+) -> list[Job]:
+    rows = await _rows_async(conn, queries.JOB_GET_UNIQUE, _unique_params(scope, pairs))
+    return [_job(r) for r in rows]
 
 
 def scope_notify(conn: Conn, scope: str, queue: str = "") -> None:
@@ -302,6 +304,11 @@ def job_get(conn: Conn, *, scope: str, job_id: int) -> Job | None:
     return _job(rows[0]) if rows else None
 
 
+async def job_get_async(conn: AsyncConn, *, scope: str, job_id: int) -> Job | None:
+    rows = await _rows_async(conn, queries.JOB_GET, {"scope": scope, "id": job_id})
+    return _job(rows[0]) if rows else None
+
+
 def job_list(
     conn: Conn,
     *,
@@ -337,22 +344,51 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def job_retry(conn: Conn, *, scope: str, job_id: int) -> Job | None:
-    rows = _rows(conn, queries.JOB_RETRY, {"scope": scope, "id": job_id})
-    return _job(rows[0]) if rows else None
+@dataclass(frozen=True)
+class Signature:
+    """Who did an operator action, and why (recorded on the job or queue)."""
+
+    by: str
+    reason: str | None = None
 
 
-def job_cancel(conn: Conn, *, scope: str, job_id: int, reason: str) -> Job | None:
-    rows = _rows(conn, queries.JOB_CANCEL, {"scope": scope, "id": job_id, "reason": reason})
-    return _job(rows[0]) if rows else None
+def _signed(verb: str, signature: Signature) -> dict[str, Any]:
+    return {"verb": verb, "by": signature.by, "reason": signature.reason}
 
 
-def queue_touch(conn: Conn, *, scope: str, queue: str) -> None:
-    _rows(conn, queries.QUEUE_TOUCH, {"scope": scope, "queue": queue})
+def job_retry(conn: Conn, *, scope: str, ids: list[int], signature: Signature) -> list[Job]:
+    params = {"scope": scope, "ids": ids, **_signed("retry", signature)}
+    return [_job(r) for r in _rows(conn, queries.JOB_RETRY, params)]
 
 
-def queue_set_paused(conn: Conn, *, scope: str, queue: str, paused: bool) -> None:
-    _rows(conn, queries.QUEUE_SET_PAUSED, {"scope": scope, "queue": queue, "paused": paused})
+def job_cancel(conn: Conn, *, scope: str, ids: list[int], signature: Signature) -> list[Job]:
+    params = {"scope": scope, "ids": ids, **_signed("cancel", signature)}
+    params["reason"] = signature.reason or "by operator"
+    return [_job(r) for r in _rows(conn, queries.JOB_CANCEL, params)]
+
+
+def job_select(conn: Conn, *, scope: str, selection: dict[str, Any]) -> list[Job]:
+    """The jobs an operator selection names (operations.Selection.params)."""
+    params = {"scope": scope, **selection}
+    return [_job(r) for r in _rows(conn, queries.JOB_SELECT, params)]
+
+
+def queue_touch(conn: Conn, *, scope: str, queues: list[str]) -> None:
+    _rows(conn, queries.QUEUE_TOUCH, {"scope": scope, "queues": sorted(set(queues))})
+
+
+def queue_set_paused(
+    conn: Conn, *, scope: str, queue: str, paused: bool, signature: Signature
+) -> bool:
+    """Pause or resume `queue`; whether that changed it."""
+    verb = "pause" if paused else "resume"
+    params = {"scope": scope, "queue": queue, "paused": paused, **_signed(verb, signature)}
+    return bool(_rows(conn, queries.QUEUE_SET_PAUSED, params))
+
+
+def queue_select(conn: Conn, *, scope: str, pattern: str) -> list[tuple[str, bool]]:
+    rows = _rows(conn, queries.QUEUE_SELECT, {"scope": scope, "pattern": pattern})
+    return [(r["queue"], r["paused"]) for r in rows]
 
 
 def queue_list(conn: Conn, *, scope: str) -> list[QueueInfo]:
@@ -374,6 +410,9 @@ def _queue_info(scope: str, row: dict[str, Any]) -> QueueInfo:
         next_attempt_at=head.next_attempt_at if head else None,
         locked_by=row["locked_by"],
         locked_until=row["locked_until"],
+        failed=row["failed"],
+        oldest_failed_at=row["oldest_failed_at"],
+        operator_log=row["operator_log"],
     )
 
 

@@ -9,9 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from queuetopia import Job, Queuetopia, ValidationError
-from queuetopia.actions import JobOptions
-from queuetopia.validation import params_json
+from queuetopia import Job, JobRequest, Queuetopia, ValidationError
 
 from . import render
 from .common import (
@@ -85,7 +83,8 @@ def enqueue(
         if action not in topia.actions and not any_action:
             raise fail(_unknown_action(topia, app_spec, action))
         if file is None:
-            jobs = [topia.create_job(queue, action, lines[0][1], scheduled_at=scheduled)]
+            request = JobRequest(queue, action, lines[0][1], scheduled_at=scheduled)
+            jobs = topia.enqueue_many([request])
         else:
             jobs = _enqueue_lines(topia, action, queue, lines, scheduled)
         if json_output:
@@ -103,26 +102,23 @@ def _enqueue_lines(
     scheduled: datetime | timedelta | None,
 ) -> list[Job]:
     """Validate every line first, then write them in batches in one transaction."""
-    texts = [_serialised(topia, action, number, params) for number, params in lines]
+    requests = [JobRequest(queue, action, params, scheduled_at=scheduled) for _, params in lines]
+    for (number, _), request in zip(lines, requests, strict=True):
+        _check(topia, number, request)
     jobs: list[Job] = []
     with render.progress_bar() as bar, topia.connection() as conn, conn.transaction():
-        task = bar.add_task(f"enqueue {action} into {queue}", total=len(texts))
-        for start in range(0, len(texts), BATCH):
-            batch = texts[start : start + BATCH]
-            jobs += topia.enqueue_serialised(
-                queue, action, batch, at=scheduled, options=JobOptions(connection=conn)
-            )
+        task = bar.add_task(f"enqueue {action} into {queue}", total=len(requests))
+        for start in range(0, len(requests), BATCH):
+            batch = requests[start : start + BATCH]
+            jobs += topia.enqueue_many(batch, connection=conn)
             bar.advance(task, len(batch))
     return jobs
 
 
-def _serialised(topia: Queuetopia, action: str, number: int, params: dict[str, Any]) -> str:
-    """The params of one line as stored JSON, validated like `.delay` when registered."""
-    registered = topia.actions.get(action)
+def _check(topia: Queuetopia, number: int, request: JobRequest) -> None:
+    """Validate one line like `.delay` would, naming the line."""
     try:
-        if registered is not None:
-            return registered.serialise(params)
-        return params_json(params, topia.max_params_bytes)
+        topia.validate([request])
     except ValidationError as exc:
         raise ValidationError(f"line {number}: {exc}") from exc
 

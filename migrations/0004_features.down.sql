@@ -1,0 +1,6 @@
+DROP INDEX IF EXISTS queuetopia_jobs_unique;
+ALTER TABLE queuetopia_queues DROP COLUMN IF EXISTS operator_log;
+ALTER TABLE queuetopia_jobs DROP COLUMN IF EXISTS operator_log;
+ALTER TABLE queuetopia_jobs DROP COLUMN IF EXISTS attempt_log;
+ALTER TABLE queuetopia_jobs DROP COLUMN IF EXISTS unique_key;
+DELETE FROM queuetopia_versions WHERE version = 4;

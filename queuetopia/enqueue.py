@@ -1,0 +1,212 @@
+"""The one enqueue path: `JobRequest`s validated like `.delay` and written for any
+number of queues and actions in one statement (docs/enqueue.md).
+
+`prepare` checks every request before anything is written (one bad request writes
+nothing) and builds the statement's arrays; `insert` runs it and hands back one Job
+per request, in request order. `.delay`, `delay_many`, `create_job`, the CLI's
+`enqueue` and periodic jobs all come through here."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from psycopg.types.json import Jsonb
+
+from . import store
+from .actions import ActionConfig, JobOptions, seconds_or_none
+from .errors import DatabaseConflict, ValidationError
+from .models import Job, JobRequest
+from .store import AsyncConn, Conn
+from .validation import check_name, params_json
+
+if TYPE_CHECKING:
+    from .actions import Action
+
+
+@dataclass
+class Batch:
+    """The arrays of JOB_INSERT_MANY, and how its rows map back to the requests."""
+
+    scope: str
+    columns: dict[str, list[Any]]
+    # Per request: (queue, position among the jobs of its queue written by this call),
+    # or, for a request whose unique key an earlier request of the call took, the
+    # index of that request.
+    slots: list[tuple[str, int] | int]
+    keys: dict[tuple[str, int], str]  # (queue, position) -> unique_key
+
+    @property
+    def wake(self) -> str:
+        """The queue to notify: the only one, or '' (every queue) for a fan-out."""
+        queues = set(self.columns["queues"])
+        return queues.pop() if len(queues) == 1 else ""
+
+    def params(self, meta: dict[str, Any]) -> dict[str, Any]:
+        return {**self.columns, "scope": self.scope, "meta": Jsonb(meta), "wake": self.wake}
+
+    def missing(self, written: dict[tuple[str, int], Job]) -> list[tuple[str, str]]:
+        """(queue, unique_key) of the requests whose jobs were not written."""
+        return [(slot[0], key) for slot, key in self.keys.items() if slot not in written]
+
+    def assemble(self, written: dict[tuple[str, int], Job], existing: list[Job]) -> list[Job]:
+        held = {(job.queue, job.unique_key): job for job in existing}
+        jobs: list[Job] = []
+        for slot in self.slots:
+            if isinstance(slot, int):
+                jobs.append(jobs[slot].model_copy(update={"deduplicated": True}))
+            elif slot in written:
+                jobs.append(written[slot])
+            else:
+                jobs.append(self._holder(held, slot))
+        return jobs
+
+    def _holder(self, held: dict[tuple[str, str | None], Job], slot: tuple[str, int]) -> Job:
+        key = self.keys[slot]
+        job = held.get((slot[0], key))
+        if job is None:
+            # The job holding the key finished between the two statements (or the
+            # caller's transaction cannot see it yet): the caller may simply retry.
+            raise DatabaseConflict(
+                f"the job holding unique key {key!r} in queue {slot[0]!r} ended while "
+                "this enqueue ran; enqueue again"
+            )
+        return job.model_copy(update={"deduplicated": True})
+
+
+def prepare(
+    scope: str,
+    actions: Mapping[str, Action[Any, Any]],
+    max_params_bytes: int,
+    requests: Sequence[JobRequest],
+    *,
+    label: bool,
+) -> Batch:
+    """Validate every request and build the batch; raise ValidationError (naming the
+    request when `label`) before anything is written."""
+    if not isinstance(requests, Sequence) or isinstance(requests, str | bytes):
+        raise ValidationError("enqueue_many takes a list of JobRequest")
+    builder = _Builder(scope, actions, max_params_bytes)
+    for index, request in enumerate(requests):
+        try:
+            builder.add(request)
+        except ValidationError as exc:
+            if not label or len(requests) == 1:
+                raise
+            raise ValidationError(f"item {index}: {exc}", exc.fields) from exc
+    return builder.batch
+
+
+class _Builder:
+    def __init__(
+        self, scope: str, actions: Mapping[str, Action[Any, Any]], max_params_bytes: int
+    ) -> None:
+        self.actions = actions
+        self.max_params_bytes = max_params_bytes
+        self.batch = Batch(scope, {name: [] for name in _COLUMNS}, [], {})
+        self._counts: dict[str, int] = {}
+        self._configs: dict[tuple[Any, ...], ActionConfig] = {}
+        self._names: set[str] = set()
+        self._unique: dict[tuple[str, str], int] = {}
+
+    def add(self, request: JobRequest) -> None:
+        if not isinstance(request, JobRequest):
+            raise ValidationError(f"expected a JobRequest, got {type(request).__name__}")
+        queue, action = self._name("queue", request.queue), self._name("action", request.action)
+        text = self._params(action, request.params)
+        config = self._config(action, request)
+        at, delay = schedule(request.scheduled_at)
+        key = None if request.unique_key is None else check_name("unique_key", request.unique_key)
+        if key is not None and (queue, key) in self._unique:
+            self.batch.slots.append(self._unique[queue, key])  # the same call's twin
+            return
+        position = self._counts[queue] = self._counts.get(queue, 0) + 1
+        if key is not None:
+            self._unique[queue, key] = len(self.batch.slots)
+            self.batch.keys[queue, position] = key
+        self.batch.slots.append((queue, position))
+        row: tuple[Any, ...] = (queue, action, text, at, delay, config.timeout)
+        row += (config.max_attempts, config.max_backoff, config.on_exhausted, key)
+        for name, value in zip(_COLUMNS, row, strict=True):
+            self.batch.columns[name].append(value)
+
+    def _name(self, kind: str, value: str) -> str:
+        if not isinstance(value, str) or value not in self._names:
+            check_name(kind, value)
+            self._names.add(value)
+        return value
+
+    def _params(self, action: str, params: Mapping[str, Any]) -> Jsonb:
+        if not isinstance(params, Mapping):
+            raise ValidationError("params must be a dict")
+        registered = self.actions.get(action)
+        if registered is not None:
+            text = registered.serialise(params)
+        else:
+            text = params_json(dict(params), self.max_params_bytes)
+        # Params were serialised once, during validation: send that text as is.
+        return Jsonb(text, dumps=str)
+
+    def _config(self, action: str, request: JobRequest) -> ActionConfig:
+        options = (request.timeout, request.max_attempts, request.max_backoff)
+        cached = self._configs.get((action, *options))
+        if cached is None:
+            registered = self.actions.get(action)
+            base = registered.config if registered else ActionConfig()
+            cached = base.resolve(
+                JobOptions(
+                    seconds_or_none(request.timeout),
+                    request.max_attempts,
+                    seconds_or_none(request.max_backoff),
+                )
+            )
+            self._configs[(action, *options)] = cached
+        return cached
+
+
+_COLUMNS = (
+    "queues",
+    "actions",
+    "params",
+    "ats",
+    "delays",
+    "timeouts",
+    "max_attempts",
+    "max_backoffs",
+    "on_exhausted",
+    "unique_keys",
+)
+
+
+def schedule(at: datetime | timedelta | None) -> tuple[datetime | None, float]:
+    """An absolute time, or a delay from the database's clock."""
+    if at is None:
+        return None, 0.0
+    if isinstance(at, timedelta):
+        return None, at.total_seconds()
+    if isinstance(at, datetime):
+        if at.tzinfo is None or at.utcoffset() is None:
+            raise ValidationError("scheduled times must be timezone-aware datetimes")
+        return at, 0.0
+    raise ValidationError(f"at must be a datetime or a timedelta, got {type(at).__name__}")
+
+
+def insert(conn: Conn, batch: Batch, meta: dict[str, Any]) -> list[Job]:
+    """Write the batch (one statement; a second one only when unique keys were
+    taken) and return one Job per request, in request order."""
+    written = store.job_insert_many(conn, batch.params(meta))
+    missing = batch.missing(written)
+    existing = store.job_get_unique(conn, scope=batch.scope, pairs=missing) if missing else []
+    return batch.assemble(written, existing)
+
+
+async def insert_async(conn: AsyncConn, batch: Batch, meta: dict[str, Any]) -> list[Job]:
+    """`insert` for async code."""
+    written = await store.job_insert_many_async(conn, batch.params(meta))
+    missing = batch.missing(written)
+    existing = (
+        await store.job_get_unique_async(conn, scope=batch.scope, pairs=missing) if missing else []
+    )
+    return batch.assemble(written, existing)
