@@ -443,7 +443,7 @@ class Queuetopia:
             except ValueError:
                 raise ValidationError(f"unknown job state {state!r}") from None
         with self.connection() as conn:
-            return store.job_list(
+            found = store.job_list(
                 conn,
                 scope=self.scope,
                 queue=queue,
@@ -455,6 +455,7 @@ class Queuetopia:
                 # Only this process's registry says what is sensitive (docs/security.md).
                 hidden={n: sorted(a.sensitive) for n, a in self.actions.items() if a.sensitive},
             )
+        return [job.bound(self) for job in found]
 
     def list_queues(self) -> list[QueueInfo]:
         with self.connection() as conn:
@@ -555,19 +556,20 @@ class Queuetopia:
 
     def pause_queues(
         self,
-        pattern: str,
+        pattern: str | Sequence[str],
         *,
         dry_run: bool = False,
         by: str | None = None,
         reason: str | None = None,
     ) -> list[str]:
-        """Pause every queue whose name matches the glob `pattern`; return the names
-        of those that changed (with `dry_run`, that would change)."""
+        """Pause every queue whose name matches the glob `pattern` (or the queues
+        named, a list); return the names of those that changed (with `dry_run`, that
+        would change)."""
         return self._set_paused_matching(pattern, True, dry_run, by, reason)
 
     def resume_queues(
         self,
-        pattern: str,
+        pattern: str | Sequence[str],
         *,
         dry_run: bool = False,
         by: str | None = None,
@@ -577,10 +579,20 @@ class Queuetopia:
         return self._set_paused_matching(pattern, False, dry_run, by, reason)
 
     def _set_paused_matching(
-        self, pattern: str, paused: bool, dry_run: bool, by: str | None, reason: str | None
+        self,
+        pattern: str | Sequence[str],
+        paused: bool,
+        dry_run: bool,
+        by: str | None,
+        reason: str | None,
     ) -> list[str]:
-        with self.connection() as conn:
-            found = store.queue_select(conn, scope=self.scope, pattern=operations.like(pattern))
+        if isinstance(pattern, str):
+            with self.connection() as conn:
+                like = operations.like(pattern)
+                found = store.queue_select(conn, scope=self.scope, pattern=like)
+        else:
+            wanted = {check_name("queue", name) for name in pattern}
+            found = [(q.queue, q.paused) for q in self.list_queues() if q.queue in wanted]
         names = [name for name, is_paused in found if is_paused != paused]
         if dry_run or not names:
             operations.signature(by, reason)  # bad input fails the dry run too

@@ -127,8 +127,8 @@ class _Builder:
             self._unique[queue, key] = len(self.batch.slots)
             self.batch.keys[queue, position] = key
         self.batch.slots.append((queue, position))
-        row: tuple[Any, ...] = (queue, action, text, at, delay, config.timeout)
-        row += (config.max_attempts, config.max_backoff, config.on_exhausted, key)
+        row: tuple[Any, ...] = (queue, action, text, at, delay, float(config.timeout))
+        row += (config.max_attempts, float(config.max_backoff), config.on_exhausted, key)
         for name, value in zip(_COLUMNS, row, strict=True):
             self.batch.columns[name].append(value)
 

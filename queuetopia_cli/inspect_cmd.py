@@ -23,6 +23,7 @@ from .common import (
     open_topia,
     shown_queue,
 )
+from .errors import EXIT_USAGE, fail
 
 _FAR_FUTURE = datetime.max.replace(tzinfo=UTC)
 
@@ -36,6 +37,15 @@ def inspect(
     iterations: Annotated[
         int | None, typer.Option("--iterations", min=1, hidden=True, help="Frames, then stop.")
     ] = None,
+    status: Annotated[
+        str | None,
+        typer.Option(
+            "--status",
+            metavar="LIST",
+            help="Only queues with one of these, comma-separated: running, blocked, waiting, "
+            "paused, idle, and failed (a queue with failed jobs).",
+        ),
+    ] = None,
     json: Json = False,
     dsn: Dsn = None,
     verbose: Verbose = False,
@@ -45,9 +55,10 @@ def inspect(
 
     Blocked queues come first, the longest blocked at the top; then the rest by name.
     With --watch and --json, one JSON line per refresh."""
+    wanted = _statuses(status)
     with open_topia(app_spec, dsn, verbose, log_format) as topia:
         if not watch:
-            queues = _queues(topia)
+            queues = _queues(topia, wanted)
             if json:
                 typer.echo(render.to_json(queues))
             else:
@@ -56,17 +67,42 @@ def inspect(
         try:
             if json:
                 for _ in _ticks(interval, iterations):
-                    typer.echo(render.to_json(_queues(topia), pretty=False))
+                    typer.echo(render.to_json(_queues(topia, wanted), pretty=False))
             else:
                 with render.live_view() as live:
                     for _ in _ticks(interval, iterations):
-                        live.update(render.inspect_frame(_queues(topia), topia.scope), refresh=True)
+                        frame = render.inspect_frame(_queues(topia, wanted), topia.scope)
+                        live.update(frame, refresh=True)
         except KeyboardInterrupt:
             pass
 
 
-def _queues(topia: Queuetopia) -> list[QueueInfo]:
-    return sorted_queues([shown_queue(topia, info) for info in topia.list_queues()])
+FAILED = "failed"
+
+
+def _statuses(text: str | None) -> set[str] | None:
+    """--status as a set of names; a usage error for an unknown one."""
+    if text is None:
+        return None
+    names = {part.strip().lower() for part in text.split(",") if part.strip()}
+    known = {s.value for s in QueueStatus} | {FAILED}
+    unknown = sorted(names - known)
+    if unknown or not names:
+        raise fail(
+            f"--status {text!r}: unknown {', '.join(unknown) or 'empty list'} "
+            f"(known: {', '.join(sorted(known))})",
+            EXIT_USAGE,
+        )
+    return names
+
+
+def _queues(topia: Queuetopia, wanted: set[str] | None = None) -> list[QueueInfo]:
+    queues = [shown_queue(topia, info) for info in topia.list_queues()]
+    if wanted is not None:
+        queues = [
+            q for q in queues if q.status.value in wanted or (FAILED in wanted and q.failed > 0)
+        ]
+    return sorted_queues(queues)
 
 
 def sorted_queues(queues: list[QueueInfo]) -> list[QueueInfo]:

@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from queuetopia import Job, QueueInfo
+from queuetopia import Job, OperatorAction, QueueInfo
 
 # Output to a file or pipe is laid out 120 columns wide unless $COLUMNS says otherwise
 # (rich's 80 would fold most tables); a terminal's own width always wins.
@@ -41,6 +41,8 @@ STATE_STYLE = {
     "done": "dim green",
     "failed": "bold red",
     "cancelled": "dim",
+    "retry": "yellow",
+    "parked": "bold red",
 }
 
 
@@ -122,6 +124,13 @@ def next_attempt(info: QueueInfo) -> str:
     return when(due) if due > datetime.now(due.tzinfo) else "due now"
 
 
+def _failed(info: QueueInfo) -> Text:
+    """Failed jobs the queue moved past, and the age of the oldest: '3 (oldest 2h ago)'."""
+    if not info.failed:
+        return Text("")
+    return Text(f"{info.failed} (oldest {when(info.oldest_failed_at)})", style="red")
+
+
 def _lease(info: QueueInfo) -> str:
     if not info.locked_by:
         return ""
@@ -140,6 +149,7 @@ def queues_table(queues: Sequence[QueueInfo], title: str | None = None) -> Table
     table.add_column("head", overflow="fold", min_width=10)
     table.add_column("next attempt")
     table.add_column("blocked since")
+    table.add_column("failed", justify="right", no_wrap=True)
     table.add_column("last error", overflow="fold")
     table.add_column("lease", overflow="fold")
     for info in queues:
@@ -150,6 +160,7 @@ def queues_table(queues: Sequence[QueueInfo], title: str | None = None) -> Table
             _head(info.head),
             next_attempt(info),
             when(info.blocked_since),
+            _failed(info),
             Text(short(info.last_error), style="red"),
             _lease(info),
         )
@@ -203,7 +214,8 @@ def job_view(job: Job) -> RenderableType:
         ("attempted at", stamp(job.attempted_at)),
         ("attempted by", job.attempted_by or "—"),
         ("failing since", stamp(job.failing_since)),
-        ("done at", stamp(job.done_at)),
+        (_ended_label(job), stamp(job.done_at)),
+        ("unique key", job.unique_key or "—"),
         ("inserted at", stamp(job.inserted_at)),
         ("updated at", stamp(job.updated_at)),
     ]
@@ -217,7 +229,49 @@ def job_view(job: Job) -> RenderableType:
         parts.append(Panel(JSON.from_data(job.result), title="result", title_align="left"))
     if job.error:
         parts.append(Panel(Text(job.error), title="error", title_align="left", border_style="red"))
+    if job.attempt_log:
+        parts.append(Panel(attempts_table(job), title="attempts", title_align="left"))
+    if job.operator_log:
+        parts.append(Panel(operator_table(job.operator_log), title="operators", title_align="left"))
     return Group(*parts)
+
+
+def _ended_label(job: Job) -> str:
+    """A failed job 'failed at', a cancelled one 'cancelled at': not 'done at'."""
+    return {"failed": "failed at", "cancelled": "cancelled at"}.get(job.state.value, "done at")
+
+
+def attempts_table(job: Job) -> Table:
+    """One row per attempt in the job's history: start, end, node, outcome, error."""
+    table = Table(expand=False, box=None)
+    for column in ("#", "started", "ended", "took", "node", "outcome", "error"):
+        table.add_column(column, overflow="fold")
+    for entry in job.attempt_log:
+        took = (
+            f"{(entry.ended_at - entry.started_at).total_seconds():.3f}s"
+            if entry.started_at and entry.ended_at
+            else ""
+        )
+        table.add_row(
+            str(entry.attempt),
+            stamp(entry.started_at),
+            stamp(entry.ended_at),
+            took,
+            entry.node or "",
+            _state(entry.outcome),
+            Text(short(entry.error, 60), style="red"),
+        )
+    return table
+
+
+def operator_table(log: Sequence[OperatorAction]) -> Table:
+    """Who did what to a job or queue, when and why."""
+    table = Table(expand=False, box=None)
+    for column in ("action", "by", "at", "reason"):
+        table.add_column(column, overflow="fold")
+    for entry in log:
+        table.add_row(entry.action, entry.by, stamp(entry.at), entry.reason or "")
+    return table
 
 
 # -- messages ---------------------------------------------------------------------------
@@ -314,3 +368,36 @@ def say(message: str) -> None:
 
 def show(renderable: RenderableType) -> None:
     console.print(renderable)
+
+
+# -- operator selections ---------------------------------------------------------------
+
+
+def would(verb: str, items: Sequence[str], noun: str) -> str:
+    """What a dry run found."""
+    if not items:
+        return f"dry run: no {noun} to {verb}"
+    return f"dry run: would {verb} {len(items)} {noun}(s): " + ", ".join(items)
+
+
+def changed_jobs(verb: str, jobs: Sequence[Job], selected: int) -> str:
+    done = {"retry": "retried", "cancel": "cancelled"}[verb]
+    if not jobs:
+        return f"{done} no job" + (
+            f" ({selected} selected had changed meanwhile)" if selected else ""
+        )
+    left = selected - len(jobs)
+    skipped = f"; {left} selected had changed meanwhile and were left" if left else ""
+    queues = sorted({job.queue for job in jobs})
+    return (
+        f"{done} {len(jobs)} job(s) in {len(queues)} queue(s): "
+        + ", ".join(f"#{job.id}" for job in jobs)
+        + skipped
+    )
+
+
+def changed_queues(verb: str, queues: Sequence[str]) -> str:
+    done = {"pause": "paused", "resume": "resumed"}[verb]
+    if not queues:
+        return f"{done} no queue"
+    return f"{done} {len(queues)} queue(s): " + ", ".join(queues)

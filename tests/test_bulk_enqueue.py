@@ -1,0 +1,238 @@
+"""Bulk enqueue for many queues (docs/enqueue.md): `enqueue_many` takes JobRequests
+for any number of queues and actions, validates them like `.delay`, writes them in one
+statement, and keeps each queue's order, also when it races single producers."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from queuetopia import Job, JobRequest, Queuetopia, ValidationError
+from queuetopia.testing import drain
+
+Conn = psycopg.Connection[Any]
+
+
+@pytest.fixture
+def db(dsn: str) -> Iterator[Conn]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        yield conn
+
+
+def count_jobs(db: Conn, scope: str) -> int:
+    row = db.execute("SELECT count(*) FROM queuetopia_jobs WHERE scope = %s", (scope,)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_one_call_enqueues_for_many_queues_and_actions_in_order(topia: Queuetopia) -> None:
+    ran: list[tuple[str, int]] = []
+
+    @topia.action("a")
+    def a(i: int) -> None:
+        ran.append(("a", i))
+
+    @topia.action("b")
+    def b(i: int) -> int:
+        ran.append(("b", i))
+        return i
+
+    items = [JobRequest(f"customer:{i % 3}", "a" if i % 2 else "b", {"i": i}) for i in range(12)]
+    jobs = topia.enqueue_many(items)
+    assert [(j.queue, j.action, j.params) for j in jobs] == [
+        (r.queue, r.action, r.params) for r in items
+    ]
+    for queue in {j.queue for j in jobs}:
+        seqs = [j.seq for j in jobs if j.queue == queue]
+        assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    drain(topia)
+    for queue in ("customer:0", "customer:1", "customer:2"):
+        wanted = [i for i in range(12) if f"customer:{i % 3}" == queue]
+        got = [i for _, i in ran if f"customer:{i % 3}" == queue]
+        assert got == wanted
+
+
+def test_options_and_schedules_per_item(topia: Queuetopia) -> None:
+    @topia.action("slow", timeout=7, max_attempts=4)
+    def slow() -> None: ...
+
+    later = datetime.now(UTC) + timedelta(hours=1)
+    jobs = topia.enqueue_many(
+        [
+            JobRequest("q1", "slow"),
+            JobRequest("q2", "slow", timeout=timedelta(seconds=3), max_attempts=9),
+            JobRequest("q3", "slow", scheduled_at=later),
+            JobRequest("q4", "elsewhere", {"x": [1, "two"]}, max_backoff=5),
+        ]
+    )
+    assert (jobs[0].timeout, jobs[0].max_attempts) == (7, 4)
+    assert (jobs[1].timeout, jobs[1].max_attempts) == (3, 9)
+    assert jobs[2].scheduled_at == later
+    assert (jobs[3].timeout, jobs[3].max_attempts, jobs[3].max_backoff) == (60, 20, 5)
+
+
+def test_one_bad_item_writes_nothing_and_is_named(topia: Queuetopia, db: Conn) -> None:
+    @topia.action("typed")
+    def typed(n: int) -> None: ...
+
+    items = [
+        JobRequest("q1", "typed", {"n": 1}),
+        JobRequest("q2", "untyped", {"fine": True}),
+        JobRequest("q3", "typed", {"n": "not a number"}),
+    ]
+    with pytest.raises(ValidationError, match=r"^item 2: invalid params: n: "):
+        topia.enqueue_many(items)
+    with pytest.raises(ValidationError, match="item 1: .* is not JSON-serialisable"):
+        topia.enqueue_many([items[0], JobRequest("q2", "untyped", {"x": object()})])
+    with pytest.raises(ValidationError, match="item 1: expected a JobRequest"):
+        topia.enqueue_many([items[0], ("q", "typed", {})])  # type: ignore[list-item]
+    with pytest.raises(ValidationError, match="queue name"):
+        topia.enqueue_many([JobRequest("", "typed", {"n": 1})])
+    assert count_jobs(db, topia.scope) == 0
+    assert topia.enqueue_many([]) == []
+
+
+def test_a_fan_out_is_one_transaction_of_the_callers_connection(
+    topia: Queuetopia, dsn: str, db: Conn
+) -> None:
+    with psycopg.connect(dsn) as conn:
+        jobs = topia.enqueue_many(
+            [JobRequest(f"customer:{i}", "notify", {"i": i}) for i in range(200)],
+            connection=conn,
+        )
+        assert len(jobs) == 200 and count_jobs(db, topia.scope) == 0  # not yet committed
+        conn.rollback()
+    assert count_jobs(db, topia.scope) == 0
+    jobs = topia.enqueue_many([JobRequest(f"customer:{i}", "notify") for i in range(200)])
+    assert count_jobs(db, topia.scope) == 200 and len({j.queue for j in jobs}) == 200
+
+
+def test_a_fan_out_wakes_the_workers_once(topia: Queuetopia, dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as listener:
+        listener.execute("LISTEN queuetopia")
+        topia.enqueue_many([JobRequest(f"q{i}", "x") for i in range(50)])
+        topia.enqueue_many([JobRequest("only", "x"), JobRequest("only", "x")])
+        got = [n.payload for n in listener.notifies(timeout=1.0, stop_after=3)]
+    assert f'["{topia.scope}", ""]' in got
+    assert f'["{topia.scope}", "only"]' in got
+    assert len([p for p in got if topia.scope in p]) == 2
+
+
+def test_enqueue_many_async(topia: Queuetopia) -> None:
+    async def run() -> list[Job]:
+        try:
+            return await topia.enqueue_many_async(
+                [JobRequest("a", "x"), JobRequest("b", "y", {"k": 1})]
+            )
+        finally:
+            await topia.close_async_pool()
+
+    jobs = asyncio.run(run())
+    assert [(j.queue, j.action) for j in jobs] == [("a", "x"), ("b", "y")]
+    assert topia.get_job(jobs[1].id) == jobs[1]
+
+
+def test_bulk_and_single_producers_racing_on_one_queue_keep_commit_order(
+    topia: Queuetopia, dsn: str
+) -> None:
+    """Threads enqueue into the same queues, singly and in bulk, each in its own
+    transaction; the queue's order (seq and scheduled_at) is the order of commits."""
+    commits: list[list[int]] = []
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def producer(worker: int) -> None:
+        try:
+            with psycopg.connect(dsn) as conn:
+                for round_ in range(15):
+                    if (worker + round_) % 2:
+                        items = [
+                            JobRequest(queue, "tag", {"w": worker, "r": round_, "k": k})
+                            for k in range(3)
+                            for queue in ("shared", f"own:{worker}")
+                        ]
+                        jobs = topia.enqueue_many(items, connection=conn)
+                    else:
+                        jobs = [
+                            topia.create_job(
+                                "shared", "tag", {"w": worker, "r": round_}, connection=conn
+                            )
+                        ]
+                    with lock:  # the commit and its record happen in the same order
+                        conn.commit()
+                        commits.append([j.id for j in jobs if j.queue == "shared"])
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=producer, args=(w,)) for w in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors, errors
+    line = [job.id for job in topia.list_jobs(queue="shared", limit=1000)]
+    by_id = {job.id: job for job in topia.list_jobs(queue="shared", limit=1000)}
+    in_line = sorted(line, key=lambda i: (by_id[i].scheduled_at, by_id[i].seq))
+    assert in_line == [job_id for batch in commits for job_id in batch]
+
+
+request_items = st.lists(
+    st.builds(
+        JobRequest,
+        st.sampled_from(["a", "b", "c"]),
+        st.sampled_from(["typed", "free"]),
+        st.fixed_dictionaries({"n": st.integers(-5, 5)}),
+        timeout=st.none() | st.floats(0.5, 100),
+        max_attempts=st.none() | st.integers(1, 5),
+    ),
+    max_size=20,
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(items=request_items)
+def test_mixed_items_come_back_as_asked_in_each_queues_order(
+    make_topia: Callable[..., Queuetopia], items: list[JobRequest]
+) -> None:
+    topia = make_topia()
+
+    @topia.action("typed", timeout=11)
+    def typed(n: int) -> None: ...
+
+    jobs = topia.enqueue_many(items)
+    assert len(jobs) == len(items)
+    for job, item in zip(jobs, items, strict=True):
+        assert (job.queue, job.action, job.params) == (item.queue, item.action, item.params)
+        default = 11.0 if item.action == "typed" else 60.0
+        assert job.timeout == (item.timeout if item.timeout is not None else default)
+        assert job.max_attempts == (item.max_attempts or 20)
+    for queue in "abc":
+        mine = [j for j in jobs if j.queue == queue]
+        assert [j.seq for j in mine] == sorted(j.seq for j in mine)
+        stored = [j.id for j in topia.list_jobs(queue=queue)]
+        assert sorted(stored) == sorted(j.id for j in mine)
+    topia.close()
+
+
+def test_delay_many_and_create_job_go_through_the_same_path(topia: Queuetopia) -> None:
+    @topia.action("t")
+    def t(n: int) -> None: ...
+
+    many = t.delay_many("q", [{"n": 1}, {"n": 2}])
+    one = topia.create_job("q", "t", {"n": 3}, unique_key="k")
+    assert [j.seq for j in many] + [one.seq] == [1, 2, 3]
+    with pytest.raises(ValidationError, match=r"^invalid params"):  # no "item" prefix
+        t.delay_many("q", [{"n": 1}, {"n": "x"}])
+
+
+def test_returned_jobs_know_their_topia(topia: Queuetopia) -> None:
+    [job] = topia.enqueue_many([JobRequest("q", "x")])
+    assert isinstance(job, Job) and job._topia is topia
