@@ -197,7 +197,9 @@ request_items = st.lists(
 )
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(items=request_items)
 def test_mixed_items_come_back_as_asked_in_each_queues_order(
     make_topia: Callable[..., Queuetopia], items: list[JobRequest]
