@@ -90,7 +90,7 @@ def test_one_bad_item_writes_nothing_and_is_named(topia: Queuetopia, db: Conn) -
     ]
     with pytest.raises(ValidationError, match=r"^item 2: invalid params: n: "):
         topia.enqueue_many(items)
-    with pytest.raises(ValidationError, match="item 1: .* is not JSON-serialisable"):
+    with pytest.raises(ValidationError, match=r"item 1: .* is not JSON-serialisable"):
         topia.enqueue_many([items[0], JobRequest("q2", "untyped", {"x": object()})])
     with pytest.raises(ValidationError, match="item 1: expected a JobRequest"):
         topia.enqueue_many([items[0], ("q", "typed", {})])  # type: ignore[list-item]
