@@ -163,6 +163,15 @@ class Job(BaseModel):
             object.__setattr__(self, "attempt_log", [entry])
         return self
 
+    def __eq__(self, other: object) -> bool:
+        """Equal when the rows are: which topia returned a job does not matter."""
+        if not isinstance(other, Job):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    def __hash__(self) -> int:
+        return hash((self.id, self.updated_at))
+
     def bound(self, topia: Waiter) -> Job:
         """This job, remembering the topia that returned it (for `wait`)."""
         self._topia = topia
