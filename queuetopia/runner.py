@@ -192,7 +192,7 @@ class Runner:
         blocked = (job.attempted_at - job.failing_since).total_seconds() + ran
         if blocked <= limit:
             return None
-        return f"parked: blocked its queue for {blocked:.0f}s, over max_blocked ({limit:g}s)"
+        return f"parked: blocked its queue for {blocked:.1f}s, over max_blocked ({limit:g}s)"
 
     def _committed_before(self, job: Job) -> bool:
         """After a retried write: did our first try commit although its reply was lost?"""

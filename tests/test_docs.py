@@ -64,6 +64,26 @@ SCRIPTS = {
         "pending pending",
         "scheduled times must be timezone-aware datetimes",
     ],
+    "enqueue_many.py": [
+        "5 ['audit', 'customer:1', 'customer:2', 'customer:3']",
+        "customer 1: new terms",
+        "customer 1: reminder",
+        "item 1: invalid params: customer_id: Input should be a valid integer, unable to parse"
+        " string as an integer",
+        "[]",
+    ],
+    "results.py": [
+        "5",
+        "job 2 is failed: ZeroDivisionError: division by zero",
+        "1 failed ZeroDivisionError: division by zero",
+    ],
+    "unique_jobs.py": ["True False True", "welcome, user 42", "False False"],
+    "blocking.py": ["synced customer 8", "failed parked", "idle 1"],
+    "operations.py": [
+        "['webhooks:acme', 'webhooks:globex', 'webhooks:initech']",
+        "retry ana partner fixed their endpoint",
+        "['webhooks:acme', 'webhooks:globex', 'webhooks:initech']",
+    ],
     "transactions_sync.py": ["rolled back: the terms were not accepted", "[{'user_id': 1}]"],
     "transactions_async.py": ["[{'user_id': 1}, {'user_id': 1}]"],
     "security_sensitive.py": [
