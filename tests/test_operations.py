@@ -240,3 +240,14 @@ def test_a_bare_action_is_named_after_its_module_and_function(topia: Queuetopia)
     assert topia.wait(job.id, timeout=5) == 7
     with pytest.raises(ValidationError, match="already registered"):
         topia.action(send_welcome.fn)
+
+
+def test_single_forms_print_json_and_record_by(shop: Queuetopia) -> None:
+    [job_id] = failed_charges(shop, ["billing"])
+    data = as_json("retry", APP, str(job_id), "--by", "eve", "--reason", "card updated")
+    assert data["state"] == "pending" and data["operator_log"][0]["by"] == "eve"
+    data = as_json("cancel", APP, str(job_id), "--reason", "refunded")
+    assert data["state"] == "cancelled" and data["operator_log"][1]["action"] == "cancel"
+    data = as_json("pause", APP, "billing", "--reason", "audit")
+    assert data["paused"] is True and data["operator_log"][0]["reason"] == "audit"
+    assert as_json("resume", APP, "billing")["paused"] is False
