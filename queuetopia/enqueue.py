@@ -9,7 +9,7 @@ per request, in request order. `.delay`, `delay_many`, `create_job`, the CLI's
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +37,8 @@ class Batch:
     # index of that request.
     slots: list[tuple[str, int] | int]
     keys: dict[tuple[str, int], str]  # (queue, position) -> unique_key
+    index: dict[tuple[str, int], int]  # (queue, position) -> its element of `columns`
+    meta: dict[str, Any] = field(default_factory=dict)
 
     @property
     def wake(self) -> str:
@@ -45,7 +47,42 @@ class Batch:
         return queues.pop() if len(queues) == 1 else ""
 
     def params(self, meta: dict[str, Any]) -> dict[str, Any]:
-        return {**self.columns, "scope": self.scope, "meta": Jsonb(meta), "wake": self.wake}
+        self.meta = meta
+        # The params' JSON texts, validated one by one, joined as is into one array.
+        params = Jsonb("[" + ",".join(self.columns["params"]) + "]", dumps=str)
+        return {
+            **self.columns,
+            "params": params,
+            "scope": self.scope,
+            "meta": Jsonb(meta),
+            "wake": self.wake,
+        }
+
+    def written(self, rows: list[dict[str, Any]]) -> dict[tuple[str, int], Job]:
+        """The jobs written, by (queue, position), from the columns the database made
+        (JOB_INSERT_MANY) and the input: the rows as `get_job` reads them (tested)."""
+        jobs: dict[tuple[str, int], Job] = {}
+        for row in rows:
+            slot = (row["queue"], int(row.pop("position")))
+            jobs[slot] = self._job(self.index[slot], row)
+        return jobs
+
+    def _job(self, k: int, row: dict[str, Any]) -> Job:
+        c = self.columns
+        return Job.model_validate(
+            {
+                **row,
+                **_FRESH,
+                "scope": self.scope,
+                "action": c["actions"][k],
+                "on_exhausted": c["on_exhausted"][k],
+                "max_attempts": c["max_attempts"][k],
+                "timeout": c["timeouts"][k],
+                "max_backoff": c["max_backoffs"][k],
+                "meta": self.meta,
+                "unique_key": c["unique_keys"][k],
+            }
+        )
 
     def missing(self, written: dict[tuple[str, int], Job]) -> list[tuple[str, str]]:
         """(queue, unique_key) of the requests whose jobs were not written."""
@@ -74,6 +111,21 @@ class Batch:
                 "this enqueue ran; enqueue again"
             )
         return job.model_copy(update={"deduplicated": True})
+
+
+# The columns of a job just written that no input sets (their defaults in migrations/).
+_FRESH: dict[str, Any] = {
+    "state": "pending",
+    "attempts": 0,
+    "attempted_at": None,
+    "attempted_by": None,
+    "next_attempt_at": None,
+    "failing_since": None,
+    "done_at": None,
+    "error": None,
+    "result": None,
+    "lease_id": None,
+}
 
 
 def prepare(
@@ -105,7 +157,7 @@ class _Builder:
     ) -> None:
         self.actions = actions
         self.max_params_bytes = max_params_bytes
-        self.batch = Batch(scope, {name: [] for name in _COLUMNS}, [], {})
+        self.batch = Batch(scope, {name: [] for name in _COLUMNS}, [], {}, {})
         self._counts: dict[str, int] = {}
         self._configs: dict[tuple[Any, ...], ActionConfig] = {}
         self._names: set[str] = set()
@@ -127,6 +179,7 @@ class _Builder:
             self._unique[queue, key] = len(self.batch.slots)
             self.batch.keys[queue, position] = key
         self.batch.slots.append((queue, position))
+        self.batch.index[queue, position] = len(self.batch.columns["queues"])
         row: tuple[Any, ...] = (queue, action, text, at, delay, float(config.timeout))
         row += (config.max_attempts, float(config.max_backoff), config.on_exhausted, key)
         for name, value in zip(_COLUMNS, row, strict=True):
@@ -138,7 +191,7 @@ class _Builder:
             self._names.add(value)
         return value
 
-    def _params(self, action: str, params: Mapping[str, Any]) -> Jsonb:
+    def _params(self, action: str, params: Mapping[str, Any]) -> str:
         if not isinstance(params, Mapping):
             raise ValidationError("params must be a dict")
         registered = self.actions.get(action)
@@ -146,8 +199,7 @@ class _Builder:
             text = registered.serialise(params)
         else:
             text = params_json(dict(params), self.max_params_bytes)
-        # Params were serialised once, during validation: send that text as is.
-        return Jsonb(text, dumps=str)
+        return text  # serialised once, during validation: sent as is
 
     def _config(self, action: str, request: JobRequest) -> ActionConfig:
         options = (request.timeout, request.max_attempts, request.max_backoff)
@@ -196,7 +248,7 @@ def schedule(at: datetime | timedelta | None) -> tuple[datetime | None, float]:
 def insert(conn: Conn, batch: Batch, meta: dict[str, Any]) -> list[Job]:
     """Write the batch (one statement; a second one only when unique keys were
     taken) and return one Job per request, in request order."""
-    written = store.job_insert_many(conn, batch.params(meta))
+    written = batch.written(store.job_insert_many(conn, batch.params(meta)))
     missing = batch.missing(written)
     existing = store.job_get_unique(conn, scope=batch.scope, pairs=missing) if missing else []
     return batch.assemble(written, existing)
@@ -204,7 +256,7 @@ def insert(conn: Conn, batch: Batch, meta: dict[str, Any]) -> list[Job]:
 
 async def insert_async(conn: AsyncConn, batch: Batch, meta: dict[str, Any]) -> list[Job]:
     """`insert` for async code."""
-    written = await store.job_insert_many_async(conn, batch.params(meta))
+    written = batch.written(await store.job_insert_many_async(conn, batch.params(meta)))
     missing = batch.missing(written)
     existing = (
         await store.job_get_unique_async(conn, scope=batch.scope, pairs=missing) if missing else []

@@ -9,7 +9,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from .errors import QueuetopiaError
 
@@ -138,10 +138,11 @@ class Job(BaseModel):
     lease_id: UUID | None
     inserted_at: datetime
     updated_at: datetime
-    meta: dict[str, Any] = {}
+    # Factories, not `= {}`: pydantic deep-copies a mutable default for every instance.
+    meta: dict[str, Any] = Field(default_factory=dict)
     unique_key: str | None = None
-    attempt_log: list[Attempt] = []
-    operator_log: list[OperatorAction] = []
+    attempt_log: list[Attempt] = Field(default_factory=list)
+    operator_log: list[OperatorAction] = Field(default_factory=list)
     # True when an enqueue found an unfinished job with the same unique_key in the
     # queue and returned it instead of writing a new one (docs/unique-jobs.md).
     deduplicated: bool = False
@@ -213,4 +214,4 @@ class QueueInfo(BaseModel):
     # queue has moved past, and when the oldest of them failed.
     failed: int = 0
     oldest_failed_at: datetime | None = None
-    operator_log: list[OperatorAction] = []
+    operator_log: list[OperatorAction] = Field(default_factory=list)

@@ -52,7 +52,8 @@ HEAD_CLAIM: LiteralString = """
 
 # Enqueue jobs for any number of queues and actions, in one round trip: the one
 # statement behind every enqueue (docs/enqueue.md).
-# - The input arrays hold one element per job, in the caller's order.
+# - The input arrays hold one element per job, in the caller's order; the params
+#   come as one JSON array (no per-element quoting of a jsonb[] literal).
 # - Locks: the queue rows are upserted once per queue (an upsert cannot touch a row
 #   twice, so the jobs are counted per queue first), in queue-name order, so two bulk
 #   producers never deadlock. Each row lock holds until the caller's transaction
@@ -67,14 +68,18 @@ HEAD_CLAIM: LiteralString = """
 # - ready_at is only lowered: a new job can make a queue due sooner, never later.
 # - One notification for the whole call (`wake`: the queue, or '' for "look at every
 #   queue" when the call spans several), delivered when the caller commits.
-JOB_INSERT_MANY: LiteralString = (
-    """
+# - Only the columns the database makes (and params, which jsonb may normalise: a
+#   float like 7.2e16 comes back as an integer) are returned: the caller knows the
+#   rest, and reading back 1,000 whole rows cost more than writing them.
+JOB_INSERT_MANY: LiteralString = """
 WITH input AS (
-    SELECT * FROM unnest(%(queues)s::text[], %(actions)s::text[], %(params)s::jsonb[],
-                         %(ats)s::timestamptz[], %(delays)s::float8[],
-                         %(timeouts)s::float8[], %(max_attempts)s::int[],
-                         %(max_backoffs)s::float8[], %(on_exhausted)s::text[],
-                         %(unique_keys)s::text[])
+    SELECT * FROM ROWS FROM (
+               unnest(%(queues)s::text[]), unnest(%(actions)s::text[]),
+               jsonb_array_elements(%(params)s::jsonb),
+               unnest(%(ats)s::timestamptz[]), unnest(%(delays)s::float8[]),
+               unnest(%(timeouts)s::float8[]), unnest(%(max_attempts)s::int[]),
+               unnest(%(max_backoffs)s::float8[]), unnest(%(on_exhausted)s::text[]),
+               unnest(%(unique_keys)s::text[]))
            WITH ORDINALITY AS i(in_queue, in_action, in_params, in_at, in_delay,
                                 in_timeout, in_max_attempts, in_max_backoff,
                                 in_on_exhausted, in_unique_key, in_ord)
@@ -107,9 +112,7 @@ WITH input AS (
      ORDER BY in_ord
     ON CONFLICT (scope, queue, unique_key) WHERE unique_key IS NOT NULL AND in_line
     DO NOTHING
-    RETURNING"""
-    + JOB_COLUMNS
-    + """
+    RETURNING id, queue, seq, params, scheduled_at, inserted_at, updated_at
 ), wake AS (
     SELECT pg_notify('queuetopia', json_build_array(%(scope)s::text, %(wake)s::text)::text)
 )
@@ -119,7 +122,6 @@ SELECT ins.*, ins.seq - q_last + pq_count AS position
   JOIN per_queue ON pq_queue = ins.queue
  CROSS JOIN wake
 """
-)
 
 # The jobs in line that hold these (queue, unique_key) pairs: what an enqueue whose
 # job was not written (its key was taken) returns instead. A statement of its own,

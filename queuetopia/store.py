@@ -72,23 +72,14 @@ async def _rows_async(
             return await cur.fetchall() if cur.description else []
 
 
-def _written(rows: list[dict[str, Any]]) -> dict[tuple[str, int], Job]:
-    """JOB_INSERT_MANY's rows by (queue, position of the job among its queue's)."""
-    written: dict[tuple[str, int], Job] = {}
-    for row in rows:
-        position = int(row.pop("position"))
-        written[row["queue"], position] = _job(row)
-    return written
+def job_insert_many(conn: Conn, params: dict[str, Any]) -> list[dict[str, Any]]:
+    """Run JOB_INSERT_MANY; the columns the database made for each job written
+    (enqueue.Batch builds the Jobs from them and its input)."""
+    return _rows(conn, queries.JOB_INSERT_MANY, params)
 
 
-def job_insert_many(conn: Conn, params: dict[str, Any]) -> dict[tuple[str, int], Job]:
-    return _written(_rows(conn, queries.JOB_INSERT_MANY, params))
-
-
-async def job_insert_many_async(
-    conn: AsyncConn, params: dict[str, Any]
-) -> dict[tuple[str, int], Job]:
-    return _written(await _rows_async(conn, queries.JOB_INSERT_MANY, params))
+async def job_insert_many_async(conn: AsyncConn, params: dict[str, Any]) -> list[dict[str, Any]]:
+    return await _rows_async(conn, queries.JOB_INSERT_MANY, params)
 
 
 def _unique_params(scope: str, pairs: list[tuple[str, str]]) -> dict[str, Any]:
