@@ -71,6 +71,7 @@ class Queuetopia:
         listen_dsn: str | None = None,
         prepared_statements: bool = True,
         enqueue_connection: Callable[[], Conn | None] | None = None,
+        commit_timeout: float | timedelta | None = 30.0,
     ) -> None:
         self.scope = check_name("scope", scope)
         self.poll_interval = _seconds(poll_interval, "poll_interval")
@@ -93,6 +94,12 @@ class Queuetopia:
         # returns (None: the topia's own pool). Frameworks join their transaction with
         # it: queuetopia.contrib.django returns Django's inside atomic() (docs/django.md).
         self.enqueue_connection = enqueue_connection
+        # How long the pools' and workers' connections wait for any reply, commits
+        # included, which PostgreSQL's statement_timeout does not cover: a commit that
+        # waits for a synchronous standby that is gone (docs/deploying.md, "Failover").
+        self.commit_timeout = (
+            None if commit_timeout is None else _seconds(commit_timeout, "commit_timeout")
+        )
         self._pool: ConnectionPool | None = None
         # An async pool belongs to the event loop that opened it: one per loop (a web
         # app's loop, and each worker runner's loop for async actions that enqueue).
@@ -118,7 +125,7 @@ class Queuetopia:
 
     @property
     def database(self) -> Database:
-        return Database(self.dsn, self._prepare_threshold)
+        return Database(self.dsn, self._prepare_threshold, self.commit_timeout)
 
     @property
     def listen_database(self) -> Database:

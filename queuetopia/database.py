@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
@@ -59,13 +61,115 @@ def connecting(dsn: str) -> Iterator[None]:
         raise type(exc)(hidden) from None
 
 
+class ReplyTimeout(psycopg.OperationalError):
+    """No reply within `commit_timeout`: the statement was cancelled, and may have
+    committed (a commit that waits for a synchronous standby commits locally first)."""
+
+
+class Watchdog:
+    """Cancels statements that wait for their reply longer than their bound.
+
+    PostgreSQL's own `statement_timeout` ends before the commit, so it never covers a
+    commit that waits for a synchronous standby: on a promoted standby that inherited
+    `synchronous_standby_names`, every commit would hang with no error
+    (docs/deploying.md, "Failover"). A cancel ends that wait (the server warns and
+    returns); the caller then gets a `ReplyTimeout` instead of the result. One thread
+    for every connection, so that a statement costs a dict insert, not a timer."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: dict[int, tuple[Any, float]] = {}  # id -> (connection, deadline)
+        self._fired: set[int] = set()
+        self._next = 0
+        self._thread: threading.Thread | None = None
+
+    @contextlib.contextmanager
+    def bound(self, conn: Any, seconds: float | None) -> Iterator[None]:
+        if seconds is None:
+            yield
+            return
+        with self._lock:
+            self._next += 1
+            key = self._next
+            self._waiting[key] = (conn, time.monotonic() + seconds)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="queuetopia-watchdog", daemon=True
+                )
+                self._thread.start()
+        try:
+            yield
+        except psycopg.Error as exc:
+            if self._done(key):
+                raise ReplyTimeout(self._message(seconds)) from exc
+            raise
+        if self._done(key):
+            raise ReplyTimeout(self._message(seconds))
+
+    def _done(self, key: int) -> bool:
+        """Forget the statement; whether it was cancelled."""
+        with self._lock:
+            self._waiting.pop(key, None)
+            if key in self._fired:
+                self._fired.discard(key)
+                return True
+            return False
+
+    @staticmethod
+    def _message(seconds: float) -> str:
+        return (
+            f"no reply within commit_timeout ({seconds:g} s): cancelled, and it may have"
+            " committed (is the database waiting for a synchronous standby that is gone?)"
+        )
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(0.1)
+            now = time.monotonic()
+            with self._lock:
+                late = [
+                    (key, conn)
+                    for key, (conn, deadline) in self._waiting.items()
+                    if deadline < now and key not in self._fired
+                ]
+                self._fired.update(key for key, _ in late)
+            for _, conn in late:
+                with contextlib.suppress(Exception):
+                    conn.cancel()  # libpq's cancel request: safe from another thread
+
+
+WATCHDOG = Watchdog()
+
+
+class BoundedConnection(psycopg.Connection[Any]):
+    """A connection whose every wait for the server is bounded by `commit_timeout`."""
+
+    commit_timeout: float | None = None
+
+    def wait(self, gen: Any, *args: Any, **kwargs: Any) -> Any:
+        with WATCHDOG.bound(self, self.commit_timeout):
+            return super().wait(gen, *args, **kwargs)
+
+
+class BoundedAsyncConnection(psycopg.AsyncConnection[Any]):
+    """`BoundedConnection` for the async pool."""
+
+    commit_timeout: float | None = None
+
+    async def wait(self, gen: Any, *args: Any, **kwargs: Any) -> Any:
+        with WATCHDOG.bound(self, self.commit_timeout):
+            return await super().wait(gen, *args, **kwargs)
+
+
 @dataclass(frozen=True)
 class Database:
     """Where and how to connect. `prepare_threshold=None` turns psycopg's prepared
-    statements off, as PgBouncer in transaction mode needs."""
+    statements off, as PgBouncer in transaction mode needs. `commit_timeout` bounds
+    every wait for a reply on the pools' and the workers' connections."""
 
     dsn: str
     prepare_threshold: int | None = 5
+    commit_timeout: float | None = None
 
     @property
     def kwargs(self) -> dict[str, Any]:
@@ -75,6 +179,12 @@ class Database:
         """A dedicated connection (listener, heartbeat, runner), outside any pool."""
         with connecting(self.dsn):
             return psycopg.connect(self.dsn, autocommit=autocommit, **self.kwargs)
+
+    def _configure(self, conn: Any) -> None:
+        conn.commit_timeout = self.commit_timeout
+
+    async def _configure_async(self, conn: Any) -> None:
+        conn.commit_timeout = self.commit_timeout
 
     def connect_worker(self) -> psycopg.Connection[Any]:
         """A worker's own connection. It runs the same few statements all its life, so
@@ -88,7 +198,9 @@ class Database:
         ANALYZE. Without prepared statements (PgBouncer in transaction mode, where a
         session setting would leak to other clients) it is a plain connection: each
         statement is then planned for its own parameters."""
-        conn = self.connect()
+        with connecting(self.dsn):
+            conn = BoundedConnection.connect(self.dsn, autocommit=True, **self.kwargs)
+        self._configure(conn)
         if self.prepare_threshold is None:
             return conn
         conn.prepare_threshold = 0
@@ -105,6 +217,8 @@ class Database:
         self.connect().close()  # fail now with the reason, not at the pool's timeout
         return ConnectionPool(
             self.dsn,
+            connection_class=BoundedConnection,
+            configure=self._configure,
             min_size=1,
             max_size=max(max_size, 1),
             # Autocommit: each call is one statement, so no BEGIN/COMMIT round trips;
@@ -124,6 +238,8 @@ class Database:
             await probe.close()  # fail now with the reason, not at the pool's timeout
             pool = AsyncConnectionPool(
                 self.dsn,
+                connection_class=cast(type[psycopg.AsyncConnection[Any]], BoundedAsyncConnection),
+                configure=self._configure_async,
                 min_size=1,
                 max_size=max(max_size, 1),
                 kwargs={**self.kwargs, "autocommit": True},

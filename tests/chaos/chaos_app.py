@@ -32,6 +32,7 @@ topia = Queuetopia(
     lock_ttl=float(os.environ.get("QT_CHAOS_LOCK_TTL", "3")),
     pool_size=int(os.environ.get("QT_CHAOS_POOL", "2")),
     poll_interval=60.0,
+    commit_timeout=float(os.environ.get("QT_CHAOS_COMMIT_TIMEOUT", "30")),
 )
 
 # `kill -USR1 PID` prints every thread's stack to the worker's log, for diagnosis.

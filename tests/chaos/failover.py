@@ -1,0 +1,136 @@
+"""A primary and a streaming standby of the chaos suite's own, for failover scenarios.
+
+Both are `ChaosServer`s on 127.0.0.1. The standby is made with `pg_basebackup -R`
+from the primary, so it inherits the primary's configuration, `synchronous_standby_names`
+included (the hang trap of docs/deploying.md). It streams from the primary through a
+`Proxy`, so that a test can cut replication (blackhole) and show what an asynchronous
+standby loses. Clients use a multi-host DSN with `target_session_attrs=read-write`:
+libpq tries both servers and keeps the one that accepts writes.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from urllib.parse import quote
+
+import psycopg
+
+from .proxy import Proxy
+from .server import SUPERUSER, ChaosServer, _bin
+
+STANDBY_NAME = "qt_standby"
+
+
+class FailoverPair:
+    """A primary, a standby streaming from it through a proxy, and a multi-host DSN."""
+
+    def __init__(self, *, synchronous: bool) -> None:
+        self.synchronous = synchronous
+        self.primary = ChaosServer()
+        self.standby = ChaosServer()
+        self.standby.password = self.primary.password  # pg_basebackup copies the roles
+        self.replication: Proxy | None = None
+        self.promoted = False
+
+    def dsn(self, **extra: str) -> str:
+        """Both servers, the writable one wins: what producers and workers are given."""
+        options = {
+            "sslmode": "disable",
+            "gssencmode": "disable",
+            "target_session_attrs": "read-write",
+            "connect_timeout": "3",
+            **extra,
+        }
+        hosts = f"127.0.0.1:{self.primary.port},127.0.0.1:{self.standby.port}"
+        query = "&".join(f"{k}={v}" for k, v in options.items())
+        return f"postgresql://{SUPERUSER}:{quote(self.primary.password)}@{hosts}/postgres?{query}"
+
+    def start(self) -> None:
+        self.primary.init()
+        with (self.primary.data / "postgresql.conf").open("a") as conf:
+            conf.write("wal_level = replica\nmax_wal_senders = 5\nwal_keep_size = '64MB'\n")
+            if self.synchronous:
+                # In postgresql.conf, as most set-ups have it: the standby inherits it.
+                conf.write(f"synchronous_standby_names = '{STANDBY_NAME}'\n")
+                conf.write("synchronous_commit = on\n")
+        self.primary.start()
+        self.replication = Proxy(self.primary.port)
+        self.standby._run(
+            _bin("pg_basebackup"),
+            "-D",
+            str(self.standby.data),
+            "-h",
+            str(self.primary.root),  # the primary's socket directory: trusted, no password
+            "-p",
+            str(self.primary.port),
+            "-U",
+            SUPERUSER,
+            "-R",
+            "-X",
+            "stream",
+            "--no-sync",
+            timeout=120,
+        )
+        conninfo = (
+            f"host=127.0.0.1 port={self.replication.port} user={SUPERUSER}"
+            f" password={self.primary.password} sslmode=disable gssencmode=disable"
+            f" application_name={STANDBY_NAME}"
+        )
+        with (self.standby.data / "postgresql.conf").open("a") as conf:
+            conf.write(f"port = {self.standby.port}\n")
+            conf.write(f"unix_socket_directories = '{self.standby.root}'\n")
+        with (self.standby.data / "postgresql.auto.conf").open("a") as conf:
+            conf.write(f"primary_conninfo = '{conninfo}'\n")
+        self.standby.pg_ctl("start")
+        self.standby.wait_ready()
+        self.wait_streaming()
+
+    def wait_streaming(self, timeout: float = 60.0) -> None:
+        """Until the primary sees its standby streaming (and, in sync mode, as `sync`)."""
+        wanted = "sync" if self.synchronous else "async"
+        deadline = time.monotonic() + timeout
+        while True:
+            with psycopg.connect(self.primary.dsn, autocommit=True) as conn:
+                states = conn.execute(
+                    "SELECT sync_state FROM pg_stat_replication WHERE state = 'streaming'"
+                ).fetchall()
+            if (wanted,) in states:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the standby is not streaming ({states})")
+            time.sleep(0.1)
+
+    def kill_primary(self) -> None:
+        """`pg_ctl stop -m immediate`: the primary crashes; its last commits are where
+        replication left them."""
+        self.primary.pg_ctl("-m", "immediate", "stop")
+
+    def promote(self) -> float:
+        """Promote the standby; return the seconds until it accepts writes."""
+        began = time.monotonic()
+        self.standby.pg_ctl("promote")
+        deadline = began + 60
+        while True:
+            with psycopg.connect(self.standby.dsn, autocommit=True) as conn:
+                if not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:  # type: ignore[index]
+                    break
+            if time.monotonic() > deadline:
+                raise AssertionError("the standby was not promoted")
+            time.sleep(0.05)
+        self.promoted = True
+        return time.monotonic() - began
+
+    def release_sync_wait(self) -> None:
+        """What an operator does on a promoted standby that waits for a synchronous
+        standby of its own: stop waiting (commits hung so far complete)."""
+        with psycopg.connect(self.standby.dsn, autocommit=True) as conn:
+            conn.execute("ALTER SYSTEM SET synchronous_standby_names = ''")
+            conn.execute("SELECT pg_reload_conf()")
+
+    def cleanup(self) -> None:
+        if self.replication is not None:
+            self.replication.close()
+        for server in (self.standby, self.primary):
+            server.stop()
+            shutil.rmtree(server.root, ignore_errors=True)
