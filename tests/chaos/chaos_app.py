@@ -33,6 +33,9 @@ topia = Queuetopia(
     pool_size=int(os.environ.get("QT_CHAOS_POOL", "2")),
     poll_interval=60.0,
     commit_timeout=float(os.environ.get("QT_CHAOS_COMMIT_TIMEOUT", "30")),
+    # Behind PgBouncer (tests/chaos/test_pgbouncer.py): LISTEN straight to PostgreSQL.
+    listen_dsn=os.environ.get("QT_CHAOS_LISTEN_DSN") or None,
+    prepared_statements=os.environ.get("QT_CHAOS_PREPARED", "1") == "1",
 )
 
 # `kill -USR1 PID` prints every thread's stack to the worker's log, for diagnosis.
