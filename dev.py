@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Bootstrap and run: `python3 dev.py demo`, `python3 dev.py test [pytest args]`,
-`python3 dev.py lint`, or `python3 dev.py docs` (builds the documentation into site/).
+`python3 dev.py lint`, `python3 dev.py docs` (builds the documentation into site/), or
+`python3 dev.py reliability` (runs the chaos suite and the soak, then regenerates
+docs/reliability.md from their figures; see tests/chaos/report.py).
 
 Needs only Python 3.11+: it creates .venv/, installs queuetopia with its dev and
 embedded extras (again only when pyproject.toml changes), then runs the command.
@@ -41,7 +43,7 @@ def ensure_env() -> None:
 
 def main(argv: list[str]) -> int:
     command, *rest = argv or ["help"]
-    if command not in ("demo", "test", "lint", "docs", "bench"):
+    if command not in ("demo", "test", "lint", "docs", "bench", "reliability"):
         print(__doc__)
         return 2
     ensure_env()
@@ -56,6 +58,8 @@ def main(argv: list[str]) -> int:
         return max(subprocess.call(step, cwd=ROOT) for step in steps)
     if command == "bench":  # e.g. `python3 dev.py bench --quick`; see docs/performance.md
         return subprocess.call([str(BIN / "python"), "bench/run.py", *rest], cwd=ROOT)
+    if command == "reliability":  # docs/reliability.md from the chaos suite's figures
+        return subprocess.call([str(BIN / "python"), "tests/chaos/report.py", *rest], cwd=ROOT)
     if command == "docs":  # every warning (a broken link, a missing snippet) is an error
         build = [str(BIN / "mkdocs"), "build", "--strict", "--site-dir", str(ROOT / "site")]
         return subprocess.call([*build, *rest], cwd=ROOT, env={**os.environ, **QUIET_MKDOCS})

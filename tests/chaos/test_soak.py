@@ -40,7 +40,7 @@ def test_randomized_mixed_fault_soak(make_chaos: Callable[..., Chaos], sizes: Si
         workers=int(sizes.pick(4, 6)),
         queues=int(sizes.pick(12, 30)),
         seconds=float(sizes.pick(60, 600)),
-        mean_gap=float(sizes.pick(0.5, 0.3)),
+        mean_gap=float(sizes.pick(0.5, 0.25)),
         read_only=read_only,
     )
     soak.run()
