@@ -103,6 +103,9 @@ class Watchdog:
             if self._done(key):
                 raise ReplyTimeout(self._message(seconds)) from exc
             raise
+        except BaseException:  # an interrupt: the entry must not outlive the wait
+            self._done(key)
+            raise
         if self._done(key):
             raise ReplyTimeout(self._message(seconds))
 
@@ -133,9 +136,16 @@ class Watchdog:
                     if deadline < now and key not in self._fired
                 ]
                 self._fired.update(key for key, _ in late)
+            # Outside the lock: a cancel request is a round trip. A statement that ended
+            # meanwhile is not cancelled (the server ignores a cancel of an idle
+            # session), unless its connection started the next one already: that one
+            # fails, as a statement cut off by the network would, and is retried.
             for _, conn in late:
                 with contextlib.suppress(Exception):
-                    conn.cancel()  # libpq's cancel request: safe from another thread
+                    if isinstance(conn, psycopg.Connection):
+                        conn.cancel_safe(timeout=5.0)
+                    else:
+                        conn.cancel()  # libpq's cancel request: safe from another thread
 
 
 WATCHDOG = Watchdog()
