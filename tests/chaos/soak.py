@@ -159,8 +159,7 @@ class Soak:
             slot.proc.popen.kill()
             slot.proc.wait(30)
             self._record(Fault("kill", pid, now()))
-            fresh = self._start_worker()
-            slot.proc, slot.proxy = fresh.proc, fresh.proxy
+            self._replace(slot)
         elif kind == "stop":
             began = now()
             os.kill(pid, signal.SIGSTOP)
@@ -189,6 +188,22 @@ class Soak:
                 victim = self.rng.choice(rows)["pid"]
                 chaos.db.rows("SELECT pg_terminate_backend(%s)", (victim,), timeout=5)
                 self._record(Fault("terminate", None, now(), detail=str(victim)))
+
+    def _replace(self, slot: Slot, tries: int = 5) -> None:
+        """Start a new worker in the slot. One that exits at start (the database
+        restarting meanwhile) is a finding of the run: recorded, and started again."""
+        for _ in range(tries):
+            slot.proxy = self.chaos.proxy()
+            slot.proc = self.chaos.worker(
+                concurrency=3, dsn=self.chaos.proxied_dsn(slot.proxy), ready=False
+            )
+            try:
+                slot.proc.wait_ready(timeout=120)
+                return
+            except AssertionError as exc:
+                last = str(exc).strip().splitlines()[-1][:300]
+                with self._lock:
+                    self.errors.append(f"a new worker exited at start: {last}")
 
     def _database_fault(self, kind: str) -> None:
         began = now()
