@@ -4,8 +4,10 @@ from .actions import Action, BoundAction
 from .app import Queuetopia
 from .errors import (
     ConfigurationError,
+    ConnectionRejected,
     DatabaseConflict,
     DatabaseError,
+    DatabaseReadOnly,
     DatabaseUnavailable,
     InvalidTransition,
     JobCancelled,
@@ -26,8 +28,10 @@ __all__ = [
     "Attempt",
     "BoundAction",
     "ConfigurationError",
+    "ConnectionRejected",
     "DatabaseConflict",
     "DatabaseError",
+    "DatabaseReadOnly",
     "DatabaseUnavailable",
     "InvalidTransition",
     "Job",

@@ -4,7 +4,11 @@
      ├── ValidationError        bad input: names, params, options (also a ValueError)
      ├── ConfigurationError     no usable database configuration
      ├── DatabaseError          PostgreSQL failed; the psycopg error is chained
-     │    ├── DatabaseUnavailable   could not connect, or the connection broke
+     │    ├── DatabaseUnavailable   could not connect, the connection broke, or the
+     │    │    │                    database cannot take this work right now
+     │    │    ├── DatabaseReadOnly      it accepts no writes now (a standby, read-only mode)
+     │    │    └── ConnectionRejected    it refused this configuration: failed
+     │    │                              authentication, unknown database or role
      │    └── DatabaseConflict      a deadlock or serialization failure; a retry helps
      ├── JobNotFound            no job with that id in this scope (also a LookupError)
      ├── InvalidTransition      the operator call makes no sense for the job's state
@@ -52,6 +56,17 @@ class DatabaseError(QueuetopiaError):
 
 class DatabaseUnavailable(DatabaseError):
     """The database cannot be reached."""
+
+
+class DatabaseReadOnly(DatabaseUnavailable):
+    """The database accepts no writes right now (a standby after a failover, or
+    default_transaction_read_only); a retry helps once it does."""
+
+
+class ConnectionRejected(DatabaseUnavailable):
+    """The database refused the connection: failed authentication, unknown database or
+    role. A running worker still waits for it (a password being rotated); a worker
+    that is starting fails at once, since it is most likely a configuration error."""
 
 
 class DatabaseConflict(DatabaseError):
@@ -201,14 +216,43 @@ def storable(text: str) -> str:
     return text
 
 
+# SQLSTATEs that mean "not now" rather than "never": admin or crash shutdown, the
+# server starting up or shutting down (57P0x), and the connection class (08xxx).
+_UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03"})
+_CONFLICT_STATES = frozenset({"40001", "40P01"})
+_READ_ONLY_STATE = "25006"
+# A refused connection carries no SQLSTATE in psycopg, only the server's message.
+_REJECTED = re.compile(
+    r"authentication failed|does not exist|no pg_hba\.conf entry|not permitted to log in",
+    re.IGNORECASE,
+)
+
+
 @contextmanager
 def translate_errors() -> Iterator[None]:
-    """Re-raise psycopg errors as queuetopia errors, chained, with passwords hidden."""
+    """Re-raise psycopg errors as queuetopia errors, chained, with passwords hidden.
+
+    Everything that a retry can cure is a DatabaseUnavailable (or a DatabaseConflict),
+    so the worker's bookkeeping retries it: a lost connection, a server shutting down
+    or starting, a database that accepts no writes right now (docs/reliability.md)."""
     try:
         yield
-    except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
-        raise DatabaseConflict(redact(f"database conflict: {exc}".strip())) from exc
-    except psycopg.OperationalError as exc:
-        raise DatabaseUnavailable(redact(f"database unavailable: {exc}".strip())) from exc
     except psycopg.Error as exc:
-        raise DatabaseError(redact(f"database error: {exc}".strip())) from exc
+        raise _translated(exc) from exc
+
+
+def _translated(exc: psycopg.Error) -> DatabaseError:
+    state = exc.sqlstate or ""
+    if state in _CONFLICT_STATES:
+        return DatabaseConflict(redact(f"database conflict: {exc}".strip()))
+    if state == _READ_ONLY_STATE:
+        return DatabaseReadOnly(redact(f"database is read-only right now: {exc}".strip()))
+    if isinstance(exc, psycopg.OperationalError) and not state and _REJECTED.search(str(exc)):
+        return ConnectionRejected(redact(f"database refused the connection: {exc}".strip()))
+    if (
+        isinstance(exc, psycopg.OperationalError)
+        or state in _UNAVAILABLE_STATES
+        or state.startswith("08")
+    ):
+        return DatabaseUnavailable(redact(f"database unavailable: {exc}".strip()))
+    return DatabaseError(redact(f"database error: {exc}".strip()))
