@@ -344,6 +344,9 @@ SELECT EXISTS (SELECT 1 FROM lease) AS leased, found.*
 #   lease is still ours and live (the lease rows locked FOR UPDATE, in queue order,
 #   against a takeover) and the job still runs under `in_job_lease` (for a lost
 #   worker's job recovered under a new lease, that is the dead lease's id).
+# - The record carries the lease that wrote it: a "worker lost" record replaces the
+#   dead lease's id by the recovering lease's, so the stale worker, if it comes back,
+#   can tell that its outcome was discarded, not committed with its reply lost.
 # - Where `in_claim_next` and the attempt was recorded, the queue's next head is
 #   claimed as in JOB_CLAIM_HEAD: one round trip and one commit per batch while
 #   workers drain queues. The head search excludes the recorded job, which this
@@ -377,6 +380,7 @@ WITH input AS (
 ), rec AS (
     UPDATE queuetopia_jobs j
        SET state = CASE WHEN in_state = 'parked' THEN 'failed' ELSE in_state END,
+           lease_id = in_lease,
            on_exhausted = CASE WHEN in_state = 'parked' THEN 'skip' ELSE j.on_exhausted END,
            done_at = CASE WHEN in_state IN ('done', 'failed', 'parked') THEN now() END,
            result = in_result,

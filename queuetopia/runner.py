@@ -163,7 +163,7 @@ class Runner:
             Finish(held.lease, job, state, error, outcome.result, backoff, claim_next)
         )
         if not recorded:
-            if not self._committed_before(job):
+            if not self._committed_before(job, held.lease):
                 logger.warning(
                     "lease lost on queue %r: outcome of job %d discarded", job.queue, job.id
                 )
@@ -194,13 +194,15 @@ class Runner:
             return None
         return f"parked: blocked its queue for {blocked:.1f}s, over max_blocked ({limit:g}s)"
 
-    def _committed_before(self, job: Job) -> bool:
-        """After a retried write: did our first try commit although its reply was lost?"""
+    def _committed_before(self, job: Job, lease: Lease) -> bool:
+        """After a rejected write: did our first try commit although its reply was lost?
+        Only if the attempt is recorded under our lease: a successor that recorded it
+        as "worker lost" wrote its own lease there."""
         current = self.ctx.bookkeeping(lambda c: store.job_get(c, scope=self.scope, job_id=job.id))
         return (
             current is not None
             and current.state != "running"
-            and current.lease_id == job.lease_id
+            and current.lease_id == lease.lease_id
             and current.attempts == job.attempts
         )
 

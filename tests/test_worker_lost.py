@@ -1,0 +1,30 @@
+"""The "worker lost" record names the lease that wrote it (docs/design.md), so the
+lost worker, if it comes back, can tell that its outcome was discarded."""
+
+from __future__ import annotations
+
+import psycopg
+
+from queuetopia import Queuetopia, store
+
+from .test_processes import expire, take_lease
+
+
+def test_a_worker_lost_record_carries_the_recovering_lease(topia: Queuetopia, dsn: str) -> None:
+    job = topia.create_job("q", "anything")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        old = take_lease(conn, topia.scope, "old-owner")
+        assert old is not None
+        running = store.job_claim_head(conn, scope=topia.scope, lease=old, node="old").head
+        assert running is not None and running.lease_id == old.lease_id
+        expire(conn, topia.scope)
+        new = take_lease(conn, topia.scope, "new-owner")
+        assert new is not None
+        lost = store.job_claim_head(conn, scope=topia.scope, lease=new, node="new")
+        assert not lost.claimed and lost.head == running  # a lost worker's job, to recover
+        recorded = store.job_record(
+            conn, scope=topia.scope, lease=new, job=running, state="pending", error="worker lost",
+            backoff=60.0,
+        )  # fmt: skip
+        assert recorded is not None and recorded.attempts == 1
+        assert recorded.lease_id == new.lease_id != old.lease_id
