@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import faulthandler
 import os
+import queue
 import signal
 import threading
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -47,30 +49,85 @@ LOG_RETRY_FOR = 120.0
 _local = threading.local()
 
 
-def _log(statement: str, params: tuple[Any, ...]) -> None:
-    """Write to the log, retrying while the database is away. An interrupt the worker
-    sends (a BaseException raised in this thread, once per attempt) may land anywhere
-    in here, even in the retry's sleep: the write is finished first, then the
-    interrupt goes on."""
-    interrupt: BaseException | None = None
+def _log(statement: str, params: tuple[Any, ...], *, once: bool = False) -> None:
+    """Write to the log, retrying while the database is away. The last param of every
+    statement is the time of the event, NULL for "now, on the database's clock".
+
+    An interrupt the worker sends (a BaseException raised in this thread, once per
+    attempt) must not wait for the database: the execution ends at once, as the
+    worker expects of a cooperative action, and the write is left to the flusher,
+    with the time it was asked for. So is every write while the flusher has a
+    backlog (a start it holds must be written before its end), and, with `once`,
+    a write that failed once: an interrupted action's end record."""
+    at = datetime.now(UTC)
+    if _flusher.busy():
+        _flusher.put(statement, (*params, at))
+        return
     deadline = time.monotonic() + LOG_RETRY_FOR
     while True:
         try:
             try:
-                _write(statement, params)
-                break
+                _write(statement, (*params, None))
+                return
             except psycopg.Error:
                 _drop()
+                if once:
+                    _flusher.put(statement, (*params, at))
+                    return
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
         except psycopg.Error:
             raise
-        except BaseException as exc:  # the worker's interrupt
-            interrupt = exc
+        except BaseException:  # the worker's interrupt
             _drop()  # it may have left the connection in the middle of a statement
-    if interrupt is not None:
-        raise interrupt
+            _flusher.put(statement, (*params, at))
+            raise
+
+
+class _Flusher:
+    """Writes deferred log rows in order, retrying each until it succeeds."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[tuple[str, tuple[Any, ...]]] = queue.SimpleQueue()
+        self._pending = 0
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def busy(self) -> bool:
+        with self._lock:
+            return self._pending > 0
+
+    def put(self, statement: str, params: tuple[Any, ...]) -> None:
+        with self._lock:
+            self._pending += 1
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, daemon=True, name="chaos-log")
+                self._thread.start()
+        self._queue.put((statement, params))
+
+    def _run(self) -> None:
+        conn: psycopg.Connection[Any] | None = None
+        while True:
+            statement, params = self._queue.get()
+            while True:
+                try:
+                    if conn is None or conn.closed:
+                        conn = psycopg.connect(
+                            LOG_DSN or topia.dsn, autocommit=True, connect_timeout=5
+                        )
+                    conn.execute(statement, params)
+                    break
+                except psycopg.Error:
+                    if conn is not None:
+                        conn.close()
+                    conn = None
+                    time.sleep(0.1)
+            with self._lock:
+                self._pending -= 1
+
+
+_flusher = _Flusher()
 
 
 def _write(statement: str, params: tuple[Any, ...]) -> None:
@@ -93,18 +150,21 @@ def _started(exec_id: uuid.UUID, job: Job, n: int) -> None:
     error = (job.error or "").splitlines()[0][:200] if job.error else None
     _log(
         "INSERT INTO chaos_exec (exec_id, scope, job_id, queue, n, attempt, pid, node,"
-        " prev_error) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        " prev_error, started_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s,"
+        " coalesce(%s::timestamptz, clock_timestamp()))"
         " ON CONFLICT (exec_id) DO NOTHING",
         (exec_id, topia.scope, job.id, job.queue, n, job.attempts, os.getpid(), job.attempted_by,
          error),
     )  # fmt: skip
 
 
-def _ended(exec_id: uuid.UUID, outcome: str) -> None:
+def _ended(exec_id: uuid.UUID, outcome: str, *, once: bool = False) -> None:
     _log(
-        "UPDATE chaos_exec SET ended_at = clock_timestamp(), outcome = %s"
-        " WHERE exec_id = %s AND ended_at IS NULL",
+        "UPDATE chaos_exec SET outcome = e.outcome, ended_at = coalesce(e.at, clock_timestamp())"
+        " FROM (SELECT %s::text AS outcome, %s::uuid AS id, %s::timestamptz AS at) AS e"
+        " WHERE exec_id = e.id AND ended_at IS NULL",
         (outcome, exec_id),
+        once=once,
     )
 
 
@@ -130,17 +190,25 @@ def _sleep(seconds: float) -> None:
 
 @topia.action("work", timeout=300.0, max_attempts=50, backoff=lambda job: 0.2)
 def work(
-    n: int, job: Job, sleep: float = 0.0, cpu: float = 0.0, first_sleep: float | None = None
+    n: int,
+    job: Job,
+    sleep: float = 0.0,
+    cpu: float = 0.0,
+    first_sleep: float | None = None,
+    first_block: float = 0.0,
 ) -> int:
     """Log the start, sleep and/or spin, log the end. `first_sleep` replaces `sleep` on
-    the first attempt."""
+    the first attempt; `first_block` adds ONE `time.sleep` call to the first attempt:
+    a long C call that no interrupt can cut short."""
     exec_id = uuid.uuid4()
     try:
         _started(exec_id, job, n)
+        if first_block and job.attempts == 1:
+            time.sleep(first_block)
         _sleep(first_sleep if first_sleep is not None and job.attempts == 1 else sleep)
         _spin(cpu)
     except BaseException as exc:
-        _ended(exec_id, _outcome(exc))
+        _ended(exec_id, _outcome(exc), once=True)
         raise
     _ended(exec_id, "ok")
     return n
@@ -165,7 +233,41 @@ def spawn(n: int, job: Job, children: int, hold: float = 0.0) -> int:
         for i in range(children):
             work.delay(f"{job.queue}.child{i}", n=n)
     except BaseException as exc:
-        _ended(exec_id, _outcome(exc))
+        _ended(exec_id, _outcome(exc), once=True)
+        raise
+    _ended(exec_id, "ok")
+    return n
+
+
+def _count_hook(job: Job, error: BaseException) -> None:
+    """on_failure of `flaky`: one row per call, so a test can count calls per attempt."""
+    _log(
+        "INSERT INTO chaos_hook (scope, job_id, attempt, pid, error, at)"
+        " VALUES (%s, %s, %s, %s, %s, coalesce(%s::timestamptz, clock_timestamp()))",
+        (topia.scope, job.id, job.attempts, os.getpid(), str(error)[:200]),
+    )
+
+
+@topia.action(
+    "flaky",
+    timeout=300.0,
+    max_attempts=50,
+    backoff=lambda job: float(job.params.get("backoff", 0.2)),
+    on_failure=_count_hook,
+)
+def flaky(
+    n: int, job: Job, sleep: float = 0.0, fail_attempts: int = 1, backoff: float = 0.2
+) -> int:
+    """Like `work`, but its first `fail_attempts` attempts raise after sleeping; its
+    failure hook logs each call; its backoff is the param `backoff`."""
+    exec_id = uuid.uuid4()
+    try:
+        _started(exec_id, job, n)
+        _sleep(sleep)
+        if job.attempts <= fail_attempts:
+            raise RuntimeError(f"attempt {job.attempts} fails on purpose")
+    except BaseException as exc:
+        _ended(exec_id, _outcome(exc), once=True)
         raise
     _ended(exec_id, "ok")
     return n

@@ -58,6 +58,15 @@ CREATE TABLE IF NOT EXISTS chaos_exec (
     outcome    text
 );
 CREATE INDEX IF NOT EXISTS chaos_exec_scope ON chaos_exec (scope, queue, started_at);
+CREATE TABLE IF NOT EXISTS chaos_hook (
+    id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    scope   text        NOT NULL,
+    job_id  bigint      NOT NULL,
+    attempt integer     NOT NULL,
+    pid     integer     NOT NULL,
+    error   text,
+    at      timestamptz NOT NULL DEFAULT clock_timestamp()
+);
 CREATE TABLE IF NOT EXISTS chaos_fault (
     id     bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     scope  text        NOT NULL,
