@@ -128,13 +128,19 @@ SELECT count(*) FROM (
 """
 
 # A job that ran to its end successfully in an attempt that is not the one recorded:
-# it completed twice. Explained only if, after it started, a fault hit that process
-# or the database stayed away longer than the lease (then the completion could not be
-# recorded in time, and the job runs again: at least once, never lost).
+# it completed twice. Explained only if a fault hit that process (or the database
+# stayed away longer than the lease) while that execution was in progress: after it
+# started, and before the job started again. Until then its outcome was still on its
+# way to the database (a completion held, a reply lost); a fault of the same process
+# after the job ran again explains nothing.
 EXTRA_COMPLETIONS = """
 SELECT x.job_id, x.attempt, j.attempts AS recorded_attempt,
        EXISTS (SELECT 1 FROM chaos_fault f
                 WHERE f.scope = x.scope AND coalesce(f.until, f.at) >= x.started_at
+                  AND f.at <= coalesce(
+                      (SELECT min(n.started_at) FROM chaos_exec n
+                        WHERE n.job_id = x.job_id AND n.started_at > x.started_at),
+                      'infinity')
                   AND (f.pid = x.pid AND f.kind IN ('kill', 'exit', 'stop', 'partition')
                        OR f.pid IS NULL AND f.kind = 'outage')) AS explained
   FROM chaos_exec x JOIN queuetopia_jobs j ON j.id = x.job_id

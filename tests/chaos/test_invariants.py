@@ -124,3 +124,22 @@ def test_a_completion_without_an_execution_is_caught(two_jobs: tuple[Chaos, int,
     done(chaos, a, 1, 0.5)
     done(chaos, b, 1, 2.1)
     assert measure(chaos)["phantom_completions"] == 1
+
+
+def test_a_fault_after_the_rerun_does_not_explain_a_double_completion(
+    two_jobs: tuple[Chaos, int, int],
+) -> None:
+    """Only a fault that hit the process while its execution could still have been
+    recorded (after it started, before the job ran again) explains a rerun; a fault
+    of the same process later on explains nothing."""
+    chaos, a, b = two_jobs
+    run(chaos, a, 0, 1, 100, 0, 1)
+    run(chaos, a, 0, 2, 200, 2, 3, prev_error="worker lost: x")
+    run(chaos, b, 1, 1, 200, 3, 4)
+    done(chaos, a, 2, 3.1)
+    done(chaos, b, 1, 4.1)
+    chaos.fault("kill", 100, at(5))  # after the rerun: no excuse
+    chaos.fault("stop", 100, at(-2), at(-1))  # before the execution: none either
+    assert measure(chaos)["duplicated"] == 1
+    chaos.fault("stop", 100, at(1.5), at(6))  # while its outcome was on its way
+    assert measure(chaos) == {"reexecuted": 1, "cut_off": 0, "killed": 0}
