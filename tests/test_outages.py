@@ -51,9 +51,12 @@ def test_an_administrator_shutdown_of_the_session_is_unavailable(dsn: str) -> No
 def test_each_sqlstate_is_translated_to_its_kind(
     dsn: str, statement: str, kind: type[Exception]
 ) -> None:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        with pytest.raises(DatabaseError) as raised, translate_errors():
-            conn.execute(statement)
+    with (
+        psycopg.connect(dsn, autocommit=True) as conn,
+        pytest.raises(DatabaseError) as raised,
+        translate_errors(),
+    ):
+        conn.execute(statement)
     assert type(raised.value) is kind
 
 

@@ -11,7 +11,7 @@ from .test_processes import expire, take_lease
 
 
 def test_a_worker_lost_record_carries_the_recovering_lease(topia: Queuetopia, dsn: str) -> None:
-    job = topia.create_job("q", "anything")
+    topia.create_job("q", "anything")
     with psycopg.connect(dsn, autocommit=True) as conn:
         old = take_lease(conn, topia.scope, "old-owner")
         assert old is not None

@@ -21,9 +21,18 @@ READ_ONLY_FOR = 3.0
 
 
 def set_read_only(chaos: Chaos, on: bool) -> None:
-    setting = "SET default_transaction_read_only = on" if on else "RESET default_transaction_read_only"
+    setting = (
+        "SET default_transaction_read_only = on" if on else "RESET default_transaction_read_only"
+    )
     chaos.db.rows("ALTER SYSTEM " + setting)
     chaos.db.rows("SELECT pg_reload_conf()")
+    # Each session rereads the configuration on its own, soon after the reload.
+    wanted = "on" if on else "off"
+    wait_for(
+        lambda: chaos.db.value("SHOW default_transaction_read_only") == wanted,
+        timeout=10,
+        what=f"default_transaction_read_only to be {wanted}",
+    )
 
 
 def test_a_read_only_spell_is_an_outage_not_a_failed_attempt(
@@ -46,13 +55,13 @@ def test_a_read_only_spell_is_an_outage_not_a_failed_attempt(
     began = now()
     set_read_only(chaos, True)
     try:
-        time.sleep(0.5)  # every session sees the setting at its next transaction
+        time.sleep(0.2)  # and the producer's pooled session too
         try:
             chaos.producer.create_job("q0", "work", {"n": 99})
             refused: QueuetopiaError | None = None
         except QueuetopiaError as exc:
             refused = exc
-        time.sleep(READ_ONLY_FOR - 0.5)
+        time.sleep(READ_ONLY_FOR - 0.2)
         done_meanwhile = chaos.count("done")
     finally:
         set_read_only(chaos, False)
