@@ -36,7 +36,7 @@ from .models import Job, JobRequest, JobState, LeaseInfo, MinuteCounts, QueueInf
 from .operations import Selection
 from .periodic import Periodic
 from .tracing import enqueue_span
-from .validation import DEFAULT_MAX_PARAMS_BYTES, check_name
+from .validation import DEFAULT_MAX_PARAMS_BYTES, DEFAULT_MAX_RESULT_BYTES, check_name
 
 if TYPE_CHECKING:
     from .worker import Worker
@@ -66,6 +66,7 @@ class Queuetopia:
         lock_ttl: float | timedelta = 30.0,
         job_retention: timedelta | None = timedelta(days=7),
         max_params_bytes: int = DEFAULT_MAX_PARAMS_BYTES,
+        max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
         pool_size: int = 10,
         on_failure: FailureHook | None = None,
         listen_dsn: str | None = None,
@@ -81,6 +82,8 @@ class Queuetopia:
         self.concurrency = concurrency
         self.job_retention = job_retention
         self.max_params_bytes = max_params_bytes
+        # A larger result is dropped with a warning and stored as None (docs/decisions.md).
+        self.max_result_bytes = max_result_bytes
         self.pool_size = pool_size
         self.on_failure = on_failure
         self.actions: dict[str, Action[Any, Any]] = {}

@@ -204,16 +204,39 @@ def _common_run(a: str, b: str) -> int:
     return best
 
 
-def storable(text: str) -> str:
-    """`text` as PostgreSQL can store it: NUL and lone surrogates (which an exception
-    message may well contain) are written as escapes instead of failing the write."""
+# A job's error holds at most 64 KiB (docs/decisions.md): the error of its attempt,
+# plus the notes of its failure hooks, each cut to its own share.
+MAX_ERROR_BYTES = 60 * 1024
+MAX_NOTE_BYTES = 1024
+
+
+def storable(text: str, limit: int = MAX_ERROR_BYTES) -> str:
+    """`text` as PostgreSQL can store it, in at most `limit` bytes: NUL and lone
+    surrogates (which an exception message may well contain) are written as escapes
+    instead of failing the write, and a longer text is cut (`capped`)."""
     if "\x00" in text:
         text = text.replace("\x00", "\\x00")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
         text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return text
+    return capped(text, limit)
+
+
+def capped(text: str, limit: int) -> str:
+    """`text` in at most `limit` bytes of UTF-8: its start and its end, with the cut
+    marked in between. The start of an error says what it is; the end of a traceback
+    says where it happened."""
+    if len(text) * 4 <= limit:  # cheap: no character takes more than 4 bytes
+        return text
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) <= limit:
+        return text
+    keep = max(limit - 64, 0)  # room for the marker
+    head = data[: keep * 3 // 4].decode("utf-8", "ignore")
+    tail = data[len(data) - (keep - keep * 3 // 4) :].decode("utf-8", "ignore")
+    cut = len(data) - len(head.encode("utf-8")) - len(tail.encode("utf-8"))
+    return f"{head}\n\u2026 [truncated {cut} bytes] \u2026\n{tail}"
 
 
 # SQLSTATEs that mean "not now" rather than "never": admin or crash shutdown, the

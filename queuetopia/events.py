@@ -7,13 +7,47 @@ raises is logged and ignored: it never stops a job or the worker."""
 from __future__ import annotations
 
 import logging
+import traceback
 from typing import TYPE_CHECKING, Protocol
+
+from .errors import capped
 
 if TYPE_CHECKING:
     from .executor import Outcome
     from .models import Job
 
 logger = logging.getLogger("queuetopia.worker")
+# A log line about a job is cut to this many bytes, its traceback to twice as many.
+MAX_LOG_BYTES = 4096
+
+
+class CapLines(logging.Filter):
+    """Cuts the worker's log records to size: a job's error text (a message of 10 MB,
+    say) must not become a log line of that size. Only records with a long argument
+    or a traceback cost more than a glance."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        if len(str(record.msg)) > MAX_LOG_BYTES or any(
+            isinstance(a, str) and len(a) > MAX_LOG_BYTES for a in args
+        ):
+            record.msg, record.args = capped(record.getMessage(), MAX_LOG_BYTES), None
+        if record.exc_info and record.exc_info[1] is not None:
+            trace = "".join(traceback.format_exception(record.exc_info[1]))
+            if len(trace) > 2 * MAX_LOG_BYTES:
+                # Handlers would format the whole traceback again: hand them the cut one.
+                cut = capped(trace.rstrip(), 2 * MAX_LOG_BYTES)
+                record.msg, record.args = f"{record.getMessage()}\n{cut}", None
+                record.exc_info, record.exc_text = None, None
+        return True
+
+
+logger.addFilter(CapLines())
+
+
+def first_line(text: str) -> str:
+    """The first line of an error, cut to a log line's size."""
+    return capped(text.split("\n", 1)[0], MAX_LOG_BYTES)
 
 
 class Observer(Protocol):
@@ -33,7 +67,7 @@ class LogObserver:
 
     def job_ended(self, job: Job, outcome: Outcome, seconds: float) -> None:
         if logger.isEnabledFor(logging.INFO):
-            verdict = "done" if outcome.ok else (outcome.error or "failed").splitlines()[0]
+            verdict = "done" if outcome.ok else first_line(outcome.error or "failed")
             logger.info("end %s in %.3fs: %s", describe(job), seconds, verdict)
 
     def lease_lost(self, queue: str) -> None:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import itertools
+import json
+import logging
 import threading
 import time
 import traceback
@@ -20,12 +22,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from .errors import JobTimeout, ValidationError, redact
+from .errors import MAX_ERROR_BYTES, JobTimeout, ValidationError, capped, redact
 from .validation import check_storable
 
 if TYPE_CHECKING:
     from .actions import Action
     from .models import Job
+
+logger = logging.getLogger("queuetopia.worker")
 
 
 @dataclass(frozen=True)
@@ -210,7 +214,7 @@ def _execute(job: Job, action: Action[Any, Any], on_start: Callable[[Execution],
         return _cut_short(execution)
     if isinstance(value, BaseException):
         return Outcome(ok=False, error=_describe(value), exception=value)
-    return Outcome(ok=True, result=_json_or_none(value))
+    return Outcome(ok=True, result=_result(job, value, action.topia.max_result_bytes))
 
 
 def _run_async(fn: Callable[..., Any], kwargs: dict[str, Any], execution: Execution) -> Any:
@@ -241,19 +245,37 @@ def _cut_short(execution: Execution) -> Outcome:
 
 
 def _describe(exc: BaseException) -> str:
-    """The error's one-line summary first, then the traceback."""
+    """The error's one-line summary first, then the traceback; cut to what is stored
+    (a 10 MB message must not be copied around, written and logged in full)."""
     summary = "".join(traceback.format_exception_only(exc)).strip()
     trace = "".join(traceback.format_exception(exc)).rstrip()
-    return redact(f"{summary}\n\n{trace}")
+    return capped(redact(f"{summary}\n\n{trace}"), MAX_ERROR_BYTES)
 
 
-def _json_or_none(value: Any) -> Any:
+def _result(job: Job, value: Any, max_bytes: int) -> Any:
     """The value to store as the job's result: itself if PostgreSQL can store it as
-    JSON (no NUL, valid unicode, finite numbers, not too deep), else None."""
+    JSON (no NUL, valid unicode, finite numbers, not too deep) in at most `max_bytes`,
+    else None (docs/decisions.md)."""
     if value is None or type(value) in (int, bool):
         return value  # most actions return None
     try:
         check_storable("result", value)
     except ValidationError:
         return None
+    size = _json_size(value, max_bytes)
+    if size > max_bytes:
+        logger.warning(
+            "result of job %d is %d bytes of JSON, over the limit of %d"
+            " (max_result_bytes): stored as None",
+            job.id,
+            size,
+            max_bytes,
+        )
+        return None
     return value
+
+
+def _json_size(value: Any, max_bytes: int) -> int:
+    if isinstance(value, str) and len(value) * 6 + 2 <= max_bytes:
+        return 0  # surely small enough: no need to serialise it here
+    return len(json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8"))

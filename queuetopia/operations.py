@@ -15,7 +15,7 @@ from typing import Any
 from .errors import ValidationError
 from .models import JobState
 from .store import Signature
-from .validation import check_name, check_text
+from .validation import MAX_REASON_BYTES, check_name, check_text
 
 # Most jobs one selection may name: bigger changes are made in several calls.
 MAX_SELECTION = 10_000
@@ -92,7 +92,7 @@ def signature(by: str | None, reason: str | None) -> Signature:
     who = by if by is not None else operator()
     check_text("by", who)
     if reason is not None:
-        check_text("reason", reason)
+        check_text("reason", reason, MAX_REASON_BYTES)  # docs/decisions.md, "Sizes"
     return Signature(who, reason)
 
 

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from . import store
 from .backoff import default_backoff
-from .errors import QueuetopiaError, redact, storable
-from .events import LogObserver, Observers
+from .errors import MAX_NOTE_BYTES, QueuetopiaError, redact, storable
+from .events import LogObserver, Observers, first_line
 from .executor import Execution, Outcome, execute
 from .finisher import Finisher
 from .models import Job
@@ -236,7 +236,7 @@ class Runner:
         job = (
             self.ctx.bookkeeping(lambda c: store.job_get(c, scope=self.scope, job_id=job.id)) or job
         )
-        error = outcome.exception or QueuetopiaError((outcome.error or "failed").splitlines()[0])
+        error = outcome.exception or QueuetopiaError(first_line(outcome.error or "failed"))
         for hook in hooks:
             try:
                 hook(job, error)
@@ -247,7 +247,7 @@ class Runner:
     def _note_error(self, held: Held, job: Job, note: str) -> None:
         action = self.ctx.topia.actions.get(job.action)
         note = action.scrub(note, job.params) if action else note  # docs/security.md
-        text = storable(redact(f"\n\n{note}"))
+        text = storable(redact(f"\n\n{note}"), MAX_NOTE_BYTES)
         self.ctx.bookkeeping(
             lambda c: store.job_note_error(
                 c, scope=self.scope, lease=held.lease, job_id=job.id, note=text

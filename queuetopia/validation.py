@@ -11,6 +11,8 @@ from .errors import ValidationError
 
 MAX_NAME_LENGTH = 255
 DEFAULT_MAX_PARAMS_BYTES = 1024 * 1024
+DEFAULT_MAX_RESULT_BYTES = 1024 * 1024
+MAX_REASON_BYTES = 1024  # a cancel reason (docs/decisions.md)
 # PostgreSQL's jsonb parser and Python's json both recurse; stay well inside both.
 MAX_DEPTH = 100
 
@@ -31,11 +33,16 @@ def check_name(kind: str, value: object) -> str:
     return value
 
 
-def check_text(kind: str, value: object) -> str:
-    """Return `value` if PostgreSQL can store it as text (a cancel reason, say)."""
+def check_text(kind: str, value: object, max_bytes: int | None = None) -> str:
+    """Return `value` if PostgreSQL can store it as text (a cancel reason, say), in
+    at most `max_bytes` bytes of UTF-8 if given."""
     if not isinstance(value, str):
         raise ValidationError(f"{kind} must be a string, not {type(value).__name__}", (kind,))
     _check_text(kind, value, what=kind)
+    if max_bytes is not None and len(value) > max_bytes // 4:
+        size = len(value.encode("utf-8"))
+        if size > max_bytes:
+            raise ValidationError(f"{kind} is {size} bytes, over the limit of {max_bytes}", (kind,))
     return value
 
 
