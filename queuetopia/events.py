@@ -1,8 +1,9 @@
 """What a worker tells the outside world about jobs: log lines, metrics, traces.
 
-Observers get every event; the worker always has the logging observer, and more can
-be added (`worker.observers.append(...)`, e.g. queuetopia.metrics). An observer that
-raises is logged and ignored: it never stops a job or the worker."""
+Observers get every event (`listener_health` only if they have it); the worker always
+has the logging observer, and more can be added (`worker.observers.append(...)`, e.g.
+queuetopia.metrics). An observer that raises is logged and ignored: it never stops a
+job or the worker."""
 
 from __future__ import annotations
 
@@ -73,6 +74,9 @@ class LogObserver:
     def lease_lost(self, queue: str) -> None:
         logger.warning("lost the lease on queue %r", queue)
 
+    def listener_health(self, healthy: bool) -> None:
+        logger.debug("listener %s", "connected" if healthy else "disconnected")
+
 
 class Observers:
     """Fans events out to a list of observers, isolating their failures."""
@@ -99,6 +103,13 @@ class Observers:
             method = getattr(observer, "job_parked", None)
             if method is not None:
                 _safely(method, job)
+
+    def listener_health(self, healthy: bool) -> None:
+        """Optional for observers: the worker's LISTEN connection came up or went down."""
+        for observer in self.observers:
+            method = getattr(observer, "listener_health", None)
+            if method is not None:
+                _safely(method, healthy)
 
 
 def _safely(method: object, *args: object) -> None:

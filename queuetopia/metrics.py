@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from .models import Job
 
 try:
-    from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
     from prometheus_client.core import GaugeMetricFamily
 
     HAVE_PROMETHEUS = True
@@ -64,6 +64,12 @@ class PrometheusMetrics:
             labels,
             registry=self.registry,
         )
+        self.listener = Gauge(
+            "queuetopia_listener_healthy",
+            "1 while the worker's LISTEN connection is up, else 0 (it wakes only by polls).",
+            ["scope"],
+            registry=self.registry,
+        )
         self.registry.register(_BlockedCollector(topia))
 
     def serve(self, port: int, addr: str = "0.0.0.0") -> None:
@@ -84,6 +90,9 @@ class PrometheusMetrics:
 
     def job_parked(self, job: Job) -> None:
         self.parked.labels(job.scope, job.action).inc()
+
+    def listener_health(self, healthy: bool) -> None:
+        self.listener.labels(self.topia.scope).set(1 if healthy else 0)
 
 
 class _BlockedCollector:

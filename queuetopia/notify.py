@@ -1,7 +1,9 @@
 """LISTEN/NOTIFY on a dedicated connection that never opens a transaction.
 
 Notifications sent while the listener is disconnected are lost, so every (re)connect
-is followed by a catch-up look; the worker's polling stays on regardless."""
+is followed by a catch-up look; the worker's polling stays on regardless. Any role may
+NOTIFY the channel with any payload: payloads are untrusted input, and none may stop
+the listener (docs/decisions.md)."""
 
 from __future__ import annotations
 
@@ -22,17 +24,46 @@ logger = logging.getLogger("queuetopia.worker")
 PING_EVERY = 5.0
 
 
+def parse_payload(payload: str) -> tuple[str, str] | None:
+    """(scope, queue) from a payload, or None for anything else."""
+    try:
+        value = json.loads(payload)
+    except (ValueError, RecursionError):
+        return None
+    if isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value):
+        return value[0], value[1]
+    return None
+
+
 class Listener:
     """Calls `on_notify(queue)` for each notification of `scope` ("" means any queue),
-    and `on_notify("")` after every (re)connect."""
+    and `on_notify("")` after every (re)connect; `on_health(healthy)` when it connects
+    or loses its connection, and `on_exit()` if its thread ends before `stop()`."""
 
-    def __init__(self, database: Database, scope: str, on_notify: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        database: Database,
+        scope: str,
+        on_notify: Callable[[str], None],
+        on_health: Callable[[bool], None] = lambda _healthy: None,
+        on_exit: Callable[[], None] = lambda: None,
+    ) -> None:
         self._database = database
         self._scope = scope
         self._on_notify = on_notify
+        self._on_health = on_health
+        self._on_exit = on_exit
         self._stopped = threading.Event()
-        self.healthy = False
+        self._healthy = False
         self._thread = threading.Thread(target=self._run, name="queuetopia-listener", daemon=True)
+
+    @property
+    def healthy(self) -> bool:
+        """Connected and listening, on a thread that is still alive."""
+        return self._healthy and self._thread.is_alive()
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()
 
     def start(self) -> None:
         self._thread.start()
@@ -40,24 +71,40 @@ class Listener:
     def stop(self) -> None:
         self._stopped.set()
 
+    def _set_healthy(self, healthy: bool) -> None:
+        if healthy != self._healthy:
+            self._healthy = healthy
+            self._on_health(healthy)
+
     def _run(self) -> None:
+        try:
+            self._reconnecting()
+        finally:
+            self._set_healthy(False)
+            if not self._stopped.is_set():
+                self._on_exit()  # the worker starts a new listener
+
+    def _reconnecting(self) -> None:
         delay = 0.1
         while not self._stopped.is_set():
             try:
                 self._listen()
                 delay = 0.1
-            except (psycopg.Error, QueuetopiaError) as exc:
-                self.healthy = False
+            except Exception as exc:
+                self._set_healthy(False)
                 if self._stopped.is_set():
                     return
-                logger.warning("listener disconnected (%s); reconnecting", type(exc).__name__)
+                if isinstance(exc, psycopg.Error | QueuetopiaError):
+                    logger.warning("listener disconnected (%s); reconnecting", type(exc).__name__)
+                else:
+                    logger.exception("listener failed; reconnecting")
                 self._stopped.wait(delay)
                 delay = min(delay * 2, 5.0)
 
     def _listen(self) -> None:
         with self._database.connect() as conn:
             conn.execute("LISTEN " + CHANNEL)
-            self.healthy = True
+            self._set_healthy(True)
             self._on_notify("")  # catch up on what was missed while disconnected
             last_ping = time.monotonic()
             while not self._stopped.is_set():
@@ -68,9 +115,6 @@ class Listener:
                     last_ping = time.monotonic()
 
     def _dispatch(self, payload: str) -> None:
-        try:
-            scope, queue = json.loads(payload)
-        except (ValueError, TypeError):
-            return
-        if scope == self._scope:
-            self._on_notify(queue)
+        parsed = parse_payload(payload)
+        if parsed is not None and parsed[0] == self._scope:
+            self._on_notify(parsed[1])

@@ -171,9 +171,8 @@ class Worker:
             self._renewed,
             self._lost,
         )
-        self._listener = Listener(self.topia.listen_database, self.scope, self._notified)
         self._heartbeat.start()
-        self._listener.start()
+        self._start_listener()
         runner = Runner(
             RunContext(
                 self.topia,
@@ -194,6 +193,24 @@ class Worker:
         logger.info(
             "worker %s started: scope %r, concurrency %d", self.node, self.scope, self.concurrency
         )
+
+    def _start_listener(self) -> None:
+        self._listener = Listener(
+            self.topia.listen_database,
+            self.scope,
+            self._notified,
+            on_health=self._observers.listener_health,
+            on_exit=self._wake.set,  # the loop starts a new one
+        )
+        self._listener.start()
+
+    def _supervise_listener(self) -> None:
+        """Start a new listener if the thread of the last one ended: nothing may leave
+        the worker only as reactive as its polls."""
+        listener = self._listener
+        if listener is not None and not listener.alive() and not self._stopping.is_set():
+            logger.warning("listener thread ended; starting a new one")
+            self._start_listener()
 
     def _shutdown(self) -> None:
         self._wait_for_runners(self.shutdown_timeout)
@@ -241,6 +258,7 @@ class Worker:
         next_tick = time.monotonic()
         while not self._stopping.is_set():
             self._wake.clear()
+            self._supervise_listener()
             try:
                 if time.monotonic() >= next_tick:
                     next_tick = time.monotonic() + self._enqueue_periodics()
