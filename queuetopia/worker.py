@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from . import migrations, store
 from .backoff import retry_bookkeeping
 from .database import ThreadConnections
-from .errors import DatabaseUnavailable, ValidationError, translate_errors
+from .errors import (
+    ConnectionRejected,
+    DatabaseConflict,
+    DatabaseUnavailable,
+    ValidationError,
+    translate_errors,
+)
 from .events import LogObserver, Observer, Observers
 from .executor import close_thread_loop
 from .heartbeat import Heartbeat
@@ -50,6 +56,10 @@ PRUNE_BATCH = 500
 TRUST_SHARE = 0.8
 # After the shutdown timeout, interrupted jobs get this long to end and be recorded.
 INTERRUPT_GRACE = 5.0
+# A worker that starts while the database is away tries again after these seconds,
+# doubling up to the most.
+START_RETRY_FIRST = 0.5
+START_RETRY_MAX = 10.0
 
 
 class Worker:
@@ -159,9 +169,8 @@ class Worker:
     def _setup(self) -> None:
         if tracing_configured():  # a tracer provider must be installed before start
             self.observers.append(TracingObserver())
-        with self.topia.connection() as conn:
-            if len(migrations.applied_versions(conn)) < len(migrations.all_migrations()):
-                migrations.migrate(conn)
+        if not self._prepare_schema():
+            return  # stopped while waiting for the database
         self._conns = ThreadConnections(self.topia.database)
         self._heartbeat = Heartbeat(
             self.topia.database,
@@ -193,6 +202,30 @@ class Worker:
         logger.info(
             "worker %s started: scope %r, concurrency %d", self.node, self.scope, self.concurrency
         )
+
+    def _prepare_schema(self) -> bool:
+        """Migrate if the schema is behind, waiting for the database while it is away
+        or restarting, as for any later outage (docs/deploying.md). A refused login or
+        an unknown database (ConnectionRejected), a bad DSN or a failed migration is a
+        configuration error: it is raised at once. False if stopped meanwhile."""
+        delay = START_RETRY_FIRST
+        while True:
+            try:
+                with self.topia.connection() as conn:
+                    if len(migrations.applied_versions(conn)) < len(migrations.all_migrations()):
+                        migrations.migrate(conn)
+                return True
+            except ConnectionRejected:
+                raise
+            except (DatabaseUnavailable, DatabaseConflict) as exc:
+                logger.warning(
+                    "%s; waiting for it before starting (next try in %.1fs)",
+                    str(exc).splitlines()[0],
+                    delay,
+                )
+            if self._stopping.wait(delay):
+                return False
+            delay = min(delay * 2, START_RETRY_MAX)
 
     def _start_listener(self) -> None:
         self._listener = Listener(
