@@ -31,9 +31,11 @@ class Heartbeat:
         held: Callable[[], list[tuple[Lease, float]]],
         on_renewed: Callable[[Lease, float], None],
         on_lost: Callable[[Lease], None],
+        on_watch: Callable[[float], float] | None = None,
     ) -> None:
         self._database, self._scope, self._ttl = database, scope, ttl
         self._held, self._on_renewed, self._on_lost = held, on_renewed, on_lost
+        self._on_watch = on_watch
         self._conn: psycopg.Connection[Any] | None = None
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="queuetopia-heartbeat", daemon=True)
@@ -57,11 +59,20 @@ class Heartbeat:
         self._trust_thread.join(timeout=5)
 
     def _watch_trust(self) -> None:
-        while not self._stopped.wait(min(self.interval / 4, 0.25)):
+        """Wake at each trust deadline (and at each moment `on_watch(now)` asks for, to
+        fail stop), not merely every so often: the margins are tenths of lock_ttl."""
+        while True:
             now = time.monotonic()
+            wake = now + min(self.interval / 4, 0.25)
             for lease, trusted_until in self._held():
                 if now > trusted_until:
                     self._on_lost(lease)
+                else:
+                    wake = min(wake, trusted_until)
+            if self._on_watch is not None:
+                wake = min(wake, self._on_watch(now))
+            if self._stopped.wait(max(wake - time.monotonic(), 0.0) + 0.001):
+                return
 
     def _run(self) -> None:
         while not self._stopped.wait(self.interval):

@@ -40,14 +40,20 @@ class Held:
     lease: Lease
     trusted_until: float
     lost: bool = False
+    lost_at: float | None = None  # time.monotonic() when it was lost
     execution: Execution | None = None
     attempt_started: float = 0.0  # monotonic start of the attempt being recorded
+    job: Job | None = None  # the job of `execution`
+    started_at: float = 0.0  # time.monotonic() when `execution` started
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def lose(self) -> None:
-        """Stop trusting the lease; interrupt the running job, if any."""
+        """Stop trusting the lease; interrupt the running job, if any (if it does not
+        stop, the worker fails stop: queuetopia/failstop.py)."""
         with self.lock:
             self.lost = True
+            if self.lost_at is None:
+                self.lost_at = time.monotonic()
             execution = self.execution
         if execution is not None:
             execution.interrupt("lease lost")
@@ -138,14 +144,15 @@ class Runner:
 
         def on_start(execution: Execution) -> None:
             with held.lock:
-                held.execution = execution
+                held.execution, held.job = execution, job
+                held.started_at = time.monotonic()
                 lost = held.lost
             if lost:
                 execution.interrupt("lease lost")
 
         outcome = execute(job, self.ctx.topia.actions.get(job.action), on_start)
         with held.lock:
-            held.execution = None
+            held.execution = held.job = None
         self.ctx.observers.job_ended(job, outcome, time.monotonic() - started)
         return outcome
 

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import migrations, store
+from . import failstop, migrations, store
 from .backoff import retry_bookkeeping
 from .database import ThreadConnections
 from .errors import (
@@ -179,6 +179,7 @@ class Worker:
             self._held_leases,
             self._renewed,
             self._lost,
+            self._fail_stop_if_stuck,
         )
         self._heartbeat.start()
         self._start_listener()
@@ -485,6 +486,22 @@ class Worker:
         if held is not None and not held.lost:
             self._observers.lease_lost(lease.queue)
             held.lose()
+
+    def _fail_stop_if_stuck(self, now: float) -> float:
+        """Exit the process if an execution outlived its lost lease by the grace
+        (queuetopia/failstop.py); return when to look again."""
+        grace = self.topia.lock_ttl * failstop.GRACE_SHARE
+        look_again = float("inf")
+        with self._lock:
+            helds = list(self._held.values())
+        for held in helds:
+            since = failstop.stuck_since(held)
+            if since is None:
+                continue
+            if now >= since + grace:
+                failstop.fail_stop(held)
+            look_again = min(look_again, since + grace)
+        return look_again
 
     def _bookkeeping(self, fn: Callable[[Conn], T]) -> T:
         """Run `fn` on this thread's connection, retrying while the database is
