@@ -2,7 +2,7 @@
 
     QueuetopiaError
      ├── ValidationError        bad input: names, params, options (also a ValueError)
-     ├── ConfigurationError     no usable database configuration
+     ├── ConfigurationError     no usable database configuration (a DSN libpq cannot use)
      ├── DatabaseError          PostgreSQL failed; the psycopg error is chained
      │    ├── DatabaseUnavailable   could not connect, the connection broke, or the
      │    │    │                    database cannot take this work right now
@@ -244,11 +244,13 @@ def capped(text: str, limit: int) -> str:
 _UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03"})
 _CONFLICT_STATES = frozenset({"40001", "40P01"})
 _READ_ONLY_STATE = "25006"
-# A refused connection carries no SQLSTATE in psycopg, only the server's message.
+# A refused connection carries no SQLSTATE in psycopg, only the server's message; nor
+# does a DSN that libpq cannot use (a port that is not a number, an unknown sslmode).
 _REJECTED = re.compile(
     r"authentication failed|does not exist|no pg_hba\.conf entry|not permitted to log in",
     re.IGNORECASE,
 )
+_MALFORMED = re.compile(r"invalid [\w ]*value|invalid connection option", re.IGNORECASE)
 
 
 @contextmanager
@@ -264,14 +266,17 @@ def translate_errors() -> Iterator[None]:
         raise _translated(exc) from exc
 
 
-def _translated(exc: psycopg.Error) -> DatabaseError:
+def _translated(exc: psycopg.Error) -> QueuetopiaError:
     state = exc.sqlstate or ""
     if state in _CONFLICT_STATES:
         return DatabaseConflict(redact(f"database conflict: {exc}".strip()))
     if state == _READ_ONLY_STATE:
         return DatabaseReadOnly(redact(f"database is read-only right now: {exc}".strip()))
-    if isinstance(exc, psycopg.OperationalError) and not state and _REJECTED.search(str(exc)):
-        return ConnectionRejected(redact(f"database refused the connection: {exc}".strip()))
+    if isinstance(exc, psycopg.OperationalError) and not state:
+        if _MALFORMED.search(str(exc)):
+            return ConfigurationError(redact(f"unusable DSN: {exc}".strip()))
+        if _REJECTED.search(str(exc)):
+            return ConnectionRejected(redact(f"database refused the connection: {exc}".strip()))
     if (
         isinstance(exc, psycopg.OperationalError)
         or state in _UNAVAILABLE_STATES

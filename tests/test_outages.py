@@ -8,6 +8,7 @@ import psycopg
 import pytest
 
 from queuetopia import (
+    ConfigurationError,
     ConnectionRejected,
     DatabaseConflict,
     DatabaseError,
@@ -63,4 +64,12 @@ def test_each_sqlstate_is_translated_to_its_kind(
 def test_a_refused_login_is_a_rejected_connection(dsn: str) -> None:
     bad = psycopg.conninfo.make_conninfo(dsn, dbname="no_such_database_here")
     with pytest.raises(ConnectionRejected, match="does not exist"):
+        Queuetopia(dsn=bad).get_job(1)
+
+
+@pytest.mark.parametrize("option", ["port=notaport", "sslmode=bogus"])
+def test_a_dsn_libpq_cannot_use_is_a_configuration_error(dsn: str, option: str) -> None:
+    """Not worth waiting for: a starting worker fails at once (docs/deploying.md)."""
+    bad = f"{dsn}&{option}" if "?" in dsn else f"{dsn}?{option}"
+    with pytest.raises(ConfigurationError, match="unusable DSN"):
         Queuetopia(dsn=bad).get_job(1)
