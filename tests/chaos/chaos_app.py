@@ -49,7 +49,9 @@ LOG_RETRY_FOR = 120.0
 _local = threading.local()
 
 
-def _log(statement: str, params: tuple[Any, ...], *, once: bool = False) -> None:
+def _log(
+    statement: str, params: tuple[Any, ...], *, once: bool = False, defer: bool = False
+) -> None:
     """Write to the log, retrying while the database is away. The last param of every
     statement is the time of the event, NULL for "now, on the database's clock".
 
@@ -57,10 +59,11 @@ def _log(statement: str, params: tuple[Any, ...], *, once: bool = False) -> None
     attempt) must not wait for the database: the execution ends at once, as the
     worker expects of a cooperative action, and the write is left to the flusher,
     with the time it was asked for. So is every write while the flusher has a
-    backlog (a start it holds must be written before its end), and, with `once`,
-    a write that failed once: an interrupted action's end record."""
+    backlog (a start it holds must be written before its end), with `defer` every
+    write (an interrupted action's end: not even one round trip to a database that
+    may be slow), and with `once` a write that failed once (a failed action's end)."""
     at = datetime.now(UTC)
-    if _flusher.busy():
+    if defer or _flusher.busy():
         _flusher.put(statement, (*params, at))
         return
     deadline = time.monotonic() + LOG_RETRY_FOR
@@ -159,12 +162,14 @@ def _started(exec_id: uuid.UUID, job: Job, n: int) -> None:
 
 
 def _ended(exec_id: uuid.UUID, outcome: str, *, once: bool = False) -> None:
+    """Record the end; an interrupted execution's end is left to the flusher."""
     _log(
         "UPDATE chaos_exec SET outcome = e.outcome, ended_at = coalesce(e.at, clock_timestamp())"
         " FROM (SELECT %s::text AS outcome, %s::uuid AS id, %s::timestamptz AS at) AS e"
         " WHERE exec_id = e.id AND ended_at IS NULL",
         (outcome, exec_id),
         once=once,
+        defer=outcome == "interrupted",
     )
 
 
