@@ -50,6 +50,29 @@ def run_cli(
     )
 
 
+def worker_until_waiting(app: str, env: dict[str, str]) -> tuple[str, str, int]:
+    """Run `queuetopia worker APP`; SIGTERM it once it says it waits for the database
+    (docs/deploying.md). Its stdout, stderr and exit code."""
+    proc = subprocess.Popen(
+        [CLI, "worker", app], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    lines: list[str] = []
+    try:
+        for line in proc.stderr:
+            lines.append(line)
+            if "waiting for it" in line:
+                proc.send_signal(signal.SIGTERM)
+                break
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return out, "".join(lines) + err, proc.returncode
+
+
 @dataclass
 class WorkerProcess:
     """A `queuetopia worker` subprocess; its JSON log goes to a file."""

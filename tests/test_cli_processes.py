@@ -13,7 +13,7 @@ from queuetopia import Queuetopia
 from queuetopia.testing import drain
 
 from .apps.shop import SCOPE_ENV, build
-from .procs import cli_env, run_cli
+from .procs import cli_env, run_cli, worker_until_waiting
 
 APP = "tests.apps.shop:topia"
 
@@ -79,13 +79,18 @@ def test_an_unknown_job_id_is_one_line_on_stderr(dsn: str, scope: str) -> None:
 
 def test_a_bad_dsn_never_shows_its_password(dsn: str, scope: str) -> None:
     env = cli_env("postgresql://shop:s3cr3t-pass@127.0.0.1:1/shop", **{SCOPE_ENV: scope})
-    for args in (["inspect", APP], ["worker", APP], ["migrate", "--status"]):
+    for args in (["inspect", APP], ["migrate", "--status"]):
         result = run_cli(*args, env=env, timeout=60)
         assert result.returncode == 1, result
         assert "s3cr3t" not in result.stdout + result.stderr
         assert "Traceback" not in result.stderr
         assert result.stderr.startswith("error: database unavailable")
         assert len(result.stderr.splitlines()) == 1, result.stderr
+    # A worker waits for an unreachable database, and says so without the password.
+    stdout, stderr, code = worker_until_waiting(APP, env)
+    assert code == 0, stderr
+    assert "s3cr3t" not in stdout + stderr and "Traceback" not in stderr
+    assert "database unavailable" in stderr and "waiting for it before starting" in stderr
 
 
 def test_a_bad_app_exits_2_in_one_line(dsn: str, scope: str) -> None:

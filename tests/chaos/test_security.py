@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import random
 import signal
-import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,7 +23,7 @@ from typer.testing import CliRunner, Result
 from queuetopia import Queuetopia, ValidationError
 from queuetopia_cli.main import app
 
-from ..procs import CLI, ROOT, cli_env, run_cli
+from ..procs import cli_env, run_cli, worker_until_waiting
 from ..strategies import invalid_names, json_params, same, valid_names
 from .fuzz_app import SCOPE_ENV
 from .harness import Chaos, Db, now
@@ -364,7 +363,8 @@ def test_a_bad_dsn_never_shows_its_password(chaos_server: ChaosServer, dsn: str)
     malformed DSN; an unreachable database it waits for (docs/deploying.md), saying so
     without the password, until SIGTERM stops it."""
     unreachable = dsn.endswith(":1/shop") or dsn.endswith("dbname=shop")
-    stdout, stderr, code = worker_until_waiting(dsn)
+    env = cli_env(dsn, **{SCOPE_ENV: "chaos-dsn"})
+    stdout, stderr, code = worker_until_waiting(FUZZ_APP, env)
     assert "s3cr3t" not in stdout + stderr
     assert "Traceback" not in stderr
     if unreachable:
@@ -381,30 +381,6 @@ def test_a_bad_dsn_never_shows_its_password(chaos_server: ChaosServer, dsn: str)
     ):
         line = assert_clear_error(CliRunner().invoke(app, [*args, "--dsn", dsn]), code=1)
         assert "s3cr3t" not in line, line
-
-
-def worker_until_waiting(dsn: str) -> tuple[str, str, int]:
-    """Run `queuetopia worker` on `dsn`; SIGTERM it once it says it waits for the
-    database. Its stdout, stderr and exit code."""
-    env = cli_env(dsn, **{SCOPE_ENV: "chaos-dsn"})
-    proc = subprocess.Popen(
-        [CLI, "worker", FUZZ_APP], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert proc.stderr is not None
-    lines: list[str] = []
-    try:
-        for line in proc.stderr:
-            lines.append(line)
-            if "waiting for it" in line:
-                proc.send_signal(signal.SIGTERM)
-                break
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    return out, "".join(lines) + err, proc.returncode
 
 
 def test_a_wrong_password_is_not_shown(chaos_server: ChaosServer) -> None:
