@@ -62,6 +62,7 @@ class Execution:
         self.timeout = timeout
         self.reason: str | None = None
         self._active = True
+        self._armed = False  # raising in the thread lands inside the action's try
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[Any] | None = None
@@ -74,8 +75,18 @@ class Execution:
             self.reason = reason
             if self._task is not None and self._loop is not None:
                 self._loop.call_soon_threadsafe(self._task.cancel)
-            else:
+            elif self._armed:
                 _inject(self.thread_id, exc)
+
+    def arm(self) -> None:
+        """From here on an interrupt is raised inside the action's thread; one that
+        came before (the lease lost while the job was claimed) is raised now. Raised
+        any earlier, it would escape the runner, not end the attempt."""
+        with self._lock:
+            self._armed = True
+            reason = self.reason
+        if reason is not None:
+            raise JobTimeout if reason == "timeout" else Interrupted
 
     def attach(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
         with self._lock:
@@ -199,6 +210,7 @@ def _execute(job: Job, action: Action[Any, Any], on_start: Callable[[Execution],
     key = dog.watch(execution)
     try:
         try:
+            execution.arm()
             if action.is_async:
                 value = _run_async(action.fn, kwargs, execution)
             else:
