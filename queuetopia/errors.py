@@ -233,10 +233,20 @@ def capped(text: str, limit: int) -> str:
     if len(data) <= limit:
         return text
     keep = max(limit - 64, 0)  # room for the marker
-    head = data[: keep * 3 // 4].decode("utf-8", "ignore")
-    tail = data[len(data) - (keep - keep * 3 // 4) :].decode("utf-8", "ignore")
+    head = _token_cut(data[: keep * 3 // 4].decode("utf-8", "ignore"), from_end=True)
+    tail = _token_cut(data[len(data) - (keep - keep * 3 // 4) :].decode("utf-8", "ignore"))
     cut = len(data) - len(head.encode("utf-8")) - len(tail.encode("utf-8"))
     return f"{head}\n\u2026 [truncated {cut} bytes] \u2026\n{tail}"
+
+
+def _token_cut(text: str, *, from_end: bool = False) -> str:
+    """Drop the word the cut went through (up to 256 characters): half a DSN would
+    slip past `redact`, which runs on the cut text."""
+    edge = text[-256:] if from_end else text[:256]
+    spaces = [i for i, char in enumerate(edge) if char.isspace()]
+    if from_end:
+        return text[: len(text) - len(edge) + (spaces[-1] if spaces else 0)]
+    return text[(spaces[0] if spaces else len(edge)) :]
 
 
 # SQLSTATEs that mean "not now" rather than "never": admin or crash shutdown, the

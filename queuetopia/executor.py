@@ -261,7 +261,10 @@ def _describe(exc: BaseException) -> str:
     (a 10 MB message must not be copied around, written and logged in full)."""
     summary = "".join(traceback.format_exception_only(exc)).strip()
     trace = "".join(traceback.format_exception(exc)).rstrip()
-    return capped(redact(f"{summary}\n\n{trace}"), MAX_ERROR_BYTES)
+    # Cut first: redacting 20 MB would hold the GIL long enough to starve heartbeats.
+    # Twice the size stored: the runner's final cut drops this cut's edges, where a
+    # value cut in two would slip past redact() and scrub().
+    return redact(capped(f"{summary}\n\n{trace}", 2 * MAX_ERROR_BYTES))
 
 
 def _result(job: Job, value: Any, max_bytes: int) -> Any:

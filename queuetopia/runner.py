@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from . import store
 from .backoff import default_backoff
-from .errors import MAX_NOTE_BYTES, QueuetopiaError, redact, storable
+from .errors import MAX_NOTE_BYTES, QueuetopiaError, capped, redact, storable
 from .events import LogObserver, Observers, first_line
 from .executor import Execution, Outcome, execute
 from .finisher import Finisher
@@ -253,6 +253,9 @@ class Runner:
 
     def _note_error(self, held: Held, job: Job, note: str) -> None:
         action = self.ctx.topia.actions.get(job.action)
+        # Cut first (scrubbing and redacting 10 MB would starve the heartbeats), with
+        # room to spare: the final cut drops the first one's edges.
+        note = capped(note, 8 * MAX_NOTE_BYTES)
         note = action.scrub(note, job.params) if action else note  # docs/security.md
         text = storable(redact(f"\n\n{note}"), MAX_NOTE_BYTES)
         self.ctx.bookkeeping(
