@@ -53,7 +53,7 @@ def test_a_partitioned_worker_stuck_in_a_c_call_exits_before_its_lease_can_go(
     assert exited[0] < second["started_at"], (exited[0], second["started_at"])
     chaos.assert_drained()
     report = chaos.check(
-        "1 partitioned worker stuck in one long C call: fail-stop",
+        "15 partitioned worker stuck in one long C call: fail-stop",
         exit_after_partition_s=round((exited[0] - began).total_seconds(), 2),
         takeover_after_exit_s=round((second["started_at"] - exited[0]).total_seconds(), 3),
     )

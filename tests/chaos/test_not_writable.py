@@ -80,7 +80,7 @@ def test_a_read_only_spell_is_an_outage_not_a_failed_attempt(
     assert all(p.popen.poll() is None for p in procs), "a worker exited"
     chaos.assert_drained()
     report = chaos.check(
-        "2 database read-only for 3 s",
+        "16 database read-only for 3 s",
         read_only_s=READ_ONLY_FOR,
         drain_after_read_only_s=round(took, 1),
     )

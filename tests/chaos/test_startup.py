@@ -43,7 +43,7 @@ def test_a_worker_started_while_the_database_is_down_waits_and_then_runs_jobs(
     chaos.wait_done(1, timeout=30)
     assert chaos.job(job)["attempts"] == 1
     chaos.assert_drained()
-    chaos.assert_clean(chaos.check("6 worker started while the database was down"))
+    chaos.assert_clean(chaos.check("18 worker started while the database was down"))
     assert chaos.stop_all() == [0]
     chaos.assert_no_password_in_logs()
 
