@@ -145,10 +145,16 @@ class Runner:
         def on_start(execution: Execution) -> None:
             with held.lock:
                 held.execution, held.job = execution, job
-                held.started_at = time.monotonic()
+                held.started_at = now = time.monotonic()
                 lost = held.lost
             if lost:
                 execution.interrupt("lease lost")
+            elif now > held.trusted_until:
+                # Paused (SIGSTOP, a long GC) or partitioned between the claim and
+                # now: the lease may be another worker's already, so the job must not
+                # start (docs/guarantees.md). The trust watcher would say so too, but
+                # it may wake after the action has begun.
+                held.lose()
 
         outcome = execute(job, self.ctx.topia.actions.get(job.action), on_start)
         with held.lock:
