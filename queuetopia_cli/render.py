@@ -21,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from queuetopia import Job, OperatorAction, QueueInfo
+from queuetopia.durations import span
 
 # Output to a file or pipe is laid out 120 columns wide unless $COLUMNS says otherwise
 # (rich's 80 would fold most tables); a terminal's own width always wins.
@@ -62,20 +63,8 @@ def when(moment: datetime | None, now: datetime | None = None) -> str:
         return ""
     now = now or datetime.now(moment.tzinfo)
     seconds = (moment - now).total_seconds()
-    span = _span(abs(seconds))
-    return f"in {span}" if seconds > 0 else f"{span} ago"
-
-
-def _span(seconds: float) -> str:
-    """'45s', '4m59s', '2h5m', '3d4h': the largest unit and the next one."""
-    whole = int(seconds)
-    units = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
-    for i, (unit, size) in enumerate(units[:-1]):
-        if whole >= size:
-            rest_unit, rest_size = units[i + 1]
-            rest = (whole % size) // rest_size
-            return f"{whole // size}{unit}" + (f"{rest}{rest_unit}" if rest else "")
-    return f"{whole}s"
+    text = span(abs(seconds))
+    return f"in {text}" if seconds > 0 else f"{text} ago"
 
 
 def stamp(moment: datetime | None) -> str:
@@ -85,8 +74,8 @@ def stamp(moment: datetime | None) -> str:
     return f"{moment.isoformat(sep=' ', timespec='seconds')} ({when(moment)})"
 
 
-def duration(span: timedelta) -> str:
-    return _span(span.total_seconds())
+def duration(length: timedelta) -> str:
+    return span(length.total_seconds())
 
 
 def _status(value: str) -> Text:

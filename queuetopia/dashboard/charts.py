@@ -6,8 +6,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from ..durations import span
 from ..models import MinuteCounts
-from .display import span
 
 WIDTH, HEIGHT = 600, 120  # the viewBox; the SVG scales to its box
 

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from ..app import Queuetopia
+from ..durations import span
 from . import display
 from .counts import CountsCache
 from .history import BlockedHistory
@@ -48,7 +49,7 @@ class Dashboard:
             first_line=display.first_line,
             error_text=display.error_text,
             pretty_json=display.pretty_json,
-            span=display.span,
+            span=span,
             age_of_renewal=display.renewed,
         )
 

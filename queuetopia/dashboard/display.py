@@ -6,21 +6,8 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
+from ..durations import span
 from ..errors import redact
-
-
-def span(seconds: float) -> str:
-    """'45s', '4m59s', '2h5m', '3d4h': the largest unit and the next one."""
-    if 0 < seconds < 1:
-        return "<1s"
-    whole = int(max(seconds, 0))
-    units = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
-    for i, (unit, size) in enumerate(units[:-1]):
-        if whole >= size:
-            rest_unit, rest_size = units[i + 1]
-            rest = (whole % size) // rest_size
-            return f"{whole // size}{unit}" + (f"{rest}{rest_unit}" if rest else "")
-    return f"{whole}s"
 
 
 def when(moment: datetime | None, now: datetime) -> str:
