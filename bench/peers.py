@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import signal
@@ -36,7 +37,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -209,6 +210,18 @@ async def asyncpg_connect(dsn: str) -> Any:
     )
 
 
+@contextlib.asynccontextmanager
+async def pgqueuer_queries(dsn: str) -> AsyncIterator[tuple[Any, Any]]:
+    """PgQueuer's queries on an asyncpg connection of their own, and the connection."""
+    from pgqueuer import AsyncpgDriver, Queries
+
+    conn = await asyncpg_connect(dsn)
+    try:
+        yield Queries(AsyncpgDriver(conn)), conn
+    finally:
+        await conn.close()
+
+
 def _psycopg(dsn: str) -> Any:
     import psycopg
 
@@ -229,13 +242,10 @@ def reset(system: str, dsn: str) -> None:
     elif system == "pgqueuer":
 
         async def install() -> None:
-            from pgqueuer import AsyncpgDriver, Queries
-
-            conn = await asyncpg_connect(dsn)
-            if await conn.fetchval("SELECT to_regclass('pgqueuer')") is None:
-                await Queries(AsyncpgDriver(conn)).install()
-            await conn.execute("TRUNCATE pgqueuer, pgqueuer_log")
-            await conn.close()
+            async with pgqueuer_queries(dsn) as (queries, conn):
+                if await conn.fetchval("SELECT to_regclass('pgqueuer')") is None:
+                    await queries.install()
+                await conn.execute("TRUNCATE pgqueuer, pgqueuer_log")
 
         asyncio.run(install())
     else:
@@ -260,14 +270,10 @@ def enqueue_lines(system: str, dsn: str, keys: int, per_key: int) -> None:
     elif system == "pgqueuer":
 
         async def enqueue() -> None:
-            from pgqueuer import AsyncpgDriver, Queries
-
-            conn = await asyncpg_connect(dsn)
-            queries = Queries(AsyncpgDriver(conn))
-            for k in range(keys):
-                payloads: list[bytes | None] = [str(i).encode() for i in range(per_key)]
-                await queries.enqueue([key_name(k)] * per_key, payloads, [0] * per_key)
-            await conn.close()
+            async with pgqueuer_queries(dsn) as (queries, _):
+                for k in range(keys):
+                    payloads: list[bytes | None] = [str(i).encode() for i in range(per_key)]
+                    await queries.enqueue([key_name(k)] * per_key, payloads, [0] * per_key)
 
         asyncio.run(enqueue())
     else:
@@ -425,17 +431,12 @@ def enqueue_single(system: str, dsn: str, n: int) -> dict[str, Any]:
     if system == "pgqueuer":
 
         async def go() -> float:
-            from pgqueuer import AsyncpgDriver, Queries
-
-            conn = await asyncpg_connect(dsn)
-            queries = Queries(AsyncpgDriver(conn))
-            await queries.enqueue(key_name(0), b"-1")
-            t0 = time.perf_counter()
-            for i in range(n):
-                await queries.enqueue(key_name(i % 100), str(i).encode())
-            took = time.perf_counter() - t0
-            await conn.close()
-            return took
+            async with pgqueuer_queries(dsn) as (queries, _):
+                await queries.enqueue(key_name(0), b"-1")
+                t0 = time.perf_counter()
+                for i in range(n):
+                    await queries.enqueue(key_name(i % 100), str(i).encode())
+                return time.perf_counter() - t0
 
         took = asyncio.run(go())
     elif system == "procrastinate":
@@ -472,18 +473,14 @@ def enqueue_fanout(system: str, dsn: str, queues: int, calls: int) -> dict[str, 
     if system == "pgqueuer":
 
         async def go() -> float:
-            from pgqueuer import AsyncpgDriver, Queries
-
-            conn = await asyncpg_connect(dsn)
-            queries = Queries(AsyncpgDriver(conn))
-            t0 = time.perf_counter()
-            for c in range(calls):
-                its = items(c)
-                payloads: list[bytes | None] = [str(i).encode() for _, i in its]
-                await queries.enqueue([key_name(k) for k, _ in its], payloads, [0] * len(its))
-            took = time.perf_counter() - t0
-            await conn.close()
-            return took
+            async with pgqueuer_queries(dsn) as (queries, _):
+                t0 = time.perf_counter()
+                for c in range(calls):
+                    its = items(c)
+                    payloads: list[bytes | None] = [str(i).encode() for _, i in its]
+                    entrypoints = [key_name(k) for k, _ in its]
+                    await queries.enqueue(entrypoints, payloads, [0] * len(its))
+                return time.perf_counter() - t0
 
         took = asyncio.run(go())
     elif system == "procrastinate":

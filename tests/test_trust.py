@@ -25,46 +25,39 @@ def runner_on(topia: Queuetopia, conn: psycopg.Connection[Any]) -> Runner:
     return Runner(RunContext(topia, "paused-node", bookkeeping, threading.Event(), never, print))
 
 
-def test_a_claimed_job_does_not_start_past_the_trust_deadline(topia: Queuetopia, dsn: str) -> None:
+def claim_and_drain(topia: Queuetopia, dsn: str, trusted_for: float) -> tuple[list[int], Held]:
+    """Claim the head of queue "q" and drain it with a lease trusted for `trusted_for`
+    more seconds (negative: the trust window ran out before the job could start);
+    return what the action ran and the lease as the runner left it."""
     ran: list[int] = []
 
     @topia.action("record")
     def record() -> None:
         ran.append(1)
 
-    job = topia.create_job("q", "record")
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        lease = take_lease(conn, topia.scope, "paused-owner")
-        assert lease is not None
-        claimed = store.job_claim_head(conn, scope=topia.scope, lease=lease, node="paused")
-        assert claimed.claimed and claimed.head is not None
-        # Given a claim whose trust window ran out before the job could start (the
-        # process was stopped right after claiming),
-        held = Held(lease, trusted_until=time.monotonic() - 1.0)
-        # when its runner gets to the job,
-        runner_on(topia, conn).drain(held, claimed.head)
-    # then the action never runs and the lease is no longer trusted.
-    assert ran == []
-    assert held.lost
-    after = topia.get_job(job.id)
-    assert after is not None and after.state != "done"
-
-
-def test_a_trusted_claim_runs_its_job(topia: Queuetopia, dsn: str) -> None:
-    ran: list[int] = []
-
-    @topia.action("record")
-    def record() -> None:
-        ran.append(1)
-
-    job = topia.create_job("q", "record")
+    topia.create_job("q", "record")
     with psycopg.connect(dsn, autocommit=True) as conn:
         lease = take_lease(conn, topia.scope, "owner")
         assert lease is not None
         claimed = store.job_claim_head(conn, scope=topia.scope, lease=lease, node="node")
-        assert claimed.head is not None
-        held = Held(lease, trusted_until=time.monotonic() + 30.0)
+        assert claimed.claimed and claimed.head is not None
+        held = Held(lease, trusted_until=time.monotonic() + trusted_for)
         runner_on(topia, conn).drain(held, claimed.head)
+    return ran, held
+
+
+def test_a_claimed_job_does_not_start_past_the_trust_deadline(topia: Queuetopia, dsn: str) -> None:
+    # Given a claim whose trust window ran out before its job could start (the process
+    # was stopped right after claiming), when its runner gets to the job,
+    ran, held = claim_and_drain(topia, dsn, trusted_for=-1.0)
+    # then the action never runs and the lease is no longer trusted.
+    assert ran == []
+    assert held.lost
+    assert [job.state for job in topia.list_jobs()] != ["done"]
+
+
+def test_a_trusted_claim_runs_its_job(topia: Queuetopia, dsn: str) -> None:
+    ran, held = claim_and_drain(topia, dsn, trusted_for=30.0)
     assert ran == [1]
-    after = topia.get_job(job.id)
-    assert after is not None and after.state == "done"
+    assert not held.lost
+    assert [job.state for job in topia.list_jobs()] == ["done"]
