@@ -128,10 +128,11 @@ SELECT count(*) FROM (
 """
 
 # A job that ran to its end successfully in an attempt that is not the one recorded:
-# it completed twice. Explained only if a fault hit that process (or the database
-# stayed away longer than the lease; connection faults of the process count too: they
-# can keep a completion from the database until the lease is gone) while that
-# execution was in progress: after it
+# it completed twice. Explained only if a fault hit that process (or the whole
+# database: an outage, a restart, a read-only spell, during which no lease can be
+# renewed; connection faults of the process count too: they can keep a completion
+# from the database until the lease is gone) while that execution was in progress:
+# after it
 # started, and before the job started again. Until then its outcome was still on its
 # way to the database (a completion held, a reply lost); a fault of the same process
 # after the job ran again explains nothing.
@@ -145,7 +146,7 @@ SELECT x.job_id, x.attempt, j.attempts AS recorded_attempt,
                       'infinity')
                   AND (f.pid = x.pid AND f.kind IN ('kill', 'exit', 'stop', 'partition',
                                                     'reset', 'delay', 'terminate', 'reply_lost')
-                       OR f.pid IS NULL AND f.kind = 'outage')) AS explained
+                       OR f.pid IS NULL)) AS explained
   FROM chaos_exec x JOIN queuetopia_jobs j ON j.id = x.job_id
  WHERE x.scope = %(scope)s AND x.outcome = 'ok'
    AND NOT (j.state = 'done' AND x.attempt = j.attempts)

@@ -143,3 +143,21 @@ def test_a_fault_after_the_rerun_does_not_explain_a_double_completion(
     assert measure(chaos)["duplicated"] == 1
     chaos.fault("stop", 100, at(1.5), at(6))  # while its outcome was on its way
     assert measure(chaos) == {"reexecuted": 1, "cut_off": 0, "killed": 0}
+
+
+def test_a_database_wide_fault_during_the_execution_explains_a_double_completion(
+    two_jobs: tuple[Chaos, int, int],
+) -> None:
+    """A read-only spell or a restart hits every process: no lease can be renewed, so
+    an outcome may be discarded and its job run again. Before the execution started,
+    such a fault explains nothing."""
+    chaos, a, b = two_jobs
+    run(chaos, a, 0, 1, 100, 0, 1)
+    run(chaos, a, 0, 2, 200, 2, 3, prev_error="worker lost: x")
+    run(chaos, b, 1, 1, 200, 3, 4)
+    done(chaos, a, 2, 3.1)
+    done(chaos, b, 1, 4.1)
+    chaos.fault("readonly", None, at(-1.0), at(-0.5))
+    assert measure(chaos)["duplicated"] == 1
+    chaos.fault("readonly", None, at(0.5), at(1.5))  # while its outcome was on its way
+    assert measure(chaos) == {"reexecuted": 1, "cut_off": 0, "killed": 0}
