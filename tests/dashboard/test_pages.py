@@ -149,6 +149,21 @@ def test_job_page_shows_every_field_masks_secrets_and_the_whole_error(
     assert 'id="retry"' in page and 'id="cancel"' in page
 
 
+def test_job_page_shows_attempt_history_operator_actions_and_failed_at(
+    client: TestClient, shop: Shop
+) -> None:
+    job = shop.topia.actions["refund"].delay("refunds", order=7)  # one attempt, then failed
+    drain(shop.topia)
+    shop.topia.retry_job(job.id, by="ada", reason="payment provider is back")
+    drain(shop.topia)
+    page = client.get(f"/jobs/{job.id}").text
+    attempts = page.split('<table id="attempts">')[1].split("</table>")[0]
+    assert attempts.count("<tr><td>") == 2 and "ValueError: order 7 was never paid" in attempts
+    operators = page.split('<table id="operator-log">')[1].split("</table>")[0]
+    assert "<td>retry</td><td>ada</td>" in operators and "payment provider is back" in operators
+    assert "<dt>failed at</dt>" in page and "<dt>done at</dt>" not in page
+
+
 def test_job_page_hides_dsn_passwords_in_errors(client: TestClient, shop: Shop) -> None:
     job = shop.topia.create_job("q", "unknown_here", {})
     with shop.topia.connection() as conn:
