@@ -5,14 +5,12 @@ shown; inspect's failed counts and --status filter; bare `@topia.action` names."
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
-from typer.testing import CliRunner, Result
+from typer.testing import CliRunner
 
 from queuetopia import InvalidTransition, JobState, Queuetopia, Selection, ValidationError
 from queuetopia.operations import operator
@@ -21,6 +19,7 @@ from queuetopia_cli import ops_cmd
 from queuetopia_cli.main import app
 
 from .apps.shop import SCOPE_ENV, build
+from .test_cli import as_json, cli, ok
 
 APP = "tests.apps.shop:topia"
 
@@ -32,20 +31,6 @@ def shop(dsn: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Queuetopia]:
     topia = build()
     yield topia
     topia.close()
-
-
-def cli(*args: str, input: str | None = None) -> Result:
-    return CliRunner().invoke(app, list(args), input=input)
-
-
-def ok(*args: str, input: str | None = None) -> Result:
-    result = cli(*args, input=input)
-    assert result.exit_code == 0, result.output
-    return result
-
-
-def as_json(*args: str) -> Any:
-    return json.loads(ok(*args, "--json").stdout)
 
 
 def failed_charges(topia: Queuetopia, queues: list[str]) -> list[int]:
