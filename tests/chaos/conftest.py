@@ -10,10 +10,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from queuetopia import Queuetopia
 
+from .failover import FailoverPair
 from .harness import LOG_TABLES, RESULTS, Chaos
 from .server import ChaosServer
 
@@ -65,8 +67,6 @@ def chaos_server() -> Iterator[ChaosServer]:
             server.init()
             server.start()
             Queuetopia(dsn=server.dsn).migrate()
-            import psycopg
-
             with psycopg.connect(server.dsn, autocommit=True) as conn:
                 conn.execute(LOG_TABLES)
             yield server
@@ -102,3 +102,32 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             f"duration={r.duration_s}s "
             f"violations={r.violations() or 'none'} {r.extra or ''}"
         )
+
+
+@pytest.fixture
+def log_server(chaos_server: ChaosServer) -> ChaosServer:
+    return chaos_server
+
+
+def _pair(synchronous: bool) -> Iterator[FailoverPair]:
+    """A primary and its standby (tests/chaos/failover.py), migrated, with the log
+    tables (the checks read them there; the log is written to the suite's server)."""
+    pair = FailoverPair(synchronous=synchronous)
+    try:
+        pair.start()
+        Queuetopia(dsn=pair.dsn()).migrate()
+        with psycopg.connect(pair.dsn(), autocommit=True) as conn:
+            conn.execute(LOG_TABLES)
+        yield pair
+    finally:
+        pair.cleanup()
+
+
+@pytest.fixture
+def sync_pair(chaos_server: ChaosServer) -> Iterator[FailoverPair]:
+    yield from _pair(True)
+
+
+@pytest.fixture
+def async_pair(chaos_server: ChaosServer) -> Iterator[FailoverPair]:
+    yield from _pair(False)

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from urllib.parse import quote
 
 import psycopg
 
 from .proxy import Proxy
-from .server import SUPERUSER, ChaosServer, _bin
+from .server import SUPERUSER, ChaosServer, _bin, dsn_for
 
 STANDBY_NAME = "qt_standby"
 
@@ -55,7 +56,15 @@ class FailoverPair:
                 conf.write(f"synchronous_standby_names = '{STANDBY_NAME}'\n")
                 conf.write("synchronous_commit = on\n")
         self.primary.start()
+        self._make_standby()
+
+    def _make_standby(self, wanted: str | None = None) -> None:
+        """`pg_basebackup -R` of the primary into the standby, streaming through a
+        proxy of its own; until the primary sees it streaming (as `wanted`)."""
+        if self.replication is not None:
+            self.replication.close()
         self.replication = Proxy(self.primary.port)
+        shutil.rmtree(self.standby.data, ignore_errors=True)
         self.standby._run(
             _bin("pg_basebackup"),
             "-D",
@@ -84,11 +93,45 @@ class FailoverPair:
             conf.write(f"primary_conninfo = '{conninfo}'\n")
         self.standby.pg_ctl("start")
         self.standby.wait_ready()
-        self.wait_streaming()
+        self.wait_streaming(wanted)
 
-    def wait_streaming(self, timeout: float = 60.0) -> None:
-        """Until the primary sees its standby streaming (and, in sync mode, as `sync`)."""
-        wanted = "sync" if self.synchronous else "async"
+    def fail_over(self, detect_s: float, on_promoted: Callable[[], None]) -> float:
+        """A whole failover as a failover manager (Patroni, say) runs it: the primary
+        crashes; after `detect_s` the standby is promoted and becomes the primary
+        (`on_promoted` then points the clients' proxies at it); it commits without a
+        synchronous standby until the old primary, rebuilt from it, streams again as its
+        standby. With synchronous replication nothing acknowledged is lost. Returns the
+        seconds from the crash to the promoted server accepting writes."""
+        self.kill_primary()
+        crashed = time.monotonic()
+        if self.replication is not None:
+            self.replication.set_mode("reset")
+        time.sleep(detect_s)
+        self.promote()
+        promoted = time.monotonic()
+        self.primary, self.standby = self.standby, self.primary
+        if self.synchronous:
+            self._set_sync("''")
+        on_promoted()
+        self._make_standby("async")
+        if self.synchronous:
+            self._set_sync(None)
+            self.wait_streaming()
+        return promoted - crashed
+
+    def _set_sync(self, names: str | None) -> None:
+        """Set (None: reset to postgresql.conf's) the primary's synchronous standbys."""
+        with psycopg.connect(self.primary.dsn, autocommit=True) as conn:
+            if names is None:
+                conn.execute("ALTER SYSTEM RESET synchronous_standby_names")
+            else:
+                conn.execute(f"ALTER SYSTEM SET synchronous_standby_names = {names}")
+            conn.execute("SELECT pg_reload_conf()")
+
+    def wait_streaming(self, wanted: str | None = None, timeout: float = 60.0) -> None:
+        """Until the primary sees its standby streaming as `wanted` (by default `sync`
+        in sync mode, else `async`)."""
+        wanted = wanted or ("sync" if self.synchronous else "async")
         deadline = time.monotonic() + timeout
         while True:
             with psycopg.connect(self.primary.dsn, autocommit=True) as conn:
@@ -134,3 +177,52 @@ class FailoverPair:
         for server in (self.standby, self.primary):
             server.stop()
             shutil.rmtree(server.root, ignore_errors=True)
+
+
+class Cluster:
+    """What the harness needs of a server, for the pair behind a multi-host DSN;
+    `attrs` is the DSN's target_session_attrs (`primary`: the writable server even
+    while a read-only spell makes it refuse writes)."""
+
+    def __init__(self, pair: FailoverPair, attrs: str = "read-write") -> None:
+        self.pair = pair
+        self.dsn = pair.dsn(target_session_attrs=attrs)
+        self.password = pair.primary.password
+
+    @property
+    def port(self) -> int:
+        return self.pair.primary.port
+
+    @property
+    def primary_dsn(self) -> str:
+        return self.pair.primary.dsn
+
+    def dsn_at(self, port: int) -> str:
+        return dsn_for(port, SUPERUSER, self.password)
+
+    def restart(self, mode: str = "fast") -> float:
+        return self.pair.primary.restart(mode)
+
+    def ensure_running(self) -> None:
+        self.pair.primary.ensure_running()
+
+
+LOG_COLUMNS = (
+    "exec_id, scope, job_id, queue, n, attempt, pid, node, prev_error,"
+    " started_at, ended_at, outcome"
+)
+
+
+def copy_log(scope: str, log_dsn: str, dsn: str) -> None:
+    """Copy a scope's execution log from the log server to the pair, for the checks."""
+    with psycopg.connect(log_dsn, autocommit=True) as src:
+        rows = src.execute(
+            f"SELECT {LOG_COLUMNS} FROM chaos_exec WHERE scope = %s", (scope,)
+        ).fetchall()
+    placeholders = ", ".join(["%s"] * 12)
+    with psycopg.connect(dsn, autocommit=True) as dst:
+        dst.cursor().executemany(
+            f"INSERT INTO chaos_exec ({LOG_COLUMNS}) VALUES ({placeholders})"
+            " ON CONFLICT (exec_id) DO NOTHING",
+            rows,
+        )

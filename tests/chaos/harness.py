@@ -191,7 +191,7 @@ SELECT k.job_id, k.queue, k.attempt, k.surely_ended AS died_at,
 )
 
 IDLE_IN_TRANSACTION = """
-SELECT count(*) FROM pg_stat_activity
+SELECT client_port FROM pg_stat_activity
  WHERE state LIKE 'idle in transaction%%' AND now() - state_change > interval '1 second'
 """
 
@@ -277,11 +277,17 @@ class Db:
 
 
 class IdleInTransactionWatch:
-    """Samples pg_stat_activity for sessions idle in a transaction for over a second."""
+    """Samples pg_stat_activity for sessions idle in a transaction for over a second.
+
+    `excuse(client_port)` may say that a session's client is frozen by a fault (a
+    SIGSTOP, a partition): its transaction stands still because the fault holds it,
+    not because the worker left it open. Such sessions count in `excused`."""
 
     def __init__(self, dsn: str, every: float = 0.5) -> None:
         self.db = Db(dsn)
         self.seen = 0
+        self.excused = 0
+        self.excuse: Callable[[int | None], bool] = lambda port: False
         self._stopped = threading.Event()
         self._every = every
         self._thread = threading.Thread(target=self._run, daemon=True, name="chaos-idle-tx")
@@ -290,7 +296,10 @@ class IdleInTransactionWatch:
     def _run(self) -> None:
         while not self._stopped.wait(self._every):
             with contextlib.suppress(psycopg.Error):
-                self.seen = max(self.seen, int(self.db.value(IDLE_IN_TRANSACTION, timeout=1)))
+                ports = [r["client_port"] for r in self.db.rows(IDLE_IN_TRANSACTION, timeout=1)]
+                excused = sum(1 for port in ports if self.excuse(port))
+                self.excused = max(self.excused, excused)
+                self.seen = max(self.seen, len(ports) - excused)
 
     def stop(self) -> int:
         self._stopped.set()
@@ -392,7 +401,7 @@ class Chaos:
         return proxy
 
     def proxied_dsn(self, proxy: Proxy) -> str:
-        return self.server.dsn.replace(f":{self.server.port}/", f":{proxy.port}/")
+        return self.server.dsn_at(proxy.port)
 
     def stop_all(self, timeout: float = 60.0) -> list[int]:
         """SIGTERM every live worker (resuming stopped ones); return their exit codes."""
@@ -526,22 +535,7 @@ class Chaos:
         overlaps = self.db.rows(OVERLAPS, p)
         extra_done = self.db.rows(EXTRA_COMPLETIONS, p)
         killed = self.db.rows(KILLED, p)
-        not_counted = [
-            k
-            for k in killed
-            if not (
-                (
-                    k["next_attempt"] is not None
-                    and k["next_attempt"] > k["attempt"]
-                    and (k["next_prev_error"] or "").startswith("worker lost")
-                )
-                or (
-                    k["next_attempt"] is None
-                    and k["job_attempts"] >= k["attempt"]
-                    and (k["job_error"] or "").startswith("worker lost")
-                )
-            )
-        ]
+        not_counted = _not_counted(killed)
         recoveries = [float(k["recovery"]) for k in killed if k["recovery"] is not None]
         explained = [o for o in overlaps if o["explained"]]
         report = Report(
@@ -646,6 +640,11 @@ class Chaos:
         lines += [f"overlap: {o}" for o in overlaps[:10]]
         extra = [r for r in self.db.rows(EXTRA_COMPLETIONS, p) if not r["explained"]]
         lines += [f"completed twice: {r}" for r in extra[:10]]
+        for r in extra[:3]:
+            lines += self._history(r["job_id"])
+        for k in _not_counted(self.db.rows(KILLED, p))[:3]:
+            lines.append(f"killed, not counted: {k}")
+            lines += self._history(k["job_id"])
         pids = {r["pid"] for r in unended} | {o["first_pid"] for o in overlaps}
         for proc in self.group.started:
             if proc.pid in pids and proc.popen.poll() is None:
@@ -663,6 +662,28 @@ class Chaos:
                 ]
                 lines += [f"worker {proc.pid}: {w}" for w in warned[:30]]
         return "\n".join(lines)
+
+    def _history(self, job_id: int) -> list[str]:
+        """A job's executions, the faults around them, and what workers logged of it."""
+        execs = self.db.rows(
+            "SELECT pid, attempt, started_at, ended_at, outcome, prev_error FROM chaos_exec"
+            " WHERE scope = %s AND job_id = %s ORDER BY started_at",
+            (self.scope, job_id),
+        )
+        lines = [f"  job {job_id} execution: {e}" for e in execs]
+        if execs:
+            faults = self.db.rows(
+                "SELECT kind, pid, at, until, detail FROM chaos_fault WHERE scope = %s"
+                " AND coalesce(until, at) >= %s - interval '5 seconds'"
+                " AND at <= %s + interval '1 second' ORDER BY at",
+                (self.scope, execs[0]["started_at"], execs[-1]["started_at"]),
+            )
+            lines += [f"  fault: {f}" for f in faults]
+        for proc in self.group.started:
+            for line in self.log_lines(proc):
+                if f"job {job_id} " in line["message"] or line.get("job_id") == job_id:
+                    lines.append(f"  worker {proc.pid}: {line['time']} {line['message']}")
+        return lines
 
     def assert_drained(self) -> None:
         """No lease and no running job left once the work is done."""
@@ -683,6 +704,26 @@ class Chaos:
             with contextlib.suppress(ValueError):
                 lines.append(json.loads(line))
         return lines
+
+
+def _not_counted(killed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The executions a death cut off whose attempt was not counted as "worker lost"."""
+    return [
+        k
+        for k in killed
+        if not (
+            (
+                k["next_attempt"] is not None
+                and k["next_attempt"] > k["attempt"]
+                and (k["next_prev_error"] or "").startswith("worker lost")
+            )
+            or (
+                k["next_attempt"] is None
+                and k["job_attempts"] >= k["attempt"]
+                and (k["job_error"] or "").startswith("worker lost")
+            )
+        )
+    ]
 
 
 def _write_results() -> None:

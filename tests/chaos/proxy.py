@@ -286,6 +286,17 @@ class Proxy:
                     return rule
         return None
 
+    def upstream_ports(self) -> set[int]:
+        """The local ports of the connections to the server: `client_port` in the
+        server's pg_stat_activity."""
+        ports = set()
+        with self._lock:
+            links = list(self._links)
+        for link in links:
+            with contextlib.suppress(OSError, AttributeError):
+                ports.add(link.server.getsockname()[1])  # type: ignore[union-attr]
+        return ports
+
     # -- control ---------------------------------------------------------------------
 
     def set_mode(self, mode: str, delay: float = 0.0) -> None:

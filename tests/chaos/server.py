@@ -71,6 +71,15 @@ class ChaosServer:
     def dsn(self) -> str:
         return dsn_for(self.port, SUPERUSER, self.password)
 
+    @property
+    def primary_dsn(self) -> str:
+        """The server to flip read-only (a pair's current primary)."""
+        return self.dsn
+
+    def dsn_at(self, port: int) -> str:
+        """This server's DSN with another port: a proxy in front of it."""
+        return dsn_for(port, SUPERUSER, self.password)
+
     def _run(self, *args: str, timeout: float = 60.0) -> None:
         # pg_ctl's children inherit stdout: files, not pipes, or the call never returns.
         with tempfile.TemporaryFile("w+") as out:

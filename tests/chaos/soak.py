@@ -12,7 +12,19 @@ from a seeded generator, one of:
 * `restart-fast`: restart PostgreSQL (`pg_ctl restart -m fast`);
 * `readonly`: `ALTER SYSTEM SET default_transaction_read_only = on` and
   `pg_reload_conf()` for a second, then off again (a flag: `read_only=False` leaves it
-  out).
+  out);
+* `failover`: on a primary with a synchronous standby (tests/chaos/failover.py), the
+  primary crashes, the standby is promoted after longer than the lease, every worker's
+  proxy is pointed at it, and the old primary is rebuilt as its standby.
+
+A worker that fails stop (exit status 75: a job still running once its lease was lost,
+which a SIGSTOP or a partition past the lease can cause; queuetopia/failstop.py) is
+recorded as an `exit` fault at the moment it was seen dead (a watcher polls every 20
+ms) and started again, as its supervisor would. Any other exit is a finding.
+
+While a worker is stopped or partitioned, a transaction it had open stands still on the
+server; the idle-in-transaction watch excuses sessions of that worker's proxy until 3
+s after the fault ends.
 
 A worker takes at most one fault at a time; the database at most one database-wide
 fault at a time. Faults are logged in memory (the fault log cannot be written while the
@@ -36,11 +48,15 @@ from typing import Any
 import psycopg
 
 from ..procs import WorkerProcess
+from .failover import Cluster
 from .harness import Chaos, now
 from .proxy import Proxy
 
 PROCESS_FAULTS = ("kill", "stop", "partition", "reset", "terminate")
-DATABASE_FAULTS = ("restart-fast", "readonly")
+DATABASE_FAULTS = ("restart-fast", "readonly", "failover")
+# Database-wide faults are rarer: each one hits every worker; a failover the rarest (it
+# takes seconds, and rebuilds a standby).
+WEIGHTS = {"restart-fast": 0.3, "readonly": 0.3, "failover": 0.12}
 
 
 @dataclass
@@ -50,6 +66,7 @@ class Slot:
     proc: WorkerProcess
     proxy: Proxy
     busy: threading.Lock = field(default_factory=threading.Lock)
+    frozen_until: float = 0.0  # monotonic: a stop or partition holds its transactions
 
 
 @dataclass
@@ -79,7 +96,10 @@ class Soak:
         self.rng = random.Random(seed)
         self.seconds = seconds
         self.mean_gap = mean_gap
-        self.kinds = PROCESS_FAULTS + (DATABASE_FAULTS if read_only else ("restart-fast",))
+        database = ["restart-fast"] + ["readonly"] * read_only
+        if isinstance(chaos.server, Cluster):
+            database.append("failover")
+        self.kinds = PROCESS_FAULTS + tuple(database)
         self.queues = [f"s{i}" for i in range(queues)]
         self.slots: list[Slot] = []
         self.faults: list[Fault] = []
@@ -88,9 +108,12 @@ class Soak:
         self._db_fault = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._killed: set[int] = set()  # pids a `kill` fault took
+        self.fail_stops = 0
         for _ in range(workers):
             self.slots.append(self._start_worker())
         self.enqueued = 0
+        chaos.watch.excuse = self._frozen
 
     # -- workers -------------------------------------------------------------------
 
@@ -109,11 +132,22 @@ class Soak:
     def run(self) -> None:
         producer = threading.Thread(target=self._produce, daemon=True, name="soak-producer")
         producer.start()
+        watching = threading.Event()
+        watcher = threading.Thread(
+            target=self._watch_exits, args=(watching,), daemon=True, name="soak-exits"
+        )
+        watcher.start()
         deadline = time.monotonic() + self.seconds
+        # At least one failover a run, at a random moment of its middle third.
+        forced_at = deadline - self.seconds * self.rng.uniform(0.33, 0.67)
+        forced = "failover" not in self.kinds
         while time.monotonic() < deadline:
             time.sleep(self.rng.expovariate(1 / self.mean_gap))
             kind = self.rng.choices(self.kinds, [self._weight(k) for k in self.kinds])[0]
-            thread = threading.Thread(target=self._inject, args=(kind,), daemon=True)
+            wait = not forced and time.monotonic() >= forced_at
+            if wait:
+                kind, forced = "failover", True
+            thread = threading.Thread(target=self._inject, args=(kind, wait), daemon=True)
             thread.start()
             self._threads.append(thread)
             self._threads = [t for t in self._threads if t.is_alive()]
@@ -121,17 +155,60 @@ class Soak:
             thread.join(timeout=120)
         self._stop.set()
         producer.join(timeout=120)
+        time.sleep(2 * self.chaos.lock_ttl)  # a fail-stop the last fault causes comes by then
+        watching.set()
+        watcher.join(timeout=180)
         self.heal()
+
+    def _watch_exits(self, done: threading.Event) -> None:
+        """Record each worker that exited on its own, and start another in its slot."""
+        dead_at: dict[int, datetime] = {}
+        while not done.wait(0.02):
+            for slot in self.slots:
+                proc = slot.proc
+                if proc.popen.poll() is None or proc.pid in self._killed:
+                    continue
+                dead_at.setdefault(proc.pid, now())
+                if not slot.busy.acquire(blocking=False):
+                    continue  # a fault thread still holds it: replace it next round
+                try:
+                    if slot.proc is proc:
+                        self._exited(slot, dead_at[proc.pid])
+                except Exception as exc:
+                    with self._lock:
+                        self.errors.append(f"exit watch: {type(exc).__name__}: {exc}")
+                finally:
+                    slot.busy.release()
+
+    def _exited(self, slot: Slot, at: datetime) -> None:
+        proc = slot.proc
+        status = proc.popen.returncode
+        if status == 75 and "did not stop after the lease on its queue was lost" in proc.log():
+            self.fail_stops += 1
+        else:
+            with self._lock:
+                self.errors.append(f"worker {proc.pid} exited with {status}: {proc.log()[-600:]}")
+        self._record(Fault("exit", proc.pid, at, detail=f"status {status}"))
+        slot.proxy.close()
+        self._replace(slot)
+
+    def _frozen(self, port: int | None) -> bool:
+        """Is `port` a connection of a worker a stop or a partition holds (or held
+        until less than 3 s ago)?"""
+        moment = time.monotonic()
+        return any(
+            slot.frozen_until > moment and port in slot.proxy.upstream_ports()
+            for slot in self.slots
+        )
 
     @staticmethod
     def _weight(kind: str) -> float:
-        """Database-wide faults are rarer: each one hits every worker."""
-        return 0.3 if kind in DATABASE_FAULTS else 1.0
+        return WEIGHTS.get(kind, 1.0)
 
-    def _inject(self, kind: str) -> None:
+    def _inject(self, kind: str, wait: bool = False) -> None:
         try:
             if kind in DATABASE_FAULTS:
-                if self._db_fault.acquire(blocking=False):
+                if self._db_fault.acquire(blocking=wait):
                     try:
                         self._database_fault(kind)
                     finally:
@@ -154,6 +231,7 @@ class Soak:
         if slot.proc.popen.poll() is not None:
             return
         if kind == "kill":
+            self._killed.add(pid)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
             slot.proc.popen.kill()
@@ -161,17 +239,19 @@ class Soak:
             self._record(Fault("kill", pid, now()))
             self._replace(slot)
         elif kind == "stop":
-            began = now()
+            began, slot.frozen_until = now(), float("inf")
             os.kill(pid, signal.SIGSTOP)
             time.sleep(ttl * self.rng.uniform(1.1, 1.6))
             os.kill(pid, signal.SIGCONT)
             self._record(Fault("stop", pid, began, now()))
+            slot.frozen_until = time.monotonic() + 3.0
         elif kind == "partition":
-            began = now()
+            began, slot.frozen_until = now(), float("inf")
             slot.proxy.set_mode("blackhole")
             time.sleep(ttl * self.rng.uniform(1.1, 1.6))
             slot.proxy.set_mode("pass")
             self._record(Fault("partition", pid, began, now()))
+            slot.frozen_until = time.monotonic() + 3.0
         elif kind == "reset":
             began = now()
             slot.proxy.set_mode("reset")
@@ -215,9 +295,25 @@ class Soak:
             time.sleep(self.rng.uniform(0.5, 1.5))
             self._read_only(False)
             self._record(Fault(kind, None, began, now()))
+        elif kind == "failover":
+            cluster = self.chaos.server
+            assert isinstance(cluster, Cluster)
+            detail = "did not complete"
+            try:
+                promote_s = cluster.pair.fail_over(self.chaos.lock_ttl * 1.2, self._repoint)
+                detail = f"promoted after {promote_s:.2f}s"
+            finally:
+                self._record(Fault(kind, None, began, now(), detail=detail))
+
+    def _repoint(self) -> None:
+        """Every proxy forwards to the new primary; connections to the old one are gone."""
+        for proxy in list(self.chaos.proxies):
+            proxy.upstream = ("127.0.0.1", self.chaos.server.port)
+            proxy.reset_all()
 
     def _read_only(self, on: bool) -> None:
-        with psycopg.connect(self.chaos.server.dsn, autocommit=True, connect_timeout=5) as conn:
+        dsn = self.chaos.server.primary_dsn
+        with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
             conn.execute("SET default_transaction_read_only = off")  # this session writes
             if on:
                 conn.execute("ALTER SYSTEM SET default_transaction_read_only = on")
@@ -292,10 +388,15 @@ class Soak:
 
     # -- figures -------------------------------------------------------------------
 
+    def faults_of(self, kind: str) -> int:
+        return sum(1 for f in self.faults if f.kind == kind)
+
     def figures(self) -> dict[str, Any]:
         return {
             "faults_injected": len(self.faults),
             "faults_by_kind": dict(Counter(f.kind for f in self.faults)),
+            "fail_stop_exits": self.fail_stops,
+            "idle_in_transaction_excused": self.chaos.watch.excused,
             "fault_errors": self.errors[:10],
             "enqueued": self.enqueued,
             "workers": len(self.slots),

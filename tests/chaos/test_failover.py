@@ -20,7 +20,6 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,8 +29,8 @@ import pytest
 from queuetopia import DatabaseUnavailable, Queuetopia, ValidationError
 
 from ..helpers import wait_for
-from .failover import FailoverPair
-from .harness import LOG_TABLES, OVERLAPS, RESULTS, Chaos, Report, _write_results, now
+from .failover import Cluster, FailoverPair, copy_log
+from .harness import OVERLAPS, RESULTS, Chaos, Report, _write_results, now
 from .server import ChaosServer
 
 LOCK_TTL = 3.0
@@ -59,16 +58,6 @@ SELECT (SELECT count(*) FROM (
              FROM queuetopia_jobs WHERE scope = %(scope)s) s
          WHERE n < before)
 """
-
-
-class Cluster:
-    """What the harness needs of a server, for the pair behind a multi-host DSN."""
-
-    def __init__(self, pair: FailoverPair) -> None:
-        self.pair = pair
-        self.dsn = pair.dsn()
-        self.port = pair.primary.port
-        self.password = pair.primary.password
 
 
 @dataclass
@@ -108,33 +97,6 @@ class Producer:
             time.sleep(0.01)
 
 
-@pytest.fixture
-def log_server(chaos_server: ChaosServer) -> ChaosServer:
-    return chaos_server
-
-
-def _pair(synchronous: bool) -> Iterator[FailoverPair]:
-    pair = FailoverPair(synchronous=synchronous)
-    try:
-        pair.start()
-        Queuetopia(dsn=pair.dsn()).migrate()
-        with psycopg.connect(pair.dsn(), autocommit=True) as conn:
-            conn.execute(LOG_TABLES)
-        yield pair
-    finally:
-        pair.cleanup()
-
-
-@pytest.fixture
-def sync_pair(chaos_server: ChaosServer) -> Iterator[FailoverPair]:
-    yield from _pair(True)
-
-
-@pytest.fixture
-def async_pair(chaos_server: ChaosServer) -> Iterator[FailoverPair]:
-    yield from _pair(False)
-
-
 def _chaos(pair: FailoverPair, log: ChaosServer, name: str) -> Chaos:
     chaos = Chaos(Cluster(pair), f"{name}-{random.randrange(1 << 30)}", lock_ttl=LOCK_TTL, poll=1.0)  # type: ignore[arg-type]
     chaos.group.env["QT_CHAOS_LOG_DSN"] = log.dsn
@@ -157,21 +119,7 @@ def _done(chaos: Chaos) -> dict[int, int]:
 
 
 def _copy_log(chaos: Chaos, log: ChaosServer) -> None:
-    columns = (
-        "exec_id, scope, job_id, queue, n, attempt, pid, node, prev_error,"
-        " started_at, ended_at, outcome"
-    )
-    with psycopg.connect(log.dsn, autocommit=True) as src:
-        rows = src.execute(
-            f"SELECT {columns} FROM chaos_exec WHERE scope = %s", (chaos.scope,)
-        ).fetchall()
-    placeholders = ", ".join(["%s"] * 12)
-    with psycopg.connect(chaos.server.dsn, autocommit=True) as dst:
-        dst.cursor().executemany(
-            f"INSERT INTO chaos_exec ({columns}) VALUES ({placeholders})"
-            " ON CONFLICT (exec_id) DO NOTHING",
-            rows,
-        )
+    copy_log(chaos.scope, log.dsn, chaos.server.dsn)
 
 
 def _run(chaos: Chaos, pair: FailoverPair, *, cut_replication: bool) -> dict[str, Any]:
