@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import threading
 import time
@@ -74,81 +75,85 @@ class Watchdog:
     `synchronous_standby_names`, every commit would hang with no error
     (docs/deploying.md, "Failover"). A cancel ends that wait (the server warns and
     returns); the caller then gets a `ReplyTimeout` instead of the result. One thread
-    for every connection, so that a statement costs a dict insert, not a timer."""
+    for every connection, so that a wait costs two dict operations, not a timer:
+    whoever pops a wait's entry owns it (each dict operation is atomic), so neither
+    side takes a lock."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._waiting: dict[int, tuple[Any, float]] = {}  # id -> (connection, deadline)
-        self._fired: set[int] = set()
-        self._next = 0
+        self._lock = threading.Lock()  # for starting the thread
+        self._waiting: dict[int, tuple[Any, float]] = {}  # key -> (connection, deadline)
+        self._keys = itertools.count()
         self._thread: threading.Thread | None = None
 
-    @contextlib.contextmanager
-    def bound(self, conn: Any, seconds: float | None) -> Iterator[None]:
-        if seconds is None:
-            yield
-            return
+    def arm(self, conn: Any, seconds: float) -> int:
+        """Watch one wait of `conn`; the key to `disarm` it with."""
+        key = next(self._keys)
+        self._waiting[key] = (conn, time.monotonic() + seconds)
+        if self._thread is None:
+            self._start()
+        return key
+
+    def disarm(self, key: int) -> bool:
+        """Stop watching; whether the wait was cancelled meanwhile."""
+        return self._waiting.pop(key, None) is None
+
+    def _start(self) -> None:
         with self._lock:
-            self._next += 1
-            key = self._next
-            self._waiting[key] = (conn, time.monotonic() + seconds)
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="queuetopia-watchdog", daemon=True
                 )
                 self._thread.start()
-        try:
-            yield
-        except psycopg.Error as exc:
-            if self._done(key):
-                raise ReplyTimeout(self._message(seconds)) from exc
-            raise
-        except BaseException:  # an interrupt: the entry must not outlive the wait
-            self._done(key)
-            raise
-        if self._done(key):
-            raise ReplyTimeout(self._message(seconds))
-
-    def _done(self, key: int) -> bool:
-        """Forget the statement; whether it was cancelled."""
-        with self._lock:
-            self._waiting.pop(key, None)
-            if key in self._fired:
-                self._fired.discard(key)
-                return True
-            return False
-
-    @staticmethod
-    def _message(seconds: float) -> str:
-        return (
-            f"no reply within commit_timeout ({seconds:g} s): cancelled, and it may have"
-            " committed (is the database waiting for a synchronous standby that is gone?)"
-        )
 
     def _run(self) -> None:
         while True:
             time.sleep(0.1)
             now = time.monotonic()
-            with self._lock:
-                late = [
-                    (key, conn)
-                    for key, (conn, deadline) in self._waiting.items()
-                    if deadline < now and key not in self._fired
-                ]
-                self._fired.update(key for key, _ in late)
-            # Outside the lock: a cancel request is a round trip. A statement that ended
-            # meanwhile is not cancelled (the server ignores a cancel of an idle
-            # session), unless its connection started the next one already: that one
-            # fails, as a statement cut off by the network would, and is retried.
-            for _, conn in late:
-                with contextlib.suppress(Exception):
-                    if isinstance(conn, psycopg.Connection):
-                        conn.cancel_safe(timeout=5.0)
-                    else:
-                        conn.cancel()  # libpq's cancel request: safe from another thread
+            late = [key for key, (_, deadline) in list(self._waiting.items()) if deadline < now]
+            for key in late:
+                entry = self._waiting.pop(key, None)
+                if entry is not None:  # else the wait ended meanwhile
+                    _cancel(entry[0])
+
+
+def _cancel(conn: Any) -> None:
+    """Send a cancel request (a round trip). A statement that ended since is not
+    cancelled (the server ignores a cancel of an idle session), unless its connection
+    started the next one already: that one fails, as a statement cut off by the network
+    would, and is retried."""
+    with contextlib.suppress(Exception):
+        if isinstance(conn, psycopg.Connection):
+            conn.cancel_safe(timeout=5.0)
+        else:
+            conn.cancel()  # libpq's cancel request: safe from another thread
 
 
 WATCHDOG = Watchdog()
+
+
+class _Bounded:
+    """One wait for a reply, watched by the watchdog (a class, not a generator-based
+    context manager: this runs at every statement)."""
+
+    __slots__ = ("key", "seconds")
+
+    def __init__(self, conn: Any, seconds: float) -> None:
+        self.seconds = seconds
+        self.key = WATCHDOG.arm(conn, seconds)
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
+        cancelled = WATCHDOG.disarm(self.key)
+        if cancelled and (kind is None or issubclass(kind, psycopg.Error)):
+            raise ReplyTimeout(
+                f"no reply within commit_timeout ({self.seconds:g} s): cancelled, and it may"
+                " have committed (is the database waiting for a synchronous standby that is"
+                " gone?)"
+            ) from exc
 
 
 class BoundedConnection(psycopg.Connection[Any]):
@@ -157,7 +162,9 @@ class BoundedConnection(psycopg.Connection[Any]):
     commit_timeout: float | None = None
 
     def wait(self, gen: Any, *args: Any, **kwargs: Any) -> Any:
-        with WATCHDOG.bound(self, self.commit_timeout):
+        if self.commit_timeout is None:
+            return super().wait(gen, *args, **kwargs)
+        with _Bounded(self, self.commit_timeout):
             return super().wait(gen, *args, **kwargs)
 
 
@@ -167,7 +174,9 @@ class BoundedAsyncConnection(psycopg.AsyncConnection[Any]):
     commit_timeout: float | None = None
 
     async def wait(self, gen: Any, *args: Any, **kwargs: Any) -> Any:
-        with WATCHDOG.bound(self, self.commit_timeout):
+        if self.commit_timeout is None:
+            return await super().wait(gen, *args, **kwargs)
+        with _Bounded(self, self.commit_timeout):
             return await super().wait(gen, *args, **kwargs)
 
 

@@ -46,12 +46,23 @@ class Batch:
         queues = set(self.columns["queues"])
         return queues.pop() if len(queues) == 1 else ""
 
+    @property
+    def one(self) -> bool:
+        """A batch of one job: written by JOB_INSERT_ONE, from plain values."""
+        return len(self.columns["queues"]) == 1
+
     def params(self, meta: dict[str, Any]) -> dict[str, Any]:
         self.meta = meta
-        # The params' JSON texts, validated one by one, joined as is into one array.
-        params = Jsonb("[" + ",".join(self.columns["params"]) + "]", dumps=str)
+        texts = self.columns["params"]
+        if self.one:
+            columns = {name: values[0] for name, values in self.columns.items()}
+            params = Jsonb(texts[0], dumps=str)
+        else:
+            columns = self.columns
+            # The params' JSON texts, validated one by one, joined as is into one array.
+            params = Jsonb("[" + ",".join(texts) + "]", dumps=str)
         return {
-            **self.columns,
+            **columns,
             "params": params,
             "scope": self.scope,
             "meta": Jsonb(meta),
@@ -248,7 +259,7 @@ def schedule(at: datetime | timedelta | None) -> tuple[datetime | None, float]:
 def insert(conn: Conn, batch: Batch, meta: dict[str, Any]) -> list[Job]:
     """Write the batch (one statement; a second one only when unique keys were
     taken) and return one Job per request, in request order."""
-    written = batch.written(store.job_insert_many(conn, batch.params(meta)))
+    written = batch.written(store.job_insert_many(conn, batch.params(meta), one=batch.one))
     missing = batch.missing(written)
     existing = store.job_get_unique(conn, scope=batch.scope, pairs=missing) if missing else []
     return batch.assemble(written, existing)
@@ -256,7 +267,9 @@ def insert(conn: Conn, batch: Batch, meta: dict[str, Any]) -> list[Job]:
 
 async def insert_async(conn: AsyncConn, batch: Batch, meta: dict[str, Any]) -> list[Job]:
     """`insert` for async code."""
-    written = batch.written(await store.job_insert_many_async(conn, batch.params(meta)))
+    written = batch.written(
+        await store.job_insert_many_async(conn, batch.params(meta), one=batch.one)
+    )
     missing = batch.missing(written)
     existing = (
         await store.job_get_unique_async(conn, scope=batch.scope, pairs=missing) if missing else []

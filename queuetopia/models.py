@@ -9,7 +9,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from .errors import QueuetopiaError
 
@@ -148,6 +148,12 @@ class Job(BaseModel):
     deduplicated: bool = False
 
     _topia: Waiter | None = PrivateAttr(default=None)
+
+    @field_validator("attempt_log", "operator_log", mode="before")
+    @classmethod
+    def _empty_log(cls, value: Any) -> Any:
+        """The database returns an empty log as NULL (queuetopia/queries.py)."""
+        return [] if value is None else value
 
     @model_validator(mode="after")
     def _only_attempt(self) -> Job:

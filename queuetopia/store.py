@@ -72,14 +72,18 @@ async def _rows_async(
             return await cur.fetchall() if cur.description else []
 
 
-def job_insert_many(conn: Conn, params: dict[str, Any]) -> list[dict[str, Any]]:
-    """Run JOB_INSERT_MANY; the columns the database made for each job written
-    (enqueue.Batch builds the Jobs from them and its input)."""
-    return _rows(conn, queries.JOB_INSERT_MANY, params)
+def job_insert_many(conn: Conn, params: dict[str, Any], *, one: bool) -> list[dict[str, Any]]:
+    """Run JOB_INSERT_MANY (JOB_INSERT_ONE for a batch of one, its params plain values,
+    not arrays); the columns the database made for each job written (enqueue.Batch
+    builds the Jobs from them and its input)."""
+    return _rows(conn, queries.JOB_INSERT_ONE if one else queries.JOB_INSERT_MANY, params)
 
 
-async def job_insert_many_async(conn: AsyncConn, params: dict[str, Any]) -> list[dict[str, Any]]:
-    return await _rows_async(conn, queries.JOB_INSERT_MANY, params)
+async def job_insert_many_async(
+    conn: AsyncConn, params: dict[str, Any], *, one: bool
+) -> list[dict[str, Any]]:
+    statement = queries.JOB_INSERT_ONE if one else queries.JOB_INSERT_MANY
+    return await _rows_async(conn, statement, params)
 
 
 def _unique_params(scope: str, pairs: list[tuple[str, str]]) -> dict[str, Any]:
