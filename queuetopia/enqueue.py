@@ -18,7 +18,7 @@ from psycopg.types.json import Jsonb
 from . import store
 from .actions import ActionConfig, JobOptions, seconds_or_none
 from .errors import DatabaseConflict, ValidationError
-from .models import Job, JobRequest
+from .models import Job, JobRequest, JobState
 from .store import AsyncConn, Conn
 from .validation import check_name, params_json
 
@@ -47,20 +47,22 @@ class Batch:
         return queues.pop() if len(queues) == 1 else ""
 
     @property
-    def one(self) -> bool:
-        """A batch of one job: written by JOB_INSERT_ONE, from plain values."""
-        return len(self.columns["queues"]) == 1
+    def uniform(self) -> bool:
+        """Do the jobs differ only in their params? Then JOB_INSERT_UNIFORM writes
+        them from one value for each other column."""
+        return all(
+            values.count(values[0]) == len(values)
+            for name, values in self.columns.items()
+            if name != "params"
+        )
 
-    def params(self, meta: dict[str, Any]) -> dict[str, Any]:
+    def params(self, meta: dict[str, Any], *, uniform: bool) -> dict[str, Any]:
         self.meta = meta
-        texts = self.columns["params"]
-        if self.one:
-            columns = {name: values[0] for name, values in self.columns.items()}
-            params = Jsonb(texts[0], dumps=str)
-        else:
-            columns = self.columns
-            # The params' JSON texts, validated one by one, joined as is into one array.
-            params = Jsonb("[" + ",".join(texts) + "]", dumps=str)
+        columns: dict[str, Any] = self.columns
+        if uniform:
+            columns = {name: values[0] for name, values in columns.items()}
+        # The params' JSON texts, validated one by one, joined as is into one array.
+        params = Jsonb("[" + ",".join(self.columns["params"]) + "]", dumps=str)
         return {
             **columns,
             "params": params,
@@ -126,7 +128,7 @@ class Batch:
 
 # The columns of a job just written that no input sets (their defaults in migrations/).
 _FRESH: dict[str, Any] = {
-    "state": "pending",
+    "state": JobState.PENDING,
     "attempts": 0,
     "attempted_at": None,
     "attempted_by": None,
@@ -159,7 +161,7 @@ def prepare(
             if not label or len(requests) == 1:
                 raise
             raise ValidationError(f"item {index}: {exc}", exc.fields) from exc
-    return builder.batch
+    return builder.done()
 
 
 class _Builder:
@@ -169,6 +171,7 @@ class _Builder:
         self.actions = actions
         self.max_params_bytes = max_params_bytes
         self.batch = Batch(scope, {name: [] for name in _COLUMNS}, [], {}, {})
+        self._rows: list[tuple[Any, ...]] = []
         self._counts: dict[str, int] = {}
         self._configs: dict[tuple[Any, ...], ActionConfig] = {}
         self._names: set[str] = set()
@@ -190,11 +193,19 @@ class _Builder:
             self._unique[queue, key] = len(self.batch.slots)
             self.batch.keys[queue, position] = key
         self.batch.slots.append((queue, position))
-        self.batch.index[queue, position] = len(self.batch.columns["queues"])
-        row: tuple[Any, ...] = (queue, action, text, at, delay, float(config.timeout))
-        row += (config.max_attempts, float(config.max_backoff), config.on_exhausted, key)
-        for name, value in zip(_COLUMNS, row, strict=True):
-            self.batch.columns[name].append(value)
+        self.batch.index[queue, position] = len(self._rows)
+        c = config
+        timeout, backoff = float(c.timeout), float(c.max_backoff)
+        self._rows.append(
+            (queue, action, text, at, delay, timeout, c.max_attempts, backoff, c.on_exhausted, key)
+        )
+
+    def done(self) -> Batch:
+        """The batch, its columns made from the rows (one transposition, in C)."""
+        if self._rows:
+            columns = zip(_COLUMNS, zip(*self._rows, strict=True), strict=True)
+            self.batch.columns = {name: list(values) for name, values in columns}
+        return self.batch
 
     def _name(self, kind: str, value: str) -> str:
         if not isinstance(value, str) or value not in self._names:
@@ -259,7 +270,9 @@ def schedule(at: datetime | timedelta | None) -> tuple[datetime | None, float]:
 def insert(conn: Conn, batch: Batch, meta: dict[str, Any]) -> list[Job]:
     """Write the batch (one statement; a second one only when unique keys were
     taken) and return one Job per request, in request order."""
-    written = batch.written(store.job_insert_many(conn, batch.params(meta), one=batch.one))
+    uniform = batch.uniform
+    rows = store.job_insert_many(conn, batch.params(meta, uniform=uniform), uniform=uniform)
+    written = batch.written(rows)
     missing = batch.missing(written)
     existing = store.job_get_unique(conn, scope=batch.scope, pairs=missing) if missing else []
     return batch.assemble(written, existing)
@@ -267,9 +280,9 @@ def insert(conn: Conn, batch: Batch, meta: dict[str, Any]) -> list[Job]:
 
 async def insert_async(conn: AsyncConn, batch: Batch, meta: dict[str, Any]) -> list[Job]:
     """`insert` for async code."""
-    written = batch.written(
-        await store.job_insert_many_async(conn, batch.params(meta), one=batch.one)
-    )
+    uniform = batch.uniform
+    params = batch.params(meta, uniform=uniform)
+    written = batch.written(await store.job_insert_many_async(conn, params, uniform=uniform))
     missing = batch.missing(written)
     existing = (
         await store.job_get_unique_async(conn, scope=batch.scope, pairs=missing) if missing else []

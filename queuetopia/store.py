@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, LiteralString
 from uuid import UUID
 
 import psycopg
@@ -72,18 +72,21 @@ async def _rows_async(
             return await cur.fetchall() if cur.description else []
 
 
-def job_insert_many(conn: Conn, params: dict[str, Any], *, one: bool) -> list[dict[str, Any]]:
-    """Run JOB_INSERT_MANY (JOB_INSERT_ONE for a batch of one, its params plain values,
-    not arrays); the columns the database made for each job written (enqueue.Batch
-    builds the Jobs from them and its input)."""
-    return _rows(conn, queries.JOB_INSERT_ONE if one else queries.JOB_INSERT_MANY, params)
+def job_insert_many(conn: Conn, params: dict[str, Any], *, uniform: bool) -> list[dict[str, Any]]:
+    """Run JOB_INSERT_MANY (JOB_INSERT_UNIFORM for jobs that differ only in their
+    params: one value for each other column); the columns the database made for each
+    job written (enqueue.Batch builds the Jobs from them and its input)."""
+    return _rows(conn, _insert_statement(uniform), params)
 
 
 async def job_insert_many_async(
-    conn: AsyncConn, params: dict[str, Any], *, one: bool
+    conn: AsyncConn, params: dict[str, Any], *, uniform: bool
 ) -> list[dict[str, Any]]:
-    statement = queries.JOB_INSERT_ONE if one else queries.JOB_INSERT_MANY
-    return await _rows_async(conn, statement, params)
+    return await _rows_async(conn, _insert_statement(uniform), params)
+
+
+def _insert_statement(uniform: bool) -> LiteralString:
+    return queries.JOB_INSERT_UNIFORM if uniform else queries.JOB_INSERT_MANY
 
 
 def _unique_params(scope: str, pairs: list[tuple[str, str]]) -> dict[str, Any]:
