@@ -184,7 +184,10 @@ SELECT k.job_id, k.queue, k.attempt, k.surely_ended AS died_at,
                           - k.surely_ended) AS recovery,
        (SELECT j.attempts FROM queuetopia_jobs j WHERE j.id = k.job_id) AS job_attempts,
        (SELECT j.state FROM queuetopia_jobs j WHERE j.id = k.job_id) AS job_state,
-       (SELECT j.error FROM queuetopia_jobs j WHERE j.id = k.job_id) AS job_error
+       (SELECT j.error FROM queuetopia_jobs j WHERE j.id = k.job_id) AS job_error,
+       EXISTS (SELECT 1 FROM queuetopia_jobs j, jsonb_array_elements(j.attempt_log) a
+                WHERE j.id = k.job_id AND (a->>'attempt')::int = k.attempt
+                  AND a->>'error' LIKE 'worker lost%%') AS logged_lost
   FROM e k
  WHERE k.ended_at IS NULL AND k.surely_ended IS NOT NULL
 """
@@ -707,12 +710,17 @@ class Chaos:
 
 
 def _not_counted(killed: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The executions a death cut off whose attempt was not counted as "worker lost"."""
+    """The executions a death cut off whose attempt was not counted as "worker lost":
+    not in the job's attempt log, nor in the error the next execution saw (nor, if
+    none came, in the job's last error). The attempt log is needed where the next
+    attempts never reached the action (interrupted as they started): the next
+    execution then saw their error."""
     return [
         k
         for k in killed
         if not (
-            (
+            k["logged_lost"]
+            or (
                 k["next_attempt"] is not None
                 and k["next_attempt"] > k["attempt"]
                 and (k["next_prev_error"] or "").startswith("worker lost")

@@ -3,6 +3,7 @@ violation is written by hand into the logs of a scope of its own, then measured.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -105,6 +106,27 @@ def test_a_killed_attempt_must_be_counted_as_worker_lost(two_jobs: tuple[Chaos, 
     done(chaos, b, 1, 5.1)
     found = measure(chaos)
     assert found["killed_not_counted"] == 1 and found["same_attempt_twice"] == 1
+
+
+def test_a_killed_attempt_counted_in_the_attempt_log_is_counted(
+    two_jobs: tuple[Chaos, int, int],
+) -> None:
+    """The next attempts never reached the action (interrupted as they started), so the
+    next execution saw their error, not "worker lost": the attempt log says it."""
+    chaos, a, b = two_jobs
+    run(chaos, a, 0, 1, 100, 0, None, None)
+    chaos.fault("kill", 100, at(0.5))
+    run(chaos, a, 0, 3, 200, 3, 4, prev_error="interrupted: lease lost")
+    run(chaos, b, 1, 1, 200, 4, 5)
+    done(chaos, a, 3, 4.1)
+    done(chaos, b, 1, 5.1)
+    assert measure(chaos)["killed_not_counted"] == 1  # no attempt log: not counted
+    entry = {"attempt": 1, "outcome": "retry", "error": "worker lost: vm:100 stopped"}
+    chaos.db.rows(
+        "UPDATE queuetopia_jobs SET attempt_log = jsonb_build_array(%s::jsonb) WHERE id = %s",
+        (json.dumps(entry), a),
+    )
+    assert "killed_not_counted" not in measure(chaos)
 
 
 def test_an_execution_overlapping_a_killed_one_is_caught(two_jobs: tuple[Chaos, int, int]) -> None:
