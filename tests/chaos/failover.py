@@ -10,6 +10,7 @@ libpq tries both servers and keeps the one that accepts writes.
 
 from __future__ import annotations
 
+import random
 import shutil
 import time
 from collections.abc import Callable
@@ -17,6 +18,9 @@ from urllib.parse import quote
 
 import psycopg
 
+from queuetopia import Queuetopia
+
+from .harness import Chaos
 from .proxy import Proxy
 from .server import SUPERUSER, ChaosServer, _bin, dsn_for
 
@@ -226,3 +230,26 @@ def copy_log(scope: str, log_dsn: str, dsn: str) -> None:
             " ON CONFLICT (exec_id) DO NOTHING",
             rows,
         )
+
+
+def chaos_on(
+    pair: FailoverPair,
+    log_dsn: str,
+    name: str,
+    *,
+    lock_ttl: float,
+    commit_timeout: float,
+    attrs: str = "read-write",
+) -> Chaos:
+    """A scope on the pair: the harness on the multi-host DSN (`attrs`), the producer
+    on the one users are told to use, the execution log on `log_dsn` (a server no
+    fault touches: the log must outlive the failovers it describes)."""
+    scope = f"{name}-{random.randrange(1 << 30)}"
+    chaos = Chaos(Cluster(pair, attrs), scope, lock_ttl=lock_ttl, poll=1.0)  # type: ignore[arg-type]
+    chaos.group.env["QT_CHAOS_LOG_DSN"] = log_dsn
+    chaos.group.env["QT_CHAOS_COMMIT_TIMEOUT"] = str(commit_timeout)
+    chaos.producer.close()
+    chaos.producer = Queuetopia(
+        dsn=pair.dsn(), scope=scope, pool_size=2, commit_timeout=commit_timeout
+    )
+    return chaos

@@ -29,7 +29,7 @@ import pytest
 from queuetopia import DatabaseUnavailable, Queuetopia, ValidationError
 
 from ..helpers import wait_for
-from .failover import Cluster, FailoverPair, copy_log
+from .failover import FailoverPair, chaos_on, copy_log
 from .harness import OVERLAPS, RESULTS, Chaos, Report, _write_results, now
 from .server import ChaosServer
 
@@ -98,14 +98,7 @@ class Producer:
 
 
 def _chaos(pair: FailoverPair, log: ChaosServer, name: str) -> Chaos:
-    chaos = Chaos(Cluster(pair), f"{name}-{random.randrange(1 << 30)}", lock_ttl=LOCK_TTL, poll=1.0)  # type: ignore[arg-type]
-    chaos.group.env["QT_CHAOS_LOG_DSN"] = log.dsn
-    chaos.group.env["QT_CHAOS_COMMIT_TIMEOUT"] = str(COMMIT_TIMEOUT)
-    chaos.producer.close()
-    chaos.producer = Queuetopia(
-        dsn=pair.dsn(), scope=chaos.scope, pool_size=2, commit_timeout=COMMIT_TIMEOUT
-    )
-    return chaos
+    return chaos_on(pair, log.dsn, name, lock_ttl=LOCK_TTL, commit_timeout=COMMIT_TIMEOUT)
 
 
 def _done(chaos: Chaos) -> dict[int, int]:

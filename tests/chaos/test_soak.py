@@ -17,11 +17,9 @@ import pytest
 from hypothesis import HealthCheck, seed, settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from queuetopia import Queuetopia
-
 from ..test_model import QueueMachine
 from .conftest import Sizes
-from .failover import Cluster, FailoverPair, copy_log
+from .failover import FailoverPair, chaos_on, copy_log
 from .harness import RESULTS, Chaos, Report, _write_results
 from .server import ChaosServer
 from .soak import Soak
@@ -45,21 +43,12 @@ def test_randomized_mixed_fault_soak(
 
 
 def _soak_chaos(pair: FailoverPair, log_server: ChaosServer) -> Chaos:
-    """A scope on the pair: the harness on its primary, the producer on the multi-host
-    DSN, the execution log on the suite's server (it must outlive every failover)."""
-    chaos = Chaos(
-        Cluster(pair, attrs="primary"),  # type: ignore[arg-type]
-        f"soak-{random.randrange(1 << 30)}",
-        lock_ttl=LOCK_TTL,
-        poll=1.0,
-    )
-    chaos.group.env["QT_CHAOS_LOG_DSN"] = log_server.dsn
-    chaos.group.env["QT_CHAOS_COMMIT_TIMEOUT"] = str(COMMIT_TIMEOUT)
-    chaos.producer.close()
-    chaos.producer = Queuetopia(
-        dsn=pair.dsn(), scope=chaos.scope, pool_size=2, commit_timeout=COMMIT_TIMEOUT
-    )
-    return chaos
+    """The harness on the primary whichever it is (`primary`: even in a read-only
+    spell, when `read-write` would find no server)."""
+    return chaos_on(
+        pair, log_server.dsn, "soak", lock_ttl=LOCK_TTL, commit_timeout=COMMIT_TIMEOUT,
+        attrs="primary",
+    )  # fmt: skip
 
 
 def _soak(chaos: Chaos, log_server: ChaosServer, sizes: Sizes) -> None:
