@@ -70,6 +70,21 @@ def test_overlaps_order_and_lost_jobs_are_caught(two_jobs: tuple[Chaos, int, int
     assert found["overlaps"] == 1 and found["order_violations"] >= 1 and found["lost"] == 1
 
 
+def test_an_execution_resumed_after_a_sigstop_may_log_its_start_late(
+    two_jobs: tuple[Chaos, int, int],
+) -> None:
+    """Frozen as it began, job 0's execution logs its start after SIGCONT, after its
+    successor ran job 1: explained only by a stop of that process ending just before."""
+    chaos, a, b = two_jobs
+    run(chaos, b, 1, 1, 200, 1, 2)
+    run(chaos, a, 0, 1, 100, 3.5, 3.6, "interrupted")
+    done(chaos, b, 1, 2.1)
+    assert measure(chaos)["order_violations"] == 1
+    chaos.fault("stop", 100, at(0), at(3))
+    found = measure(chaos)
+    assert "order_violations" not in found
+
+
 def test_an_overlap_by_a_stopped_worker_is_explained(two_jobs: tuple[Chaos, int, int]) -> None:
     chaos, a, b = two_jobs
     run(chaos, a, 0, 1, 100, 0, 5, "interrupted")
