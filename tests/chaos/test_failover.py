@@ -165,7 +165,12 @@ def _finish(chaos: Chaos, run: dict[str, Any], log: ChaosServer, scenario: str) 
     chaos.jobs = chaos.count()
     chaos.wait_done(chaos.count(), timeout=120)
     assert all(w.popen.poll() is None for w in run["workers"]), "a worker exited"
-    chaos.assert_drained()
+    # After a failover the promoted server may hold a lease whose release it never
+    # received (a release does not wait for its WAL, nor for a standby) on a queue whose
+    # last completion it did receive: nothing is due there, so nobody takes that lease
+    # over, and it stays, expired. Harmless: the next job of that queue takes it over.
+    # Only live leases must be gone.
+    chaos.assert_drained(live_only=True)
     _copy_log(chaos, log)
     p = {"scope": chaos.scope, "at": run["promoted"]}
     present = {
