@@ -37,6 +37,16 @@ def done(chaos: Chaos, job_id: int, attempts: int, when: float) -> None:
     )
 
 
+def completed_twice(chaos: Chaos, a: int, b: int) -> None:
+    """Job `a` runs to its end in process 100 (0-1 s), then again, as attempt 2, in
+    process 200 (2-3 s), which records it; then job `b`."""
+    run(chaos, a, 0, 1, 100, 0, 1)
+    run(chaos, a, 0, 2, 200, 2, 3, prev_error="worker lost: x")
+    run(chaos, b, 1, 1, 200, 3, 4)
+    done(chaos, a, 2, 3.1)
+    done(chaos, b, 1, 4.1)
+
+
 @pytest.fixture
 def two_jobs(make_chaos: Callable[..., Chaos]) -> tuple[Chaos, int, int]:
     chaos = make_chaos()
@@ -101,11 +111,7 @@ def test_a_double_completion_is_caught_unless_a_fault_explains_it(
     two_jobs: tuple[Chaos, int, int],
 ) -> None:
     chaos, a, b = two_jobs
-    run(chaos, a, 0, 1, 100, 0, 1)
-    run(chaos, a, 0, 2, 200, 2, 3, prev_error="worker lost: x")
-    run(chaos, b, 1, 1, 200, 3, 4)
-    done(chaos, a, 2, 3.1)
-    done(chaos, b, 1, 4.1)
+    completed_twice(chaos, a, b)
     assert measure(chaos)["duplicated"] == 1
     chaos.fault("kill", 100, at(1.05))
     assert measure(chaos) == {"reexecuted": 1, "cut_off": 0, "killed": 0}
@@ -170,11 +176,7 @@ def test_a_fault_after_the_rerun_does_not_explain_a_double_completion(
     recorded (after it started, before the job ran again) explains a rerun; a fault
     of the same process later on explains nothing."""
     chaos, a, b = two_jobs
-    run(chaos, a, 0, 1, 100, 0, 1)
-    run(chaos, a, 0, 2, 200, 2, 3, prev_error="worker lost: x")
-    run(chaos, b, 1, 1, 200, 3, 4)
-    done(chaos, a, 2, 3.1)
-    done(chaos, b, 1, 4.1)
+    completed_twice(chaos, a, b)
     chaos.fault("kill", 100, at(5))  # after the rerun: no excuse
     chaos.fault("stop", 100, at(-2), at(-1))  # before the execution: none either
     assert measure(chaos)["duplicated"] == 1
@@ -189,11 +191,7 @@ def test_a_database_wide_fault_during_the_execution_explains_a_double_completion
     an outcome may be discarded and its job run again. Before the execution started,
     such a fault explains nothing."""
     chaos, a, b = two_jobs
-    run(chaos, a, 0, 1, 100, 0, 1)
-    run(chaos, a, 0, 2, 200, 2, 3, prev_error="worker lost: x")
-    run(chaos, b, 1, 1, 200, 3, 4)
-    done(chaos, a, 2, 3.1)
-    done(chaos, b, 1, 4.1)
+    completed_twice(chaos, a, b)
     chaos.fault("readonly", None, at(-1.0), at(-0.5))
     assert measure(chaos)["duplicated"] == 1
     chaos.fault("readonly", None, at(0.5), at(1.5))  # while its outcome was on its way
