@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from .errors import ConfigurationError, QueuetopiaError, hide_password_of, translate_errors
@@ -30,6 +31,20 @@ CONNECT_KWARGS: dict[str, Any] = {
     # Data unacknowledged this long (a half-open connection) breaks the connection.
     "tcp_user_timeout": 10_000,
 }
+
+
+def is_sync_connection(value: object) -> bool:
+    """Is `value` a psycopg 3 (sync) connection, as `connection=` arguments take?"""
+    return isinstance(value, psycopg.Connection)
+
+
+def is_async_connection(value: object) -> bool:
+    return isinstance(value, psycopg.AsyncConnection)
+
+
+def conninfo(**params: Any) -> str:
+    """A libpq connection string from keyword parameters (None values left out)."""
+    return make_conninfo(**{k: v for k, v in params.items() if v is not None})
 
 
 def resolve_dsn(dsn: str | None) -> str:

@@ -76,6 +76,10 @@ class DatabaseConflict(DatabaseError):
 class JobNotFound(QueuetopiaError, LookupError):
     """No such job in this scope."""
 
+    @classmethod
+    def of(cls, job_id: int, scope: str) -> JobNotFound:
+        return cls(f"no job {job_id} in scope {scope!r}")
+
 
 class InvalidTransition(QueuetopiaError):
     """The job is not in a state that allows this."""

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 from .errors import capped
 
 if TYPE_CHECKING:
-    from .executor import Outcome
+    from .models import Outcome
     from .models import Job
 
 logger = logging.getLogger("queuetopia.worker")

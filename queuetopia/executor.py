@@ -19,28 +19,18 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from .errors import MAX_ERROR_BYTES, JobTimeout, ValidationError, capped, redact
-from .validation import check_storable
+from .models import Interrupt, Outcome
+from .validation import DEFAULT_MAX_RESULT_BYTES, check_storable
 
 if TYPE_CHECKING:
     from .actions import Action
     from .models import Job
 
 logger = logging.getLogger("queuetopia.worker")
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """How an attempt ended. `interrupted` names why the worker cut it short."""
-
-    ok: bool
-    result: Any = None
-    error: str | None = None
-    interrupted: str | None = None
-    exception: BaseException | None = None
 
 
 class Interrupted(BaseException):
@@ -60,15 +50,15 @@ class Execution:
         self.thread_id = threading.get_ident()
         self.deadline = time.monotonic() + timeout
         self.timeout = timeout
-        self.reason: str | None = None
+        self.reason: Interrupt | None = None
         self._active = True
         self._armed = False  # raising in the thread lands inside the action's try
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[Any] | None = None
 
-    def interrupt(self, reason: str) -> None:
-        exc = JobTimeout if reason == "timeout" else Interrupted
+    def interrupt(self, reason: Interrupt) -> None:
+        exc = JobTimeout if reason is Interrupt.TIMEOUT else Interrupted
         with self._lock:
             if not self._active or self.reason is not None:
                 return
@@ -86,7 +76,7 @@ class Execution:
             self._armed = True
             reason = self.reason
         if reason is not None:
-            raise JobTimeout if reason == "timeout" else Interrupted
+            raise JobTimeout if reason is Interrupt.TIMEOUT else Interrupted
 
     def attach(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
         with self._lock:
@@ -139,7 +129,7 @@ class Watchdog:
                     wait = self._waiting_until - now
                     self._cond.wait(None if wait == float("inf") else wait)
             for execution in due:
-                execution.interrupt("timeout")
+                execution.interrupt(Interrupt.TIMEOUT)
 
 
 _watchdog: Watchdog | None = None
@@ -184,18 +174,24 @@ def execute(
     job: Job,
     action: Action[Any, Any] | None,
     on_start: Callable[[Execution], None] = lambda _e: None,
+    max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
 ) -> Outcome:
     """Run `job` in this thread and say how it ended. Never raises."""
     if action is None:
         return Outcome(ok=False, error=f"unknown action {job.action!r}")
-    outcome = _execute(job, action, on_start)
+    outcome = _execute(job, action, on_start, max_result_bytes)
     if outcome.error is not None and action.sensitive:
         # What is stored, shown and logged never holds a sensitive param's value.
         return replace(outcome, error=action.scrub(outcome.error, job.params))
     return outcome
 
 
-def _execute(job: Job, action: Action[Any, Any], on_start: Callable[[Execution], None]) -> Outcome:
+def _execute(
+    job: Job,
+    action: Action[Any, Any],
+    on_start: Callable[[Execution], None],
+    max_result_bytes: int,
+) -> Outcome:
     try:
         kwargs = action.schema.load(job.params)
     except ValidationError as exc:
@@ -226,7 +222,7 @@ def _execute(job: Job, action: Action[Any, Any], on_start: Callable[[Execution],
         return _cut_short(execution)
     if isinstance(value, BaseException):
         return Outcome(ok=False, error=_describe(value), exception=value)
-    return Outcome(ok=True, result=_result(job, value, action.topia.max_result_bytes))
+    return Outcome(ok=True, result=_result(job, value, max_result_bytes))
 
 
 def _run_async(fn: Callable[..., Any], kwargs: dict[str, Any], execution: Execution) -> Any:
@@ -247,11 +243,11 @@ def _failure(execution: Execution, exc: BaseException) -> Outcome:
 
 
 def _cut_short(execution: Execution) -> Outcome:
-    if execution.reason == "timeout":
+    if execution.reason is Interrupt.TIMEOUT:
         return Outcome(
             ok=False,
             error=f"timeout: the job ran past its timeout of {execution.timeout:g}s",
-            interrupted="timeout",
+            interrupted=Interrupt.TIMEOUT,
         )
     return Outcome(ok=False, error=f"interrupted: {execution.reason}", interrupted=execution.reason)
 

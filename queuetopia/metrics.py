@@ -19,7 +19,7 @@ from .errors import ConfigurationError
 
 if TYPE_CHECKING:
     from .app import Queuetopia
-    from .executor import Outcome
+    from .models import Outcome
     from .models import Job
 
 try:

@@ -22,6 +22,36 @@ class JobState(StrEnum):
     CANCELLED = "cancelled"
 
 
+class Interrupt(StrEnum):
+    """Why the worker cut an attempt short."""
+
+    TIMEOUT = "timeout"
+    SHUTDOWN = "shutdown"
+    LEASE_LOST = "lease lost"
+
+
+class Verdict(StrEnum):
+    """What recording an attempt makes of its job (docs/blocking.md): done, pending
+    again (a retry, or a shutdown's free re-run), failed, or parked (failed out of line
+    for holding its queue blocked past max_blocked)."""
+
+    DONE = "done"
+    PENDING = "pending"
+    FAILED = "failed"
+    PARKED = "parked"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an attempt ended. `interrupted` names why the worker cut it short."""
+
+    ok: bool
+    result: Any = None
+    error: str | None = None
+    interrupted: Interrupt | None = None
+    exception: BaseException | None = None
+
+
 class QueueStatus(StrEnum):
     RUNNING = "running"
     BLOCKED = "blocked"

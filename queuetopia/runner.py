@@ -15,9 +15,9 @@ from . import store
 from .backoff import default_backoff
 from .errors import MAX_NOTE_BYTES, QueuetopiaError, capped, redact, storable
 from .events import LogObserver, Observers, first_line
-from .executor import Execution, Outcome, execute
+from .executor import Execution, execute
 from .finisher import Finisher
-from .models import Job
+from .models import Job, Outcome
 from .store import Conn, Finish, Lease
 
 if TYPE_CHECKING:

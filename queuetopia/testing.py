@@ -41,7 +41,7 @@ from .worker import TRUST_SHARE
 
 if TYPE_CHECKING:
     from .app import Queuetopia
-    from .executor import Outcome
+    from .models import Outcome
 
 __all__ = ["DrainResult", "assert_job_created", "drain", "refute_job_created"]
 

@@ -18,7 +18,7 @@ except ImportError:  # pragma: no cover - exercised only without the extra
     HAVE_OTEL = False
 
 if TYPE_CHECKING:
-    from .executor import Outcome
+    from .models import Outcome
     from .models import Job
 
 TRACE_KEY = "trace"
