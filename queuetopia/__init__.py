@@ -15,7 +15,6 @@ from .errors import (
     JobNotFound,
     JobTimeout,
     JobUnsuccessful,
-    LeaseLost,
     QueuetopiaError,
     ValidationError,
 )
@@ -42,7 +41,6 @@ __all__ = [
     "JobState",
     "JobTimeout",
     "JobUnsuccessful",
-    "LeaseLost",
     "OperatorAction",
     "QueueInfo",
     "QueueStatus",

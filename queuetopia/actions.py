@@ -5,22 +5,20 @@ from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar
+from typing import Any, Generic, Literal, ParamSpec, Protocol, TypeVar
 
-import psycopg
 import pydantic
 
+from .database import is_async_connection, is_sync_connection
+from .durations import optional_seconds, seconds
 from .errors import ValidationError
-from .models import JobRequest
+from .models import Job, JobRequest
 from .sensitive import check_paths, is_sensitive, mask, scrub, secret_values
+from .store import AsyncConn, Conn
 from .validation import check_name, check_storable, params_json
-
-if TYPE_CHECKING:
-    from .app import Queuetopia
-    from .models import Job
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -34,6 +32,22 @@ DEFAULT_MAX_ATTEMPTS = 20
 DEFAULT_MAX_BACKOFF = 86_400.0
 
 
+class Producer(Protocol):
+    """The enqueue path an action's `.delay` calls (enqueue.Producer)."""
+
+    def enqueue(
+        self, requests: Sequence[JobRequest], connection: Conn | None = None, *, label: bool = True
+    ) -> list[Job]: ...
+
+    async def enqueue_async(
+        self,
+        requests: Sequence[JobRequest],
+        connection: AsyncConn | None = None,
+        *,
+        label: bool = True,
+    ) -> list[Job]: ...
+
+
 @dataclass(frozen=True)
 class JobOptions:
     """Per-job settings; None means "the action's default"."""
@@ -41,7 +55,6 @@ class JobOptions:
     timeout: float | None = None
     max_attempts: int | None = None
     max_backoff: float | None = None
-    connection: psycopg.Connection[Any] | psycopg.AsyncConnection[Any] | None = None
     unique_key: str | None = None
 
 
@@ -55,6 +68,27 @@ class ActionConfig:
     # Seconds a head may hold its queue blocked (since its first failed attempt)
     # before it is parked; None: block until done or exhausted (docs/blocking.md).
     max_blocked: float | None = None
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        timeout: float | timedelta = DEFAULT_TIMEOUT,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        max_backoff: float | timedelta = DEFAULT_MAX_BACKOFF,
+        backoff: BackoffFn | None = None,
+        on_exhausted: OnExhausted = "skip",
+        max_blocked: float | timedelta | None = None,
+    ) -> ActionConfig:
+        """The config `@topia.action(...)` registers, its durations as seconds."""
+        return cls(
+            seconds(timeout),
+            max_attempts,
+            seconds(max_backoff),
+            backoff,
+            on_exhausted,
+            optional_seconds(max_blocked),
+        )
 
     def resolve(self, options: JobOptions) -> ActionConfig:
         """The settings a job gets: its own options over these defaults, checked."""
@@ -93,14 +127,7 @@ def qualified_name(fn: Callable[..., Any]) -> str:
     return f"{fn.__module__}.{fn.__qualname__}"
 
 
-def seconds_or_none(value: float | timedelta | None) -> float | None:
-    """A duration option as seconds (timedeltas converted), None kept."""
-    return value.total_seconds() if isinstance(value, timedelta) else value
-
-
 def _pick(value: Any, default: Any) -> Any:
-    if isinstance(value, timedelta):
-        return value.total_seconds()
     return default if value is None else value
 
 
@@ -188,14 +215,17 @@ class Action(Generic[P, R]):
 
     def __init__(
         self,
-        topia: Queuetopia,
+        producer: Producer,
         name: str,
         fn: Callable[P, R],
         config: ActionConfig,
+        *,
+        max_params_bytes: int,
         on_failure: FailureHook | None = None,
         sensitive: tuple[str, ...] = (),
     ) -> None:
-        self.topia = topia
+        self.producer = producer
+        self.max_params_bytes = max_params_bytes
         self.name = check_name("action", name)
         self.fn = fn
         self.config = config
@@ -217,23 +247,17 @@ class Action(Generic[P, R]):
         timeout: float | timedelta | None = None,
         max_attempts: int | None = None,
         max_backoff: float | timedelta | None = None,
-        connection: psycopg.Connection[Any] | psycopg.AsyncConnection[Any] | None = None,
+        connection: Conn | AsyncConn | None = None,
         unique_key: str | None = None,
     ) -> BoundAction:
         """The same action with per-job options for the jobs enqueued through it.
 
         With `unique_key`, an enqueue returns the job already in line with that key
         in the queue, if any, instead of writing a new one (docs/unique-jobs.md)."""
-        return BoundAction(
-            self,
-            JobOptions(
-                seconds_or_none(timeout),
-                max_attempts,
-                seconds_or_none(max_backoff),
-                connection,
-                unique_key,
-            ),
+        options = JobOptions(
+            optional_seconds(timeout), max_attempts, optional_seconds(max_backoff), unique_key
         )
+        return BoundAction(self, options, connection)
 
     def delay(self, queue: str, /, **params: Any) -> Job:
         return BoundAction(self, JobOptions()).delay(queue, **params)
@@ -267,7 +291,7 @@ class Action(Generic[P, R]):
 
     def serialise(self, params: Mapping[str, Any]) -> str:
         """Validated params as the JSON text that will be stored."""
-        return params_json(self.schema.dump(params), self.topia.max_params_bytes)
+        return params_json(self.schema.dump(params), self.max_params_bytes)
 
 
 @dataclass(frozen=True)
@@ -276,6 +300,7 @@ class BoundAction:
 
     action: Action[Any, Any]
     opts: JobOptions
+    connection: Conn | AsyncConn | None = None  # the caller's transaction, if given
 
     def delay(self, queue: str, /, **params: Any) -> Job:
         return self.delay_many(queue, [params])[0]
@@ -307,7 +332,7 @@ class BoundAction:
         return [
             JobRequest(
                 queue,
-                self.action.name,
+                self.action,
                 params,
                 scheduled_at=at,
                 timeout=o.timeout,
@@ -322,16 +347,16 @@ class BoundAction:
         self, queue: str, params_list: list[dict[str, Any]], at: datetime | timedelta | None
     ) -> list[Job]:
         requests = self.requests(queue, params_list, at)
-        connection = self.opts.connection
-        if isinstance(connection, psycopg.AsyncConnection):
-            raise ValidationError("an AsyncConnection needs the *_async enqueue calls")
-        return self.action.topia.enqueue_requests(requests, connection, label=False)
+        connection = self.connection
+        if connection is None or is_sync_connection(connection):
+            return self.action.producer.enqueue(requests, connection, label=False)
+        raise ValidationError("an AsyncConnection needs the *_async enqueue calls")
 
     async def _enqueue_async(
         self, queue: str, params_list: list[dict[str, Any]], at: datetime | timedelta | None
     ) -> list[Job]:
         requests = self.requests(queue, params_list, at)
-        connection = self.opts.connection
-        if isinstance(connection, psycopg.Connection):
-            raise ValidationError("a sync Connection needs the sync enqueue calls")
-        return await self.action.topia.enqueue_requests_async(requests, connection, label=False)
+        connection = self.connection
+        if connection is None or is_async_connection(connection):
+            return await self.action.producer.enqueue_async(requests, connection, label=False)
+        raise ValidationError("a sync Connection needs the sync enqueue calls")

@@ -1,57 +1,44 @@
-"""Queuetopia: configuration, connection pool and action registry; the producer and
-operator API. Workers are built by `topia.worker()` (see worker.py)."""
+"""Queuetopia, the public facade: it makes the settings, the action registry, the
+connections and the enqueue path, and hands each part to what needs it (docs/design.md).
+Nothing below it imports it."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar, overload
 
-import psycopg
-from psycopg_pool import AsyncConnectionPool, ConnectionPool
-
-from . import enqueue, migrations, operations, results, store
+from . import migrations, operations, store
 from .actions import (
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_BACKOFF,
+    DEFAULT_TIMEOUT,
     Action,
     ActionConfig,
     BackoffFn,
     FailureHook,
     OnExhausted,
-    _pick,
     qualified_name,
 )
-from .database import Database, resolve_dsn
-from .errors import (
-    InvalidTransition,
-    JobNotFound,
-    QueuetopiaError,
-    ValidationError,
-    translate_errors,
-)
+from .database import Database, Pools, resolve_dsn
+from .durations import positive_seconds, seconds
+from .engine import Engine
+from .enqueue import Producer
+from .errors import InvalidTransition, JobNotFound, QueuetopiaError, ValidationError
 from .models import Job, JobRequest, JobState, LeaseInfo, MinuteCounts, QueueInfo
 from .operations import Selection
 from .periodic import Periodic
-from .tracing import enqueue_span
+from .registry import Registry
+from .results import Results
+from .settings import Settings
+from .store import AsyncConn, Conn
 from .validation import DEFAULT_MAX_PARAMS_BYTES, DEFAULT_MAX_RESULT_BYTES, check_name
-
-if TYPE_CHECKING:
-    from .worker import Worker
+from .worker import Worker
 
 P = ParamSpec("P")
 R = TypeVar("R")
-Conn = psycopg.Connection[Any]
-AsyncConn = psycopg.AsyncConnection[Any]
-
-
-def _seconds(value: float | timedelta, what: str) -> float:
-    seconds = value.total_seconds() if isinstance(value, timedelta) else value
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
-        raise ValidationError(f"{what} must be a positive duration, got {value!r}")
-    return float(seconds)
 
 
 class Queuetopia:
@@ -74,43 +61,86 @@ class Queuetopia:
         enqueue_connection: Callable[[], Conn | None] | None = None,
         commit_timeout: float | timedelta | None = 30.0,
     ) -> None:
-        self.scope = check_name("scope", scope)
-        self.poll_interval = _seconds(poll_interval, "poll_interval")
-        self.lock_ttl = _seconds(lock_ttl, "lock_ttl")
-        if not isinstance(concurrency, int) or concurrency < 1:
-            raise ValidationError(f"concurrency must be an int >= 1, got {concurrency!r}")
-        self.concurrency = concurrency
-        self.job_retention = job_retention
-        self.max_params_bytes = max_params_bytes
-        # A larger result is dropped with a warning and stored as None (docs/decisions.md).
-        self.max_result_bytes = max_result_bytes
-        self.pool_size = pool_size
-        self.on_failure = on_failure
-        self.actions: dict[str, Action[Any, Any]] = {}
-        self.periodics: list[Periodic] = []
+        self.settings = Settings.of(
+            scope=scope,
+            poll_interval=poll_interval,
+            concurrency=concurrency,
+            lock_ttl=lock_ttl,
+            job_retention=job_retention,
+            max_params_bytes=max_params_bytes,
+            max_result_bytes=max_result_bytes,
+            pool_size=pool_size,
+            commit_timeout=commit_timeout,
+            prepared_statements=prepared_statements,
+        )
+        self.registry = Registry(on_failure)
         self._dsn = dsn
         # Behind PgBouncer in transaction mode: prepared_statements=False, and a
         # listen_dsn that reaches PostgreSQL directly (LISTEN needs a session).
         self._listen_dsn = listen_dsn
-        self._prepare_threshold = 5 if prepared_statements else None
-        # When set and no connection= is given, sync enqueues run on the connection it
-        # returns (None: the topia's own pool). Frameworks join their transaction with
-        # it: queuetopia.contrib.django returns Django's inside atomic() (docs/django.md).
-        self.enqueue_connection = enqueue_connection
-        # How long the pools' and workers' connections wait for any reply, commits
-        # included, which PostgreSQL's statement_timeout does not cover: a commit that
-        # waits for a synchronous standby that is gone (docs/deploying.md, "Failover").
-        self.commit_timeout = (
-            None if commit_timeout is None else _seconds(commit_timeout, "commit_timeout")
+        self._pools = Pools(lambda: self.database, pool_size)
+        self._results = Results(self.scope, self._pools)
+        # With enqueue_connection set and no connection= given, sync enqueues run on
+        # the connection it returns (None: the pool). Frameworks join their
+        # transaction with it: queuetopia.contrib.django (docs/django.md).
+        self.producer = Producer(
+            self.scope, self.registry, max_params_bytes, self._pools, self._results
         )
-        self._pool: ConnectionPool | None = None
-        # An async pool belongs to the event loop that opened it: one per loop (a web
-        # app's loop, and each worker runner's loop for async actions that enqueue).
-        self._async_pools: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, AsyncConnectionPool
-        ] = weakref.WeakKeyDictionary()
+        self.producer.join = enqueue_connection
 
     # -- configuration ---------------------------------------------------------
+
+    @property
+    def scope(self) -> str:
+        return self.settings.scope
+
+    @property
+    def poll_interval(self) -> float:
+        return self.settings.poll_interval
+
+    @poll_interval.setter
+    def poll_interval(self, value: float | timedelta) -> None:
+        """For workers made after this (the CLI's --poll-interval)."""
+        self.settings = replace(
+            self.settings, poll_interval=positive_seconds(value, "poll_interval")
+        )
+
+    @property
+    def lock_ttl(self) -> float:
+        return self.settings.lock_ttl
+
+    @property
+    def concurrency(self) -> int:
+        return self.settings.concurrency
+
+    @property
+    def job_retention(self) -> timedelta | None:
+        return self.settings.job_retention
+
+    @property
+    def max_params_bytes(self) -> int:
+        return self.settings.max_params_bytes
+
+    @property
+    def actions(self) -> dict[str, Action[Any, Any]]:
+        return self.registry.actions
+
+    @property
+    def periodics(self) -> list[Periodic]:
+        return self.registry.periodics
+
+    @property
+    def enqueue_connection(self) -> Callable[[], Conn | None] | None:
+        return self.producer.join
+
+    @enqueue_connection.setter
+    def enqueue_connection(self, value: Callable[[], Conn | None] | None) -> None:
+        self.producer.join = value
+
+    @property
+    def dsn_given(self) -> bool:
+        """Was a DSN given (to the constructor, or set), rather than found?"""
+        return bool(self._dsn)
 
     @property
     def dsn(self) -> str:
@@ -122,18 +152,31 @@ class Queuetopia:
     @dsn.setter
     def dsn(self, value: str) -> None:
         """Point this topia at another database (before it first connects)."""
-        if self._pool is not None:
+        if self._pools.opened:
             raise QueuetopiaError("cannot change the DSN of a topia that is connected")
         self._dsn = value
 
     @property
     def database(self) -> Database:
-        return Database(self.dsn, self._prepare_threshold, self.commit_timeout)
+        s = self.settings
+        return Database(self.dsn, s.prepare_threshold, s.commit_timeout)
 
     @property
     def listen_database(self) -> Database:
         """Where workers LISTEN: `listen_dsn` if given (past a pooler), else `dsn`."""
-        return Database(self._listen_dsn or self.dsn, self._prepare_threshold)
+        return Database(self._listen_dsn or self.dsn, self.settings.prepare_threshold)
+
+    @property
+    def engine(self) -> Engine:
+        """What a worker needs of this topia, explicitly (docs/design.md)."""
+        return Engine(
+            self.settings,
+            self.registry,
+            self.database,
+            self.listen_database,
+            self.producer,
+            self._pools.close_async,
+        )
 
     @overload
     def action(self, name: Callable[P, R], /) -> Action[P, R]: ...
@@ -144,9 +187,9 @@ class Queuetopia:
         name: str | None = None,
         /,
         *,
-        timeout: float | timedelta = 60.0,
-        max_attempts: int = 20,
-        max_backoff: float | timedelta = 86_400.0,
+        timeout: float | timedelta = DEFAULT_TIMEOUT,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        max_backoff: float | timedelta = DEFAULT_MAX_BACKOFF,
         backoff: BackoffFn | None = None,
         on_exhausted: OnExhausted = "skip",
         on_failure: FailureHook | None = None,
@@ -159,9 +202,9 @@ class Queuetopia:
         name: str | Callable[P, R] | None = None,
         /,
         *,
-        timeout: float | timedelta = 60.0,
-        max_attempts: int = 20,
-        max_backoff: float | timedelta = 86_400.0,
+        timeout: float | timedelta = DEFAULT_TIMEOUT,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        max_backoff: float | timedelta = DEFAULT_MAX_BACKOFF,
         backoff: BackoffFn | None = None,
         on_exhausted: OnExhausted = "skip",
         on_failure: FailureHook | None = None,
@@ -178,21 +221,27 @@ class Queuetopia:
         keeps its queue blocked longer than that (docs/blocking.md)."""
         if callable(name):
             return self.action()(name)
-        config = ActionConfig(
-            timeout=_pick(timeout, None),
+        config = ActionConfig.of(
+            timeout=timeout,
             max_attempts=max_attempts,
-            max_backoff=_pick(max_backoff, None),
+            max_backoff=max_backoff,
             backoff=backoff,
             on_exhausted=on_exhausted,
-            max_blocked=_pick(max_blocked, None),
+            max_blocked=max_blocked,
         )
 
         def register(fn: Callable[P, R]) -> Action[P, R]:
             action_name = name if isinstance(name, str) else qualified_name(fn)
-            action = Action(self, action_name, fn, config, on_failure, sensitive)
-            if action_name in self.actions:
-                raise ValidationError(f"action {action_name!r} is already registered")
-            self.actions[action_name] = action
+            action = Action(
+                self.producer,
+                action_name,
+                fn,
+                config,
+                max_params_bytes=self.settings.max_params_bytes,
+                on_failure=on_failure,
+                sensitive=sensitive,
+            )
+            self.registry.add(action)
             return action
 
         return register
@@ -211,12 +260,10 @@ class Queuetopia:
 
         def register(fn: Callable[P, R]) -> Action[P, R]:
             action_name = name or fn.__name__
-            periodic = Periodic(
-                action_name, cron, check_name("queue", queue), action_name, params or {}
-            )
+            periodic = Periodic(cron, check_name("queue", queue), action_name, params or {})
             action = self.action(action_name, **action_options)(fn)
             action.serialise(periodic.params)  # bad params fail here, not at the first tick
-            self.periodics.append(periodic)
+            self.registry.periodics.append(periodic)
             return action
 
         return register
@@ -225,47 +272,36 @@ class Queuetopia:
 
     @contextmanager
     def connection(self, conn: Conn | None = None) -> Iterator[Conn]:
-        """`conn` as is (the caller's transaction), else a pooled connection whose
-        transaction commits when the block ends."""
-        if conn is not None:
-            yield conn
-            return
-        if self._pool is None:
-            self._pool = self.database.open_pool(max_size=self.pool_size, name="queuetopia")
-        with translate_errors(), self._pool.connection() as pooled:
-            yield pooled
+        """`conn` as is (the caller's transaction), else a pooled autocommit
+        connection."""
+        with self._pools.connection(conn) as given:
+            yield given
+
+    @contextmanager
+    def transaction(self, conn: Conn | None = None) -> Iterator[Conn]:
+        """A pooled connection (or `conn`) in a transaction that commits when the
+        block ends: pass it as `connection=` to write several calls together."""
+        with self._pools.connection(conn) as given, store.transaction(given):
+            yield given
 
     @asynccontextmanager
     async def async_connection(self, conn: AsyncConn | None = None) -> AsyncIterator[AsyncConn]:
         """Like `connection`, for async code (a pool bound to the running event loop)."""
-        if conn is not None:
-            yield conn
-            return
-        loop = asyncio.get_running_loop()
-        pool = self._async_pools.get(loop)
-        if pool is None:
-            pool = await self.database.open_async_pool(max_size=self.pool_size)
-            self._async_pools[loop] = pool
-        with translate_errors():
-            async with pool.connection() as pooled:
-                yield pooled
+        async with self._pools.async_connection(conn) as given:
+            yield given
 
     def close(self) -> None:
         """Release the connections (use `aclose` for the async pool)."""
-        if self._pool is not None:
-            self._pool.close()
-            self._pool = None
+        self._pools.close()
 
     async def aclose(self) -> None:
         """Release the connections, with the async pool of the running event loop."""
-        await self.close_async_pool()
+        await self._pools.close_async()
         self.close()
 
     async def close_async_pool(self) -> None:
         """Close the async pool of the running event loop, if it has one."""
-        pool = self._async_pools.pop(asyncio.get_running_loop(), None)
-        if pool is not None:
-            await pool.close()
+        await self._pools.close_async()
 
     async def __aenter__(self) -> Queuetopia:
         return self
@@ -293,49 +329,18 @@ class Queuetopia:
         transaction (the caller's, with `connection`): validated like `.delay`,
         nothing written if any item is bad, order kept within each queue. Returns
         one Job per item, in order (docs/enqueue.md)."""
-        return self.enqueue_requests(items, connection, label=True)
+        return self.producer.enqueue(items, connection)
 
     async def enqueue_many_async(
         self, items: Sequence[JobRequest], *, connection: AsyncConn | None = None
     ) -> list[Job]:
         """`enqueue_many` for async code; `connection` is a psycopg AsyncConnection."""
-        return await self.enqueue_requests_async(items, connection, label=True)
+        return await self.producer.enqueue_async(items, connection)
 
     def validate(self, items: Sequence[JobRequest]) -> None:
         """Check `items` as `enqueue_many` would, writing nothing: ValidationError
         naming the first bad item."""
-        enqueue.prepare(self.scope, self.actions, self.max_params_bytes, items, label=True)
-
-    def enqueue_requests(
-        self, items: Sequence[JobRequest], connection: Conn | None, *, label: bool
-    ) -> list[Job]:
-        """`enqueue_many`; with `label`, errors name the item (delay_many's do not)."""
-        batch = enqueue.prepare(self.scope, self.actions, self.max_params_bytes, items, label=label)
-        if not batch.slots:
-            return []
-        if isinstance(connection, psycopg.AsyncConnection):
-            raise ValidationError("an AsyncConnection needs enqueue_many_async")
-        with self._span(batch) as meta, self.connection(self._enqueue_target(connection)) as conn:
-            jobs = enqueue.insert(conn, batch, meta)
-        return [job.bound(self) for job in jobs]
-
-    async def enqueue_requests_async(
-        self, items: Sequence[JobRequest], connection: AsyncConn | None, *, label: bool
-    ) -> list[Job]:
-        batch = enqueue.prepare(self.scope, self.actions, self.max_params_bytes, items, label=label)
-        if not batch.slots:
-            return []
-        if isinstance(connection, psycopg.Connection):
-            raise ValidationError("a sync Connection needs enqueue_many")
-        with self._span(batch) as meta:
-            async with self.async_connection(connection) as conn:
-                jobs = await enqueue.insert_async(conn, batch, meta)
-        return [job.bound(self) for job in jobs]
-
-    def _span(self, batch: enqueue.Batch) -> AbstractContextManager[dict[str, Any]]:
-        actions = set(batch.columns["actions"])
-        action = actions.pop() if len(actions) == 1 else "*"
-        return enqueue_span(self.scope, batch.wake or "*", action, len(batch.slots))
+        self.producer.prepare(items)
 
     def create_job(
         self,
@@ -361,7 +366,7 @@ class Queuetopia:
             max_backoff=max_backoff,
             unique_key=unique_key,
         )
-        return self.enqueue_requests([request], connection, label=False)[0]
+        return self.producer.enqueue([request], connection, label=False)[0]
 
     async def create_job_async(
         self,
@@ -387,39 +392,20 @@ class Queuetopia:
             max_backoff=max_backoff,
             unique_key=unique_key,
         )
-        return (await self.enqueue_requests_async([request], connection, label=False))[0]
+        return (await self.producer.enqueue_async([request], connection, label=False))[0]
 
     # -- results -----------------------------------------------------------------
-
-    def _enqueue_target(self, given: Conn | None) -> Conn | None:
-        """The connection a sync enqueue runs on: the caller's, else the one
-        `enqueue_connection` returns, else None (the pool)."""
-        if given is not None or self.enqueue_connection is None:
-            return given
-        return self.enqueue_connection()
 
     def wait(self, job_id: int, timeout: float = 30.0) -> Any:
         """The result of job `job_id` once it is done. Raises JobFailed or
         JobCancelled when it ended otherwise, TimeoutError when it has not ended
         within `timeout` seconds. Polls the job with backoff from 5 ms to 1 s: a
         job nobody waits for costs nothing (docs/results.md)."""
-        poll = results.Poll(job_id, timeout)
-        while True:
-            with self.connection() as conn:
-                job = store.job_get(conn, scope=self.scope, job_id=job_id)
-            if results.settled(job, job_id, self.scope):
-                return results.outcome(job)
-            time.sleep(poll.next_pause(job))
+        return self._results.wait(job_id, timeout)
 
     async def wait_async(self, job_id: int, timeout: float = 30.0) -> Any:
         """`wait` for async code."""
-        poll = results.Poll(job_id, timeout)
-        while True:
-            async with self.async_connection() as conn:
-                job = await store.job_get_async(conn, scope=self.scope, job_id=job_id)
-            if results.settled(job, job_id, self.scope):
-                return results.outcome(job)
-            await asyncio.sleep(poll.next_pause(job))
+        return await self._results.wait_async(job_id, timeout)
 
     def notify(self, queue: str = "") -> None:
         """Wake every worker of this scope now."""
@@ -430,13 +416,12 @@ class Queuetopia:
 
     def shown_params(self, job: Job) -> dict[str, Any]:
         """The job's params for display, with the action's sensitive params hidden."""
-        action = self.actions.get(job.action)
-        return action.shown_params(job.params) if action else dict(job.params)
+        return self.registry.shown_params(job.action, job.params)
 
     def get_job(self, job_id: int) -> Job | None:
         with self.connection() as conn:
             job = store.job_get(conn, scope=self.scope, job_id=job_id)
-        return None if job is None else job.bound(self)
+        return None if job is None else job.bound(self._results)
 
     def list_jobs(
         self,
@@ -447,11 +432,7 @@ class Queuetopia:
         limit: int = 100,
         offset: int = 0,
     ) -> list[Job]:
-        if state is not None:
-            try:
-                state = JobState(state)
-            except ValueError:
-                raise ValidationError(f"unknown job state {state!r}") from None
+        state = None if state is None else operations.state(state)
         with self.connection() as conn:
             found = store.job_list(
                 conn,
@@ -463,9 +444,9 @@ class Queuetopia:
                 limit=limit,
                 offset=offset,
                 # Only this process's registry says what is sensitive (docs/security.md).
-                hidden={n: sorted(a.sensitive) for n, a in self.actions.items() if a.sensitive},
+                hidden=self.registry.hidden(),
             )
-        return [job.bound(self) for job in found]
+        return [job.bound(self._results) for job in found]
 
     def list_queues(self) -> list[QueueInfo]:
         with self.connection() as conn:
@@ -487,7 +468,7 @@ class Queuetopia:
         params = selection.params(allowed, verb)
         with self.connection() as conn:
             found = store.job_select(conn, scope=self.scope, selection=params)
-        return [job.bound(self) for job in found]
+        return [job.bound(self._results) for job in found]
 
     def retry_jobs(
         self,
@@ -533,21 +514,18 @@ class Queuetopia:
                 return [job for job in map(self.get_job, ids) if job is not None]
         if not ids:
             return []
-        change = store.job_cancel if verb == "cancel" else store.job_retry
-        with self.connection() as conn, conn.transaction():
-            changed = change(conn, scope=self.scope, ids=ids, signature=signature)
-            queues = sorted({job.queue for job in changed})
-            if queues:
-                store.queue_touch(conn, scope=self.scope, queues=queues)
-                store.scope_notify(conn, self.scope, queues[0] if len(queues) == 1 else "")
-        return [job.bound(self) for job in changed]
+        with self.connection() as conn:
+            changed = store.jobs_change(
+                conn, scope=self.scope, ids=ids, signature=signature, cancel=verb == "cancel"
+            )
+        return [job.bound(self._results) for job in changed]
 
     def _one(self, job_id: int, verb: str, changed: list[Job]) -> Job:
         if changed:
             return changed[0]
         job = self.get_job(job_id)
         if job is None:
-            raise JobNotFound(f"no job {job_id} in scope {self.scope!r}")
+            raise JobNotFound.of(job_id, self.scope)
         if job.unique_key is not None and job.state != JobState.PENDING and verb == "retry":
             raise InvalidTransition(
                 f"cannot retry job {job_id}: another job in queue {job.queue!r} holds "
@@ -613,25 +591,18 @@ class Queuetopia:
         self, queues: list[str], paused: bool, by: str | None, reason: str | None
     ) -> list[str]:
         signature = operations.signature(by, reason)
-        changed: list[str] = []
-        with self.connection() as conn, conn.transaction():
-            for queue in sorted(queues):  # name order, as producers lock queue rows
-                if store.queue_set_paused(
-                    conn, scope=self.scope, queue=queue, paused=paused, signature=signature
-                ):
-                    changed.append(queue)
-            if changed:
-                store.scope_notify(conn, self.scope, changed[0] if len(changed) == 1 else "")
-        return changed
+        with self.connection() as conn:
+            return store.queues_set_paused(
+                conn, scope=self.scope, queues=queues, paused=paused, signature=signature
+            )
 
     def prune(self, older_than: timedelta | float = timedelta(days=7), batch: int = 1000) -> int:
         """Delete done and cancelled jobs older than `older_than`; return how many."""
-        seconds = older_than.total_seconds() if isinstance(older_than, timedelta) else older_than
         total = 0
         while True:
             with self.connection() as conn:
                 deleted = store.job_prune_batch(
-                    conn, scope=self.scope, older_than=seconds, batch=batch
+                    conn, scope=self.scope, older_than=seconds(older_than), batch=batch
                 )
             total += deleted
             if deleted < batch:
@@ -646,10 +617,8 @@ class Queuetopia:
         name: str | None = None,
         shutdown_timeout: float = 30.0,
     ) -> Worker:
-        from .worker import Worker
-
         return Worker(
-            self,
+            self.engine,
             concurrency=concurrency or self.concurrency,
             queues=queues,
             name=name,

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import os
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeGuard, cast
 
 import psycopg
 from psycopg.conninfo import make_conninfo
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from .errors import ConfigurationError, QueuetopiaError, hide_password_of, translate_errors
+from .translate import connecting, translate_errors
 
 DSN_ENV = "QUEUETOPIA_DSN"
 
@@ -33,12 +35,12 @@ CONNECT_KWARGS: dict[str, Any] = {
 }
 
 
-def is_sync_connection(value: object) -> bool:
+def is_sync_connection(value: object) -> TypeGuard[psycopg.Connection[Any]]:
     """Is `value` a psycopg 3 (sync) connection, as `connection=` arguments take?"""
     return isinstance(value, psycopg.Connection)
 
 
-def is_async_connection(value: object) -> bool:
+def is_async_connection(value: object) -> TypeGuard[psycopg.AsyncConnection[Any]]:
     return isinstance(value, psycopg.AsyncConnection)
 
 
@@ -56,25 +58,6 @@ def resolve_dsn(dsn: str | None) -> str:
     from .embedded import embedded_dsn
 
     return embedded_dsn()
-
-
-@contextmanager
-def connecting(dsn: str) -> Iterator[None]:
-    """`translate_errors`, for opening connections to `dsn`: libpq's message about a DSN
-    it cannot parse quotes fragments of it, the password's too. Those are hidden, and
-    then the psycopg error (which has them) is not chained (docs/security.md)."""
-    try:
-        with translate_errors():
-            yield
-    except UnicodeError:
-        # psycopg resolves host names itself; one that IDNA cannot encode raises this.
-        raise ConfigurationError("the DSN's host name is not a valid host name") from None
-    except QueuetopiaError as exc:
-        unparsable = isinstance(exc.__cause__, psycopg.ProgrammingError)
-        hidden = hide_password_of(dsn, str(exc), unparsable)
-        if hidden == str(exc):
-            raise
-        raise type(exc)(hidden) from None
 
 
 class ReplyTimeout(psycopg.OperationalError):
@@ -214,6 +197,14 @@ class Database:
         with connecting(self.dsn):
             return psycopg.connect(self.dsn, autocommit=autocommit, **self.kwargs)
 
+    def connect_bounded(self) -> psycopg.Connection[Any]:
+        """A dedicated autocommit connection whose every wait for a reply is bounded
+        by commit_timeout, as the pools' are."""
+        with connecting(self.dsn):
+            conn = BoundedConnection.connect(self.dsn, autocommit=True, **self.kwargs)
+        self._configure(conn)
+        return conn
+
     def _configure(self, conn: Any) -> None:
         conn.commit_timeout = self.commit_timeout
 
@@ -319,3 +310,63 @@ class ThreadConnections:
             conns, self._all = self._all, []
         for conn in conns:
             conn.close()
+
+
+class Pools:
+    """A topia's own connections: one sync pool, and one async pool per event loop (an
+    async pool belongs to the loop that opened it: a web app's loop, and each runner
+    thread's loop for async actions that enqueue). Opened on first use."""
+
+    def __init__(self, database: Callable[[], Database], size: int) -> None:
+        self._database = database
+        self._size = size
+        self._pool: ConnectionPool | None = None
+        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncConnectionPool]
+        self._async = weakref.WeakKeyDictionary()
+
+    @property
+    def opened(self) -> bool:
+        return self._pool is not None
+
+    @contextmanager
+    def connection(
+        self, conn: psycopg.Connection[Any] | None = None
+    ) -> Iterator[psycopg.Connection[Any]]:
+        """`conn` as is (the caller's transaction), else a pooled autocommit
+        connection; errors translated either way."""
+        if conn is not None:
+            with translate_errors():
+                yield conn
+            return
+        if self._pool is None:
+            self._pool = self._database().open_pool(max_size=self._size, name="queuetopia")
+        with translate_errors(), self._pool.connection() as pooled:
+            yield pooled
+
+    @asynccontextmanager
+    async def async_connection(
+        self, conn: psycopg.AsyncConnection[Any] | None = None
+    ) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        if conn is not None:
+            with translate_errors():
+                yield conn
+            return
+        loop = asyncio.get_running_loop()
+        pool = self._async.get(loop)
+        if pool is None:
+            pool = await self._database().open_async_pool(max_size=self._size)
+            self._async[loop] = pool
+        with translate_errors():
+            async with pool.connection() as pooled:
+                yield pooled
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    async def close_async(self) -> None:
+        """Close the async pool of the running event loop, if it has one."""
+        pool = self._async.pop(asyncio.get_running_loop(), None)
+        if pool is not None:
+            await pool.close()

@@ -8,22 +8,22 @@ per request, in request order. `.delay`, `delay_many`, `create_job`, the CLI's
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
-
-from psycopg.types.json import Jsonb
+from typing import Any
 
 from . import store
-from .actions import ActionConfig, JobOptions, seconds_or_none
+from .actions import Action, ActionConfig, JobOptions
+from .database import Pools, is_async_connection, is_sync_connection
+from .durations import optional_seconds
 from .errors import DatabaseConflict, ValidationError
-from .models import Job, JobRequest, JobState
+from .models import Job, JobRequest, JobState, Waiter
+from .registry import Registry
 from .store import AsyncConn, Conn
+from .tracing import enqueue_span
 from .validation import check_name, params_json
-
-if TYPE_CHECKING:
-    from .actions import Action
 
 
 @dataclass
@@ -61,13 +61,11 @@ class Batch:
         columns: dict[str, Any] = self.columns
         if uniform:
             columns = {name: values[0] for name, values in columns.items()}
-        # The params' JSON texts, validated one by one, joined as is into one array.
-        params = Jsonb("[" + ",".join(self.columns["params"]) + "]", dumps=str)
         return {
             **columns,
-            "params": params,
+            "params": self.columns["params"],  # JSON texts, each validated already
             "scope": self.scope,
-            "meta": Jsonb(meta),
+            "meta": meta,
             "wake": self.wake,
         }
 
@@ -180,9 +178,11 @@ class _Builder:
     def add(self, request: JobRequest) -> None:
         if not isinstance(request, JobRequest):
             raise ValidationError(f"expected a JobRequest, got {type(request).__name__}")
-        queue, action = self._name("queue", request.queue), self._name("action", request.action)
-        text = self._params(action, request.params)
-        config = self._config(action, request)
+        queue = self._name("queue", request.queue)
+        registered = self._action(request.action)
+        action = registered.name if registered else self._name("action", request.action)
+        text = self._params(registered, request.params)
+        config = self._config(action, registered, request)
         at, delay = schedule(request.scheduled_at)
         key = None if request.unique_key is None else check_name("unique_key", request.unique_key)
         if key is not None and (queue, key) in self._unique:
@@ -207,33 +207,39 @@ class _Builder:
             self.batch.columns = {name: list(values) for name, values in columns}
         return self.batch
 
-    def _name(self, kind: str, value: str) -> str:
+    def _name(self, kind: str, value: object) -> str:
         if not isinstance(value, str) or value not in self._names:
-            check_name(kind, value)
+            value = check_name(kind, value)
             self._names.add(value)
         return value
 
-    def _params(self, action: str, params: Mapping[str, Any]) -> str:
+    def _action(self, named: object) -> Action[Any, Any] | None:
+        """The registered action a request names (by name, or as the Action)."""
+        if isinstance(named, Action):
+            return named
+        return self.actions.get(named) if isinstance(named, str) else None
+
+    def _params(self, registered: Action[Any, Any] | None, params: Mapping[str, Any]) -> str:
+        """The params as the JSON text stored, serialised once, here, and sent as is:
+        validated against the action's signature if it is registered here."""
         if not isinstance(params, Mapping):
             raise ValidationError("params must be a dict")
-        registered = self.actions.get(action)
         if registered is not None:
-            text = registered.serialise(params)
-        else:
-            text = params_json(dict(params), self.max_params_bytes)
-        return text  # serialised once, during validation: sent as is
+            return registered.serialise(params)
+        return params_json(dict(params), self.max_params_bytes)
 
-    def _config(self, action: str, request: JobRequest) -> ActionConfig:
+    def _config(
+        self, action: str, registered: Action[Any, Any] | None, request: JobRequest
+    ) -> ActionConfig:
         options = (request.timeout, request.max_attempts, request.max_backoff)
         cached = self._configs.get((action, *options))
         if cached is None:
-            registered = self.actions.get(action)
             base = registered.config if registered else ActionConfig()
             cached = base.resolve(
                 JobOptions(
-                    seconds_or_none(request.timeout),
+                    optional_seconds(request.timeout),
                     request.max_attempts,
-                    seconds_or_none(request.max_backoff),
+                    optional_seconds(request.max_backoff),
                 )
             )
             self._configs[(action, *options)] = cached
@@ -288,3 +294,70 @@ async def insert_async(conn: AsyncConn, batch: Batch, meta: dict[str, Any]) -> l
         await store.job_get_unique_async(conn, scope=batch.scope, pairs=missing) if missing else []
     )
     return batch.assemble(written, existing)
+
+
+class Producer:
+    """The one enqueue path (docs/enqueue.md): `.delay`, `delay_many`, `enqueue_many`,
+    `create_job`, the CLI's `enqueue` and periodic jobs all come here. A caller's
+    connection joins its transaction; else `join()` may name one (Django's inside
+    `atomic()`, docs/django.md); else the topia's pool. Jobs come back bound to
+    `waiter`, for `job.wait()`."""
+
+    def __init__(
+        self,
+        scope: str,
+        registry: Registry,
+        max_params_bytes: int,
+        pools: Pools,
+        waiter: Waiter,
+        join: Callable[[], Conn | None] | None = None,
+    ) -> None:
+        self.scope, self.registry, self.max_params_bytes = scope, registry, max_params_bytes
+        self._pools, self._waiter, self.join = pools, waiter, join
+
+    def prepare(self, requests: Sequence[JobRequest], *, label: bool = True) -> Batch:
+        """Check every request, writing nothing; ValidationError naming the first bad
+        one (with `label`)."""
+        return prepare(
+            self.scope, self.registry.actions, self.max_params_bytes, requests, label=label
+        )
+
+    def enqueue(
+        self, requests: Sequence[JobRequest], connection: Conn | None = None, *, label: bool = True
+    ) -> list[Job]:
+        batch = self.prepare(requests, label=label)
+        if not batch.slots:
+            return []
+        if connection is not None and not is_sync_connection(connection):
+            raise ValidationError("an AsyncConnection needs enqueue_many_async")
+        with _span(batch) as meta, self._pools.connection(self._joined(connection)) as conn:
+            jobs = insert(conn, batch, meta)
+        return [job.bound(self._waiter) for job in jobs]
+
+    async def enqueue_async(
+        self,
+        requests: Sequence[JobRequest],
+        connection: AsyncConn | None = None,
+        *,
+        label: bool = True,
+    ) -> list[Job]:
+        batch = self.prepare(requests, label=label)
+        if not batch.slots:
+            return []
+        if connection is not None and not is_async_connection(connection):
+            raise ValidationError("a sync Connection needs enqueue_many")
+        with _span(batch) as meta:
+            async with self._pools.async_connection(connection) as conn:
+                jobs = await insert_async(conn, batch, meta)
+        return [job.bound(self._waiter) for job in jobs]
+
+    def _joined(self, given: Conn | None) -> Conn | None:
+        if given is not None or self.join is None:
+            return given
+        return self.join()
+
+
+def _span(batch: Batch) -> AbstractContextManager[dict[str, Any]]:
+    actions = set(batch.columns["actions"])
+    action = actions.pop() if len(actions) == 1 else "*"
+    return enqueue_span(batch.scope, batch.wake or "*", action, len(batch.slots))

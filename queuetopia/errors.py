@@ -12,23 +12,19 @@
      │    └── DatabaseConflict      a deadlock or serialization failure; a retry helps
      ├── JobNotFound            no job with that id in this scope (also a LookupError)
      ├── InvalidTransition      the operator call makes no sense for the job's state
-     ├── LeaseLost              a worker's claim on a queue was taken over (internal)
      ├── JobTimeout             raised inside an action that ran past its timeout
      └── JobUnsuccessful        `wait` found the job ended without a result
           ├── JobFailed             it failed for good (attempts used up, or parked)
           └── JobCancelled          an operator cancelled it
 
-Driver errors are translated in exactly one place, `translate_errors`.
+Driver errors are translated in exactly one place, `translate.translate_errors`, at
+the edge of the store layer (docs/design.md).
 """
 
 from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
-
-import psycopg
 
 
 class QueuetopiaError(Exception):
@@ -83,10 +79,6 @@ class JobNotFound(QueuetopiaError, LookupError):
 
 class InvalidTransition(QueuetopiaError):
     """The job is not in a state that allows this."""
-
-
-class LeaseLost(QueuetopiaError):
-    """This worker no longer holds the queue; another claim was made on it."""
 
 
 class JobTimeout(QueuetopiaError):
@@ -251,50 +243,3 @@ def _token_cut(text: str, *, from_end: bool = False) -> str:
     if from_end:
         return text[: len(text) - len(edge) + (spaces[-1] if spaces else 0)]
     return text[(spaces[0] if spaces else len(edge)) :]
-
-
-# SQLSTATEs that mean "not now" rather than "never": admin or crash shutdown, the
-# server starting up or shutting down (57P0x), and the connection class (08xxx).
-_UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03"})
-_CONFLICT_STATES = frozenset({"40001", "40P01"})
-_READ_ONLY_STATE = "25006"
-# A refused connection carries no SQLSTATE in psycopg, only the server's message; nor
-# does a DSN that libpq cannot use (a port that is not a number, an unknown sslmode).
-_REJECTED = re.compile(
-    r"authentication failed|does not exist|no pg_hba\.conf entry|not permitted to log in",
-    re.IGNORECASE,
-)
-_MALFORMED = re.compile(r"invalid [\w ]*value|invalid connection option", re.IGNORECASE)
-
-
-@contextmanager
-def translate_errors() -> Iterator[None]:
-    """Re-raise psycopg errors as queuetopia errors, chained, with passwords hidden.
-
-    Everything that a retry can cure is a DatabaseUnavailable (or a DatabaseConflict),
-    so the worker's bookkeeping retries it: a lost connection, a server shutting down
-    or starting, a database that accepts no writes right now (docs/reliability.md)."""
-    try:
-        yield
-    except psycopg.Error as exc:
-        raise _translated(exc) from exc
-
-
-def _translated(exc: psycopg.Error) -> QueuetopiaError:
-    state = exc.sqlstate or ""
-    if state in _CONFLICT_STATES:
-        return DatabaseConflict(redact(f"database conflict: {exc}".strip()))
-    if state == _READ_ONLY_STATE:
-        return DatabaseReadOnly(redact(f"database is read-only right now: {exc}".strip()))
-    if isinstance(exc, psycopg.OperationalError) and not state:
-        if _MALFORMED.search(str(exc)):
-            return ConfigurationError(redact(f"unusable DSN: {exc}".strip()))
-        if _REJECTED.search(str(exc)):
-            return ConnectionRejected(redact(f"database refused the connection: {exc}".strip()))
-    if (
-        isinstance(exc, psycopg.OperationalError)
-        or state in _UNAVAILABLE_STATES
-        or state.startswith("08")
-    ):
-        return DatabaseUnavailable(redact(f"database unavailable: {exc}".strip()))
-    return DatabaseError(redact(f"database error: {exc}".strip()))

@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 from .errors import capped
 
 if TYPE_CHECKING:
-    from .models import Outcome
-    from .models import Job
+    from .models import Job, Outcome
 
 logger = logging.getLogger("queuetopia.worker")
 # A log line about a job is cut to this many bytes, its traceback to twice as many.

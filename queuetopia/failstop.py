@@ -6,9 +6,9 @@ next Python bytecode, so a sync action inside one long C call (a single long
 `time.sleep`, a socket read without a timeout) does not stop. If the execution has not
 ended a grace of 10 % of lock_ttl later, the worker exits the process at once: the
 database keeps the lease for at least lock_ttl from that renewal's start, so the
-execution ends before any other worker can take the queue (docs/guarantees.md, rule
-2). The supervisor (systemd, Kubernetes) starts the worker again; the attempt counts
-as "worker lost" (docs/deploying.md)."""
+execution ends before any other worker can take the queue (docs/guarantees.md). The
+supervisor (systemd, Kubernetes) starts the worker again; the attempt counts as
+"worker lost" (docs/deploying.md)."""
 
 from __future__ import annotations
 
@@ -16,10 +16,9 @@ import contextlib
 import logging
 import os
 import sys
-from typing import TYPE_CHECKING
+from typing import NoReturn
 
-if TYPE_CHECKING:
-    from .runner import Held
+from .models import Job
 
 logger = logging.getLogger("queuetopia.worker")
 
@@ -30,26 +29,15 @@ EXIT_LEASE_EXPIRED = 75
 GRACE_SHARE = 0.1
 
 
-def stuck_since(held: Held) -> float | None:
-    """Since when an execution runs under the lost lease of `held`, if one does: from
-    the loss, or from the start of an execution that started after it (a job claimed
-    by a statement whose reply came late, interrupted as it starts)."""
-    with held.lock:
-        if held.execution is None or held.lost_at is None:
-            return None
-        return max(held.lost_at, held.started_at)
-
-
-def fail_stop(held: Held) -> None:
+def fail_stop(queue: str, job: Job | None) -> NoReturn:
     """Log why, then exit the process at once: no cleanup, no thread joins."""
-    job = held.job
     what = f"job {job.id} (action {job.action!r})" if job is not None else "a job"
     logger.critical(
         "%s of queue %r did not stop after the lease on its queue was lost: exiting the"
         " process (status %d) so that no other worker can run that queue while it runs;"
         " see docs/deploying.md",
         what,
-        held.lease.queue,
+        queue,
         EXIT_LEASE_EXPIRED,
     )
     for handler in _handlers():

@@ -6,37 +6,26 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
-
-import psycopg
 
 from . import store
 from .database import Database
 from .errors import QueuetopiaError
-from .store import Lease
+from .leases import Leases
+from .store import Conn, Lease
+from .translate import translate_errors
 
 logger = logging.getLogger("queuetopia.worker")
 
 
 class Heartbeat:
-    """Renews the leases `held()` returns; calls `on_lost(lease)` for each lease that
-    was not renewed, or whose local trust deadline passed without a renewal."""
+    """Renews the leases of `leases`; loses each one that was not renewed, or whose
+    local trust deadline passed without a renewal; fails stop when an execution
+    outlives its lost lease (leases.py)."""
 
-    def __init__(
-        self,
-        database: Database,
-        scope: str,
-        ttl: float,
-        held: Callable[[], list[tuple[Lease, float]]],
-        on_renewed: Callable[[Lease, float], None],
-        on_lost: Callable[[Lease], None],
-        on_watch: Callable[[float], float] | None = None,
-    ) -> None:
+    def __init__(self, database: Database, scope: str, ttl: float, leases: Leases) -> None:
         self._database, self._scope, self._ttl = database, scope, ttl
-        self._held, self._on_renewed, self._on_lost = held, on_renewed, on_lost
-        self._on_watch = on_watch
-        self._conn: psycopg.Connection[Any] | None = None
+        self._leases = leases
+        self._conn: Conn | None = None
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="queuetopia-heartbeat", daemon=True)
         # The trust deadline is watched apart from the renewals: a renewal stuck on a
@@ -59,50 +48,50 @@ class Heartbeat:
         self._trust_thread.join(timeout=5)
 
     def _watch_trust(self) -> None:
-        """Wake at each trust deadline (and at each moment `on_watch(now)` asks for, to
-        fail stop), not merely every so often: the margins are tenths of lock_ttl."""
+        """Wake at each trust deadline (and at each moment a fail-stop may be due),
+        not merely every so often: the margins are tenths of lock_ttl."""
         while True:
             now = time.monotonic()
             wake = now + min(self.interval / 4, 0.25)
-            for lease, trusted_until in self._held():
+            for lease, trusted_until in self._leases.to_renew():
                 if now > trusted_until:
-                    self._on_lost(lease)
+                    self._leases.lost(lease)
                 else:
                     wake = min(wake, trusted_until)
-            if self._on_watch is not None:
-                wake = min(wake, self._on_watch(now))
+            wake = min(wake, self._leases.fail_stop_if_stuck(now))
             if self._stopped.wait(max(wake - time.monotonic(), 0.0) + 0.001):
                 return
 
     def _run(self) -> None:
         while not self._stopped.wait(self.interval):
             self.beat()
-        if self._conn is not None:
-            self._conn.close()
+        self._drop_connection()
 
     def beat(self) -> None:
-        held = self._held()
+        held = self._leases.to_renew()
         if not held:
             return
         started = time.monotonic()
         try:
             renewed = self._renew([lease for lease, _ in held])
-        except (psycopg.Error, QueuetopiaError) as exc:
+        except QueuetopiaError as exc:
             logger.warning("heartbeat failed (%s); will retry", type(exc).__name__)
             self._drop_connection()
             renewed = None
         for lease, trusted_until in held:
             if renewed is not None and lease.queue in renewed:
-                self._on_renewed(lease, started)
+                self._leases.renewed(lease, started)
             elif renewed is not None or time.monotonic() > trusted_until:
-                self._on_lost(lease)
+                self._leases.lost(lease)
 
     def _renew(self, leases: list[Lease]) -> set[str]:
-        if self._conn is None or self._conn.closed:
-            self._conn = self._database.connect_worker()
-        return store.lease_renew(self._conn, scope=self._scope, ttl=self._ttl, leases=leases)
+        with translate_errors():
+            if self._conn is None or self._conn.closed:
+                self._conn = self._database.connect_worker()
+            return store.lease_renew(self._conn, scope=self._scope, ttl=self._ttl, leases=leases)
 
     def _drop_connection(self) -> None:
         if self._conn is not None:
-            self._conn.close()
+            with translate_errors():
+                self._conn.close()
             self._conn = None

@@ -14,7 +14,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from .errors import ValidationError, translate_errors
+from .database import Database
+from .errors import ValidationError
+from .translate import translate_errors
 from .validation import check_name
 
 # Any fixed number works; it only has to be the same in every process.
@@ -153,3 +155,10 @@ def rollback_all(conn: psycopg.Connection[Any]) -> None:
     with translate_errors(), conn.transaction(), conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_KEY,))
         cur.execute(down_sql().encode("utf-8"))
+
+
+def ensure_current(database: Database) -> None:
+    """Migrate on a connection of its own if the schema is behind (a worker starting)."""
+    with translate_errors(), database.connect_bounded() as conn:
+        if len(applied_versions(conn)) < len(all_migrations()):
+            migrate(conn)

@@ -84,6 +84,13 @@ class MinuteCounts(BaseModel):
     failed: int
 
 
+class Named(Protocol):
+    """A registered action, as a JobRequest may name it instead of by its name."""
+
+    @property
+    def name(self) -> str: ...
+
+
 @dataclass(frozen=True, slots=True)
 class JobRequest:
     """One job to enqueue: `topia.enqueue_many([JobRequest(queue, action, params), ...])`.
@@ -94,7 +101,7 @@ class JobRequest:
     the queue instead of writing a twin (docs/unique-jobs.md)."""
 
     queue: str
-    action: str
+    action: str | Named  # an action's name, or the Action itself
     params: Mapping[str, Any] = field(default_factory=dict)
     _: KW_ONLY
     scheduled_at: datetime | timedelta | None = None

@@ -41,7 +41,7 @@ class Selection:
     def params(self, allowed: tuple[JobState, ...], verb: str) -> dict[str, Any]:
         """The parameters of JOB_SELECT; ValidationError for a selection that makes
         no sense, or names states the change does not apply to."""
-        states = [_state(s) for s in self.states]
+        states = [state(s) for s in self.states]
         if not states:
             raise ValidationError("a selection needs at least one state")
         refused = [s.value for s in states if s not in allowed]
@@ -63,7 +63,7 @@ class Selection:
         }
 
 
-def _state(value: JobState | str) -> JobState:
+def state(value: JobState | str) -> JobState:
     try:
         return JobState(value)
     except ValueError:

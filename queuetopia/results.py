@@ -8,9 +8,12 @@ costs nothing (no notification per finished job)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
+from . import store
+from .database import Pools
 from .errors import JobCancelled, JobFailed, JobNotFound, ValidationError
 from .models import Job, JobState
 
@@ -44,7 +47,7 @@ class Poll:
 def settled(job: Job | None, job_id: int, scope: str) -> bool:
     """Has the job ended (done, failed or cancelled)? JobNotFound if it is gone."""
     if job is None:
-        raise JobNotFound(f"no job {job_id} in scope {scope!r}")
+        raise JobNotFound.of(job_id, scope)
     return job.state in (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
 
 
@@ -56,3 +59,28 @@ def outcome(job: Job | None) -> Any:
     if job.state == JobState.CANCELLED:
         raise JobCancelled(job.id, job.state.value, job.error)
     return job.result
+
+
+class Results:
+    """`wait` for the jobs of one scope; what a Job returned by an enqueue is bound to."""
+
+    def __init__(self, scope: str, pools: Pools) -> None:
+        self.scope, self._pools = scope, pools
+
+    def wait(self, job_id: int, timeout: float = 30.0) -> Any:
+        poll = Poll(job_id, timeout)
+        while True:
+            with self._pools.connection() as conn:
+                job = store.job_get(conn, scope=self.scope, job_id=job_id)
+            if settled(job, job_id, self.scope):
+                return outcome(job)
+            time.sleep(poll.next_pause(job))
+
+    async def wait_async(self, job_id: int, timeout: float = 30.0) -> Any:
+        poll = Poll(job_id, timeout)
+        while True:
+            async with self._pools.async_connection() as conn:
+                job = await store.job_get_async(conn, scope=self.scope, job_id=job_id)
+            if settled(job, job_id, self.scope):
+                return outcome(job)
+            await asyncio.sleep(poll.next_pause(job))

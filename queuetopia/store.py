@@ -3,6 +3,8 @@ connection it is given, translates errors and maps rows to models."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, LiteralString
@@ -14,11 +16,19 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb, JsonbLoader, JsonLoader
 
 from . import queries
-from .errors import translate_errors
-from .models import Job, LeaseInfo, MinuteCounts, QueueInfo, QueueStatus
+from .models import Job, LeaseInfo, MinuteCounts, QueueInfo, QueueStatus, Verdict
+from .translate import translate_errors
 
 Conn = psycopg.Connection[Any]
 AsyncConn = psycopg.AsyncConnection[Any]
+
+
+@contextmanager
+def transaction(conn: Conn) -> Iterator[Conn]:
+    """A transaction on `conn` (a savepoint inside the caller's), for the calls that
+    must write together; errors translated."""
+    with translate_errors(), conn.transaction():
+        yield conn
 
 
 @dataclass(frozen=True)
@@ -75,14 +85,21 @@ async def _rows_async(
 def job_insert_many(conn: Conn, params: dict[str, Any], *, uniform: bool) -> list[dict[str, Any]]:
     """Run JOB_INSERT_MANY (JOB_INSERT_UNIFORM for jobs that differ only in their
     params: one value for each other column); the columns the database made for each
-    job written (enqueue.Batch builds the Jobs from them and its input)."""
-    return _rows(conn, _insert_statement(uniform), params)
+    job written (enqueue.Batch builds the Jobs from them and its input). `params`
+    holds the params as a list of JSON texts, each validated already."""
+    return _rows(conn, _insert_statement(uniform), _insert_params(params))
 
 
 async def job_insert_many_async(
     conn: AsyncConn, params: dict[str, Any], *, uniform: bool
 ) -> list[dict[str, Any]]:
-    return await _rows_async(conn, _insert_statement(uniform), params)
+    return await _rows_async(conn, _insert_statement(uniform), _insert_params(params))
+
+
+def _insert_params(params: dict[str, Any]) -> dict[str, Any]:
+    # The JSON texts joined as is into one array: no per-element quoting of a jsonb[].
+    texts = Jsonb("[" + ",".join(params["params"]) + "]", dumps=str)
+    return {**params, "params": texts, "meta": Jsonb(params["meta"])}
 
 
 def _insert_statement(uniform: bool) -> LiteralString:
@@ -212,7 +229,7 @@ class Finish:
 
     lease: Lease
     job: Job
-    state: str
+    state: Verdict
     error: str | None = None
     result: Any = None
     backoff: float | None = None
@@ -252,29 +269,6 @@ def job_finish_many(
     return [(f.job.id in recorded, claimed.get((f.lease.queue, f.lease.lease_id))) for f in batch]
 
 
-def job_finish(conn: Conn, *, scope: str, node: str, finish: Finish) -> tuple[bool, Job | None]:
-    """Record one attempt: `job_finish_many` with a batch of one."""
-    return job_finish_many(conn, scope=scope, node=node, batch=[finish])[0]
-
-
-def job_record(
-    conn: Conn,
-    *,
-    scope: str,
-    lease: Lease,
-    job: Job,
-    state: str,
-    error: str | None = None,
-    result: Any = None,
-    backoff: float | None = None,
-) -> Job | None:
-    """Write the end of an attempt under `lease`; the job as recorded, or None when the
-    fence rejected it."""
-    finish = Finish(lease, job, state, error, result, backoff)
-    recorded, _ = job_finish(conn, scope=scope, node="", finish=finish)
-    return job_get(conn, scope=scope, job_id=job.id) if recorded else None
-
-
 def job_note_error(conn: Conn, *, scope: str, lease: Lease, job_id: int, note: str) -> None:
     _rows(
         conn,
@@ -292,6 +286,15 @@ def job_note_error(conn: Conn, *, scope: str, lease: Lease, job_id: int, note: s
 def prune_lock(conn: Conn, *, scope: str) -> bool:
     rows = _rows(conn, queries.PRUNE_LOCK, {"key": PRUNE_LOCK_KEY, "scope": scope})
     return bool(rows[0]["locked"])
+
+
+def job_prune_turn(conn: Conn, *, scope: str, older_than: float, batch: int) -> int:
+    """One batch of `job_prune_batch`, by one worker of the scope at a time (the others
+    find the lock taken and prune nothing)."""
+    with transaction(conn):
+        if not prune_lock(conn, scope=scope):
+            return 0
+        return job_prune_batch(conn, scope=scope, older_than=older_than, batch=batch)
 
 
 PRUNE_LOCK_KEY = 0x70727565  # any fixed number: "prue"
@@ -365,6 +368,36 @@ def job_cancel(conn: Conn, *, scope: str, ids: list[int], signature: Signature) 
     return [_job(r) for r in _rows(conn, queries.JOB_CANCEL, params)]
 
 
+def jobs_change(
+    conn: Conn, *, scope: str, ids: list[int], signature: Signature, cancel: bool
+) -> list[Job]:
+    """Retry (or cancel) the jobs `ids` that allow it, in one transaction that touches
+    their queues and wakes the workers; the jobs as changed."""
+    change = job_cancel if cancel else job_retry
+    with transaction(conn):
+        changed = change(conn, scope=scope, ids=ids, signature=signature)
+        queues = sorted({job.queue for job in changed})
+        if queues:
+            queue_touch(conn, scope=scope, queues=queues)
+            scope_notify(conn, scope, queues[0] if len(queues) == 1 else "")
+    return changed
+
+
+def queues_set_paused(
+    conn: Conn, *, scope: str, queues: list[str], paused: bool, signature: Signature
+) -> list[str]:
+    """Pause or resume `queues` in one transaction; the names of those it changed.
+    Queue rows are locked in name order, as producers lock them."""
+    changed: list[str] = []
+    with transaction(conn):
+        for queue in sorted(queues):
+            if queue_set_paused(conn, scope=scope, queue=queue, paused=paused, signature=signature):
+                changed.append(queue)
+        if changed:
+            scope_notify(conn, scope, changed[0] if len(changed) == 1 else "")
+    return changed
+
+
 def job_select(conn: Conn, *, scope: str, selection: dict[str, Any]) -> list[Job]:
     """The jobs an operator selection names (operations.Selection.params)."""
     params = {"scope": scope, **selection}
@@ -415,8 +448,8 @@ def _queue_info(scope: str, row: dict[str, Any]) -> QueueInfo:
 
 
 def queue_status(paused: bool, head: Job | None, running: bool = False) -> QueueStatus:
-    """Status of a queue; the first match wins (SPEC §2). A running job need not be the
-    head: an operator may have retried an earlier job while it ran."""
+    """Status of a queue; the first match wins (docs/cli.md, "inspect"). A running
+    job need not be the head: an operator may have retried an earlier job while it ran."""
     if paused:
         return QueueStatus.PAUSED
     if running or (head is not None and head.state == "running"):

@@ -19,11 +19,8 @@ queue stays paused, and jobs created by the jobs that ran are run too if due.
 from __future__ import annotations
 
 import json
-import os
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -31,17 +28,18 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic_core import to_jsonable_python
 
 from . import store
+from .completer import Completer
 from .events import LogObserver, Observers
+from .fairness import Skips, Turns
 from .heartbeat import Heartbeat
-from .models import Job, JobState
-from .runner import Held, RunContext, Runner
-from .store import Conn, Lease
+from .leases import Leases, node_identity
+from .models import Job, JobState, Outcome
+from .runner import Runner
+from .store import Conn
 from .validation import check_name
-from .worker import TRUST_SHARE
 
 if TYPE_CHECKING:
-    from .app import Queuetopia
-    from .models import Outcome
+    from queuetopia import Queuetopia
 
 __all__ = ["DrainResult", "assert_job_created", "drain", "refute_job_created"]
 
@@ -104,33 +102,30 @@ class _Drain:
 
     def __init__(self, topia: Queuetopia, queue: str | None) -> None:
         self.topia = topia
+        self.engine = engine = topia.engine
         self.queues = None if queue is None else [check_name("queue", queue)]
-        self.node = node = f"{socket.gethostname()}:{os.getpid()}:drain"
-        self.owner = f"{node}:{uuid.uuid4().hex[:12]}"
-        self.held: Held | None = None
-        self.skipped: set[str] = set()
+        self.node, self.owner = node_identity("drain")
         self.attempts = _Attempts()
+        observers = Observers([LogObserver(), self.attempts])
+        self.leases = Leases(engine.settings.lock_ttl, observers)
+        self.skips = Skips(float("inf"))  # a queue found not runnable stays skipped
+        stopping = threading.Event()
+        completer = Completer(
+            topia.scope, self.node, engine.registry, self._bookkeeping, observers, stopping
+        )
         self.runner = Runner(
-            RunContext(
-                topia,
-                node,
-                self._bookkeeping,
-                threading.Event(),
-                turn_over=lambda _ran, _elapsed: True,
-                skip=self.skipped.add,
-                observers=Observers([LogObserver(), self.attempts]),
-            )
+            completer,
+            engine.registry,
+            turns=Turns(one_job=True),
+            skips=self.skips,
+            stopping=stopping,
+            observers=observers,
+            max_result_bytes=engine.settings.max_result_bytes,
         )
 
     def run(self, max_jobs: int) -> DrainResult:
-        heartbeat = Heartbeat(
-            self.topia.database,
-            self.topia.scope,
-            self.topia.lock_ttl,
-            self._held_leases,
-            self._renewed,
-            self._lost,
-        )
+        s = self.engine.settings
+        heartbeat = Heartbeat(self.engine.database, s.scope, s.lock_ttl, self.leases)
         heartbeat.start()
         jobs: list[Job] = []
         try:
@@ -155,40 +150,26 @@ class _Drain:
                 scope=self.topia.scope,
                 owner=self.owner,
                 limit=1,
-                ttl=self.topia.lock_ttl,
+                ttl=self.engine.settings.lock_ttl,
                 queues=self.queues,
-                skip=sorted(self.skipped),
+                skip=sorted(self.skips.active()),
                 node=self.node,
             )
         )
         if not taken:
             return False
         [(lease, first)] = taken
-        self.held = Held(lease, started + self.topia.lock_ttl * TRUST_SHARE)
+        held = self.leases.take(lease, started)
         try:
-            self.runner.drain(self.held, first)
+            self.runner.drain(held, first)
         finally:
-            self.held = None
+            self.leases.give_back(held)
         return True
 
     def _bookkeeping(self, fn: Callable[[Conn], T]) -> T:
         # The topia's own connections, and no retrying: a test should fail at once.
         with self.topia.connection() as conn:
             return fn(conn)
-
-    def _held_leases(self) -> list[tuple[Lease, float]]:
-        held = self.held
-        return [] if held is None else [(held.lease, held.trusted_until)]
-
-    def _renewed(self, lease: Lease, started: float) -> None:
-        held = self.held
-        if held is not None and held.lease == lease:
-            held.trusted_until = started + self.topia.lock_ttl * TRUST_SHARE
-
-    def _lost(self, lease: Lease) -> None:
-        held = self.held
-        if held is not None and held.lease == lease:
-            held.lose()
 
 
 class _Attempts:

@@ -18,8 +18,7 @@ except ImportError:  # pragma: no cover - exercised only without the extra
     HAVE_OTEL = False
 
 if TYPE_CHECKING:
-    from .models import Outcome
-    from .models import Job
+    from .models import Job, Outcome
 
 TRACE_KEY = "trace"
 

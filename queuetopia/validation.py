@@ -33,6 +33,13 @@ def check_name(kind: str, value: object) -> str:
     return value
 
 
+def check_concurrency(value: object) -> int:
+    """How many jobs a worker runs at once: an int >= 1."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValidationError(f"concurrency must be an int >= 1, got {value!r}")
+    return value
+
+
 def check_text(kind: str, value: object, max_bytes: int | None = None) -> str:
     """Return `value` if PostgreSQL can store it as text (a cancel reason, say), in
     at most `max_bytes` bytes of UTF-8 if given."""

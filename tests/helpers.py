@@ -26,3 +26,24 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
         time.sleep(interval)
+
+
+def record(
+    conn: Any,
+    *,
+    scope: str,
+    lease: Any,
+    job: Any,
+    state: str,
+    error: str | None = None,
+    result: Any = None,
+    backoff: float | None = None,
+) -> Any:
+    """Write the end of an attempt under `lease` as the completer does (one item of
+    JOB_FINISH): the job as recorded, or None when the fence rejected it."""
+    from queuetopia import store
+    from queuetopia.models import Verdict
+
+    finish = store.Finish(lease, job, Verdict(state), error, result, backoff)
+    [(recorded, _)] = store.job_finish_many(conn, scope=scope, node="", batch=[finish])
+    return store.job_get(conn, scope=scope, job_id=job.id) if recorded else None

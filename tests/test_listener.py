@@ -72,7 +72,7 @@ def test_no_payload_stops_the_listener(dsn: str, make_topia: Any) -> None:
         wait_for(lambda: worker.listener_healthy, timeout=10, what="the listener")
         started_within(topia, WAKE_BOUND)  # warm: the worker is idle and listening
         # A queue to skip: what made a non-string queue raise in the dispatch.
-        worker._skip_queue("someone-elses")
+        worker._skips.add("someone-elses")
         notify_raw(dsn, hostile_payloads(topia.scope))
         time.sleep(0.5)  # let the listener read them all
         assert worker.listener_healthy

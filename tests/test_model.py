@@ -35,7 +35,7 @@ from hypothesis.stateful import (
 from queuetopia import InvalidTransition, Job, JobState, QueueStatus, Queuetopia, store
 from queuetopia.store import Lease
 
-from .helpers import wait_for
+from .helpers import record, wait_for
 
 QUEUES = ["a", "b", "c"]
 HOUR = timedelta(hours=1)
@@ -206,12 +206,10 @@ class QueueMachine(RuleBasedStateMachine):
         stale_lease, stale_job = self.orphans.pop(queue)
         assert head.id == stale_job.id
         scope, job = self.topia.scope, self.jobs[head.id]
-        stale = store.job_record(
-            self.conn, scope=scope, lease=stale_lease, job=stale_job, state="done"
-        )
+        stale = record(self.conn, scope=scope, lease=stale_lease, job=stale_job, state="done")
         assert stale is None, "the dead worker's lease could still write (rule 3.10)"
         state = "failed" if job.attempts >= job.max_attempts else "pending"
-        recorded = store.job_record(
+        recorded = record(
             self.conn,
             scope=scope,
             lease=lease,
@@ -403,7 +401,7 @@ def run_behind_a_retried_head(topia: Queuetopia, conn: psycopg.Connection[Any]) 
     [(lease, _)] = taken
     claim = store.job_claim_head(conn, scope=topia.scope, lease=lease, node=NODE)
     assert claim.claimed and claim.head is not None and claim.head.id == first.id
-    failed = store.job_record(
+    failed = record(
         conn, scope=topia.scope, lease=lease, job=claim.head, state="failed", error="boom"
     )
     assert failed is not None and failed.state == JobState.FAILED

@@ -10,13 +10,14 @@ import psycopg
 import pytest
 
 from queuetopia import JobState, Queuetopia, ValidationError
-from queuetopia.periodic import MAX_CATCH_UP, Periodic, enqueue_due
+from queuetopia.periodic import MAX_CATCH_UP, Periodic
+from queuetopia.scheduling import enqueue_due
 
 from .helpers import wait_for
 
 
 def test_ticks_after_lists_missed_ticks_oldest_first() -> None:
-    p = Periodic("report", "*/5 * * * *", "q", "report")
+    p = Periodic("*/5 * * * *", "q", "report")
     last = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
     now = datetime(2026, 1, 1, 10, 17, tzinfo=UTC)
     assert [t.minute for t in p.ticks_after(last, now)] == [5, 10, 15]
@@ -44,7 +45,7 @@ def test_each_tick_is_enqueued_once_by_racing_workers(
     def report(kind: str) -> None: ...
 
     with psycopg.connect(dsn, autocommit=True) as conn:
-        assert enqueue_due(conn, topia, topia.periodics[0]) == 0  # registers, no backfill
+        assert enqueue_due(conn, topia.producer, topia.periodics[0]) == 0  # registers, no backfill
     rewind(db, topia, 5)
     counts: list[int] = []
     start = threading.Barrier(4)
@@ -52,7 +53,7 @@ def test_each_tick_is_enqueued_once_by_racing_workers(
     def race() -> None:
         with psycopg.connect(dsn, autocommit=True) as conn:
             start.wait()
-            counts.append(enqueue_due(conn, topia, topia.periodics[0]))
+            counts.append(enqueue_due(conn, topia.producer, topia.periodics[0]))
 
     threads = [threading.Thread(target=race) for _ in range(4)]
     for t in threads:
@@ -76,7 +77,7 @@ def test_a_worker_catches_up_missed_ticks(
         ran.append("tick")
 
     with psycopg.connect(dsn, autocommit=True) as conn:
-        enqueue_due(conn, topia, topia.periodics[0])
+        enqueue_due(conn, topia.producer, topia.periodics[0])
     rewind(db, topia, 3)
     with topia.worker():
         wait_for(lambda: len(ran) >= 3)

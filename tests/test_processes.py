@@ -22,7 +22,7 @@ from psycopg.rows import dict_row
 from queuetopia import Job, JobState, Queuetopia, store
 from queuetopia.store import Lease
 
-from .helpers import wait_for
+from .helpers import record, wait_for
 from .procs import LOG_TABLE, Workers, workers
 
 Conn = psycopg.Connection[Any]
@@ -193,15 +193,13 @@ def test_a_stale_claim_cannot_record_claim_renew_or_release(topia: Queuetopia, d
         assert running.attempts == 1 and running.lease_id == old.lease_id
 
         expire(conn, topia.scope)  # paused past lock_ttl: not yet taken over, still fenced
-        assert (
-            store.job_record(conn, scope=topia.scope, lease=old, job=running, state="done") is None
-        )
+        assert record(conn, scope=topia.scope, lease=old, job=running, state="done") is None
         assert topia.get_job(job.id) == running
 
         new = take_lease(conn, topia.scope, "new-owner")
         assert new is not None and new.token > old.token
         assert (
-            store.job_record(
+            record(
                 conn,
                 scope=topia.scope,
                 lease=old,
@@ -225,7 +223,7 @@ def test_a_stale_claim_cannot_record_claim_renew_or_release(topia: Queuetopia, d
         seen = store.job_claim_head(conn, scope=topia.scope, lease=new, node="new-node")
         assert seen.leased and not seen.claimed
         assert seen.head is not None and seen.head.state == JobState.RUNNING
-        recovered = store.job_record(
+        recovered = record(
             conn,
             scope=topia.scope,
             lease=new,

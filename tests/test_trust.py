@@ -12,7 +12,11 @@ from typing import Any
 import psycopg
 
 from queuetopia import Queuetopia, store
-from queuetopia.runner import Held, RunContext, Runner
+from queuetopia.completer import Completer
+from queuetopia.events import LogObserver, Observers
+from queuetopia.fairness import Skips, Turns
+from queuetopia.leases import Held
+from queuetopia.runner import Runner
 
 from .test_processes import take_lease
 
@@ -21,8 +25,19 @@ def runner_on(topia: Queuetopia, conn: psycopg.Connection[Any]) -> Runner:
     def bookkeeping(fn: Callable[[psycopg.Connection[Any]], Any]) -> Any:
         return fn(conn)
 
-    never: Callable[[int, float], bool] = lambda _ran, _elapsed: False  # noqa: E731
-    return Runner(RunContext(topia, "paused-node", bookkeeping, threading.Event(), never, print))
+    engine, stopping, observers = topia.engine, threading.Event(), Observers([LogObserver()])
+    completer = Completer(
+        topia.scope, "paused-node", engine.registry, bookkeeping, observers, stopping
+    )
+    return Runner(
+        completer,
+        engine.registry,
+        turns=Turns(),
+        skips=Skips(60.0),
+        stopping=stopping,
+        observers=observers,
+        max_result_bytes=engine.settings.max_result_bytes,
+    )
 
 
 def claim_and_drain(topia: Queuetopia, dsn: str, trusted_for: float) -> tuple[list[int], Held]:

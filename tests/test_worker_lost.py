@@ -7,6 +7,7 @@ import psycopg
 
 from queuetopia import Queuetopia, store
 
+from .helpers import record
 from .test_processes import expire, take_lease
 
 
@@ -22,7 +23,7 @@ def test_a_worker_lost_record_carries_the_recovering_lease(topia: Queuetopia, ds
         assert new is not None
         lost = store.job_claim_head(conn, scope=topia.scope, lease=new, node="new")
         assert not lost.claimed and lost.head == running  # a lost worker's job, to recover
-        recorded = store.job_record(
+        recorded = record(
             conn, scope=topia.scope, lease=new, job=running, state="pending", error="worker lost",
             backoff=60.0,
         )  # fmt: skip

@@ -1,0 +1,68 @@
+"""A topia's settings, checked once when it is made and frozen: what the engine reads
+of its configuration (docs/api.md, "Queuetopia")."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from .durations import positive_seconds
+from .validation import (
+    DEFAULT_MAX_PARAMS_BYTES,
+    DEFAULT_MAX_RESULT_BYTES,
+    check_concurrency,
+    check_name,
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    scope: str = "default"
+    poll_interval: float = 60.0
+    concurrency: int = 10
+    lock_ttl: float = 30.0
+    job_retention: timedelta | None = timedelta(days=7)
+    max_params_bytes: int = DEFAULT_MAX_PARAMS_BYTES
+    # A larger result is dropped with a warning and stored as None (docs/decisions.md).
+    max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES
+    pool_size: int = 10
+    # How long the pools' and workers' connections wait for any reply, commits
+    # included, which PostgreSQL's statement_timeout does not cover: a commit that
+    # waits for a synchronous standby that is gone (docs/deploying.md, "Failover").
+    commit_timeout: float | None = 30.0
+    prepared_statements: bool = True
+
+    def __post_init__(self) -> None:
+        check_name("scope", self.scope)
+        check_concurrency(self.concurrency)
+        positive_seconds(self.poll_interval, "poll_interval")
+        positive_seconds(self.lock_ttl, "lock_ttl")
+        if self.commit_timeout is not None:
+            positive_seconds(self.commit_timeout, "commit_timeout")
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        poll_interval: float | timedelta,
+        lock_ttl: float | timedelta,
+        commit_timeout: float | timedelta | None,
+        **rest: Any,
+    ) -> Settings:
+        """The settings, from durations given as seconds or timedeltas."""
+        return cls(
+            poll_interval=positive_seconds(poll_interval, "poll_interval"),
+            lock_ttl=positive_seconds(lock_ttl, "lock_ttl"),
+            commit_timeout=(
+                None
+                if commit_timeout is None
+                else positive_seconds(commit_timeout, "commit_timeout")
+            ),
+            **rest,
+        )
+
+    @property
+    def prepare_threshold(self) -> int | None:
+        """psycopg's: behind PgBouncer in transaction mode, no prepared statements."""
+        return 5 if self.prepared_statements else None
