@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterator
+from importlib import resources
 from typing import Any
 
 import psycopg
@@ -18,6 +19,8 @@ from queuetopia import queries
 from queuetopia.database import Database
 from queuetopia.migrations import up_sql
 
+# Every statement a worker runs on its own connections (queuetopia.worker, runner,
+# heartbeat, finisher and periodic).
 WORKER_STATEMENTS = [
     "LEASE_ACQUIRE",
     "JOB_CLAIM_HEAD",
@@ -29,7 +32,46 @@ WORKER_STATEMENTS = [
     "LEASE_OWNED",
     "QUEUE_ANY_DUE",
     "QUEUE_NEXT_DUE",
+    "SCOPE_NOTIFY",  # a release while shutting down wakes the other workers
+    "PRUNE_LOCK",  # pruning finished jobs
+    "JOB_PRUNE_BATCH",
+    "DB_NOW",  # periodic jobs: their ticks, and their enqueue
+    "PERIODIC_REGISTER",
+    "PERIODIC_LOCK",
+    "PERIODIC_ADVANCE",
+    "JOB_INSERT_MANY",
+    "JOB_INSERT_UNIFORM",
+    "JOB_GET_UNIQUE",
 ]
+
+# The statements a worker never runs: producers, operators (CLI, API), the dashboard
+# and metrics run them on ordinary connections, planned for their own parameters.
+OTHER_STATEMENTS = [
+    "JOB_LIST",
+    "JOB_RETRY",
+    "JOB_CANCEL",
+    "JOB_SELECT",
+    "QUEUE_TOUCH",
+    "QUEUE_SET_PAUSED",
+    "QUEUE_LIST",
+    "QUEUE_SELECT",
+    "QUEUE_BLOCKED_STATS",
+    "LEASE_LIST",
+    "QUEUE_LINE",
+    "JOB_COUNTS_PER_MINUTE",
+]
+
+
+def test_every_statement_is_either_a_worker_statement_or_not() -> None:
+    """A new statement (a new file of queuetopia/sql/) must be put in one list or the
+    other, so none the worker runs goes unchecked."""
+    loaded = {
+        entry.name.removesuffix(".sql").upper()
+        for entry in resources.files("queuetopia").joinpath("sql").iterdir()
+        if entry.name.endswith(".sql")
+    }
+    assert not set(WORKER_STATEMENTS) & set(OTHER_STATEMENTS)
+    assert sorted(WORKER_STATEMENTS + OTHER_STATEMENTS) == sorted(loaded)
 
 
 def generic_plan(conn: psycopg.Connection[Any], name: str) -> str:

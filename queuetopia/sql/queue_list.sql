@@ -1,0 +1,24 @@
+-- One row per queue of the scope with its head, lease and count of jobs in line, and
+-- its failed jobs (those the queue moved past, counted from the failed-jobs index).
+SELECT q.queue, q.paused, now() AS db_now,
+       EXISTS (SELECT 1 FROM queuetopia_jobs r
+                WHERE r.scope = q.scope AND r.queue = q.queue AND r.state = 'running')
+           AS has_running,
+       (SELECT count(*) FROM queuetopia_jobs c
+         WHERE c.scope = q.scope AND c.queue = q.queue AND c.in_line) AS pending,
+       l.owner AS locked_by, l.locked_until,
+       (SELECT to_jsonb(h) FROM queuetopia_jobs h
+         WHERE h.scope = q.scope AND h.queue = q.queue AND h.in_line
+         ORDER BY h.scheduled_at, h.seq LIMIT 1) AS head,
+       q.operator_log, coalesce(f.failed, 0) AS failed, f.oldest_failed_at
+  FROM queuetopia_queues q
+  LEFT JOIN queuetopia_leases l
+    ON l.scope = q.scope AND l.queue = q.queue AND l.locked_until > now()
+  LEFT JOIN (SELECT f.queue AS failed_queue, count(*) AS failed,
+                    min(f.done_at) AS oldest_failed_at
+               FROM queuetopia_jobs f
+              WHERE f.scope = %(scope)s AND f.state = 'failed'
+              GROUP BY f.queue) AS f
+    ON f.failed_queue = q.queue
+ WHERE q.scope = %(scope)s
+ ORDER BY q.queue
