@@ -65,7 +65,7 @@ CREATE TABLE queuetopia_jobs (
 CREATE INDEX queuetopia_jobs_line ON queuetopia_jobs (scope, queue, scheduled_at, seq)
     WHERE in_line;
 
--- Backstop for rule 2: whatever a worker does, at most one running job per queue.
+-- Backstop for rule 2 of docs/guarantees.md: whatever a worker does, at most one running job per queue.
 CREATE UNIQUE INDEX queuetopia_jobs_one_running ON queuetopia_jobs (scope, queue)
     WHERE state = 'running';
 
