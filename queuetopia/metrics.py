@@ -18,9 +18,9 @@ from . import store
 from .errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from .app import Queuetopia
-    from .models import Outcome
-    from .models import Job
+    from queuetopia import Queuetopia
+
+    from .models import Job, Outcome
 
 try:
     from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server

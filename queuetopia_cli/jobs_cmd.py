@@ -54,7 +54,7 @@ def job(
     with open_topia(app_spec, dsn, verbose, log_format) as topia:
         found = topia.get_job(job_id)
         if found is None:
-            raise JobNotFound(f"no job {job_id} in scope {topia.scope!r}")
+            raise JobNotFound.of(job_id, topia.scope)
         found = shown(topia, found)
         if json:
             typer.echo(render.to_json(found))

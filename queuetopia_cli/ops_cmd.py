@@ -228,20 +228,17 @@ def _pause_or_resume(
         raise fail("give QUEUE or --queue-pattern (one of them)", EXIT_USAGE)
     verb = "pause" if paused else "resume"
     with open_topia(app_spec, dsn, verbose, log_format) as topia:
+        change = topia.pause_queues if paused else topia.resume_queues
         if queue is not None:
-            info = _queue(topia, queue)
-            if info.paused == paused:
+            _queue(topia, queue)  # a queue the scope does not have is refused as such
+            # The library changes only a queue not in that state yet, and says which did.
+            if not change([queue], by=by, reason=reason):
                 state = "already paused" if paused else "not paused"
                 raise InvalidTransition(f"queue {queue!r} is {state}")
-            if paused:
-                topia.pause_queue(queue, by=by, reason=reason)
-            else:
-                topia.resume_queue(queue, by=by, reason=reason)
             after = _queue(topia, queue)
             _said(json, after, render.paused(after) if paused else render.resumed(after))
             return
         assert pattern is not None
-        change = topia.pause_queues if paused else topia.resume_queues
         names = change(pattern, dry_run=True, by=by, reason=reason)
         if dry_run:
             _report(json, {"dry_run": True, verb: names}, render.would(verb, names, "queue"))
@@ -379,7 +376,7 @@ def prune(
 def _job(topia: Queuetopia, job_id: int) -> Job:
     job = topia.get_job(job_id)
     if job is None:
-        raise JobNotFound(f"no job {job_id} in scope {topia.scope!r}")
+        raise JobNotFound.of(job_id, topia.scope)
     return job
 
 

@@ -352,6 +352,23 @@ def test_pause_and_resume_say_what_changed_and_refuse_repeats(shop: Queuetopia) 
     assert line == "error: queue 'mail' is not paused"
 
 
+def test_pause_and_resume_json_print_the_queue_and_record_who_and_why(
+    shop: Queuetopia,
+) -> None:
+    send_mail(shop, "mail")
+    paused = as_json("pause", APP, "mail", "--by", "ops", "--reason", "outage")
+    assert (paused["queue"], paused["paused"], paused["pending"]) == ("mail", True, 1)
+    assert [(e["action"], e["by"], e["reason"]) for e in paused["operator_log"]] == [
+        ("pause", "ops", "outage")
+    ]
+    line = assert_one_line_error(cli("pause", APP, "mail", "--json"))
+    assert line == "error: queue 'mail' is already paused"
+    resumed = as_json("resume", APP, "mail", "--by", "ops")
+    assert resumed["paused"] is False
+    assert [e["action"] for e in resumed["operator_log"]] == ["pause", "resume"]
+    assert [q.paused for q in shop.list_queues()] == [False]
+
+
 def test_pause_refuses_a_queue_that_does_not_exist(shop: Queuetopia) -> None:
     line = assert_one_line_error(cli("pause", APP, "typo"))
     assert line == f"error: no queue 'typo' in scope {shop.scope!r}"

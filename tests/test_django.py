@@ -105,6 +105,22 @@ def test_every_sql_version_has_a_django_migration() -> None:
     assert django_names == sql_names
 
 
+def test_the_dsn_takes_djangos_settings_and_the_libpq_keywords_among_its_options() -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    from queuetopia.contrib.django.conf import django_dsn
+
+    entry = {"NAME": "shop", "USER": "", "PASSWORD": None, "HOST": "db", "PORT": 5433}
+    options = {"sslmode": "require", "pool": True, "isolation_level": 1, "keepalives": 1}
+    assert django_dsn({**entry, "OPTIONS": options}) == (
+        "dbname=shop host=db port=5433 sslmode=require keepalives=1"
+    )
+    assert django_dsn({}) == ""
+    for unknown in ("bogus", "conninfo"):  # a keyword libpq does not know is named
+        with pytest.raises(ImproperlyConfigured, match=f'invalid connection option "{unknown}"'):
+            django_dsn({**entry, "OPTIONS": {unknown: "x"}})
+
+
 def test_django_migrate_creates_the_tables_queuetopia_migrate_then_finds_nothing(
     db: str,
 ) -> None:

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ..app import Queuetopia
 from . import operations, pages
 from .context import Dashboard
 from .security import Access, AuthHook, Guard, basic_from_env, new_secret
+
+if TYPE_CHECKING:
+    from queuetopia import Queuetopia
 
 HERE = Path(__file__).resolve().parent
 

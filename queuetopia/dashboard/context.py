@@ -6,19 +6,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import jinja2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-from ..app import Queuetopia
 from ..durations import span
 from . import display
 from .counts import CountsCache
 from .history import BlockedHistory
 from .security import CSRF_COOKIE, CSRF_FIELD, Access, new_csrf_cookie
+
+if TYPE_CHECKING:
+    from queuetopia import Queuetopia
 
 PARTIAL_HEADER = "x-queuetopia-partial"
 

@@ -9,9 +9,12 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-from ..app import Queuetopia
 from ..models import MinuteCounts
+
+if TYPE_CHECKING:
+    from queuetopia import Queuetopia
 
 MINUTES = 60
 REREAD_MINUTES = 2  # the current minute and the one before, which may still change

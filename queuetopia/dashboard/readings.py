@@ -7,9 +7,12 @@ import fnmatch
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from ..app import Queuetopia
 from ..models import Job, QueueInfo, QueueStatus
+
+if TYPE_CHECKING:
+    from queuetopia import Queuetopia
 
 # Blocked queues need a person: they come first, then the ones that are moving.
 STATUS_ORDER = (

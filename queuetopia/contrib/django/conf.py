@@ -12,9 +12,9 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 from django.db.backends.signals import connection_created
-from psycopg.conninfo import make_conninfo
 
 from queuetopia import Queuetopia, QueuetopiaError
+from queuetopia.database import conninfo
 
 from .transactions import atomic_connection
 
@@ -90,7 +90,9 @@ def django_dsn(settings_dict: dict[str, Any]) -> str:
             keywords[key] = value
     present = {k: str(v) for k, v in keywords.items() if v not in (None, "")}
     try:
-        return make_conninfo("", **present)
+        if "conninfo" in present:  # not a libpq keyword, but conninfo()'s own argument
+            raise ValueError('invalid connection option "conninfo"')
+        return conninfo(**present)
     except Exception as exc:  # a keyword libpq does not know: the message names it
         raise ImproperlyConfigured(f"cannot build a DSN from DATABASES: {exc}") from None
 

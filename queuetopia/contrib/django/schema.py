@@ -9,9 +9,8 @@ A new SQL version needs a two-line Django migration: `Migration = version_migrat
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
-import psycopg
 from django.db import migrations, router
 from django.db.backends.base.schema import BaseDatabaseSchemaEditor
 from django.db.migrations.operations.base import Operation
@@ -19,6 +18,10 @@ from django.db.migrations.state import ProjectState
 
 from queuetopia import ConfigurationError
 from queuetopia import migrations as sql_migrations
+from queuetopia.database import is_sync_connection
+
+if TYPE_CHECKING:
+    from queuetopia.store import Conn
 
 APP_LABEL = "queuetopia"
 
@@ -68,16 +71,16 @@ class ApplyVersion(Operation):
         return f"Apply queuetopia SQL version {self.version}"
 
 
-def _raw(schema_editor: BaseDatabaseSchemaEditor) -> psycopg.Connection[Any]:
+def _raw(schema_editor: BaseDatabaseSchemaEditor) -> Conn:
     connection = schema_editor.connection
     connection.ensure_connection()
     raw = connection.connection
-    if not isinstance(raw, psycopg.Connection):
+    if not is_sync_connection(raw):
         raise ConfigurationError(
             "queuetopia's Django migrations need Django's psycopg 3 backend "
             f"(database {connection.alias!r} uses {type(raw).__module__})"
         )
-    return raw
+    return cast("Conn", raw)
 
 
 def _version(version: int) -> sql_migrations.Migration:

@@ -48,9 +48,8 @@ def _without_django_options(args: list[str]) -> list[str]:
 def run_cli(args: list[str]) -> None:
     """Run the command line in this process; exit with its code when it fails, and
     with one line on stderr when the settings are wrong."""
+    from queuetopia_cli.django_cmd import cli_args
     from queuetopia_cli.main import app
-
-    from ..._cli import cli_args
 
     try:
         full = cli_args(args)

@@ -1,5 +1,6 @@
-"""The arguments `manage.py queuetopia` hands the command line: the topia of the
-QUEUETOPIA setting in place of APP, and Django's database for the commands without APP."""
+"""The arguments `manage.py queuetopia` (queuetopia.contrib.django) hands the command
+line: the topia of the QUEUETOPIA setting in place of APP, and Django's database for the
+commands without APP. Imported by the management command once Django is set up."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ import os
 
 import typer
 
+from queuetopia.contrib.django import conf
 from queuetopia.database import DSN_ENV
-from queuetopia_cli.main import app
 
-from . import conf
+from .main import app
 
 
 def cli_args(args: list[str]) -> list[str]:
