@@ -257,6 +257,8 @@ def test_delay_many_and_create_job_go_through_the_same_path(topia: Queuetopia) -
         t.delay_many("q", [{"n": 1}, {"n": "x"}])
 
 
-def test_returned_jobs_know_their_topia(topia: Queuetopia) -> None:
+def test_returned_jobs_can_wait_for_their_result(topia: Queuetopia) -> None:
     [job] = topia.enqueue_many([JobRequest("q", "x")])
-    assert isinstance(job, Job) and job._topia is topia
+    assert isinstance(job, Job)
+    with pytest.raises(TimeoutError, match="still pending"):
+        job.wait(timeout=0.01)

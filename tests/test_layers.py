@@ -126,7 +126,10 @@ def find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
 @pytest.mark.parametrize(
     ("source", "expected"),
     [
-        ("from . import store\nfrom .app import Queuetopia\n", {"queuetopia.store", "queuetopia.app"}),
+        (
+            "from . import store\nfrom .app import Queuetopia\n",
+            {"queuetopia.store", "queuetopia.app"},
+        ),
         ("if TYPE_CHECKING:\n    from .worker import Worker\n", {"queuetopia.worker"}),
         ("def f():\n    import psycopg\n", {"psycopg"}),
     ],

@@ -103,8 +103,8 @@ def configure(topia: Queuetopia) -> None:
     alias: str = setting("DATABASE")
     if alias not in connections:
         raise ImproperlyConfigured(f"QUEUETOPIA DATABASE {alias!r} is not in DATABASES")
-    # `_dsn` is the DSN given to the constructor: an explicit one wins over Django's.
-    if not topia._dsn:
+    # An explicit DSN (given to the constructor) wins over Django's.
+    if not topia.dsn_given:
         topia.dsn = setting("DSN") or django_dsn(connections[alias].settings_dict)
         if not setting("DSN"):
             _follow_test_database(topia, alias)

@@ -9,7 +9,7 @@ A new SQL version needs a two-line Django migration: `Migration = version_migrat
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from django.db import migrations, router
 from django.db.backends.base.schema import BaseDatabaseSchemaEditor
@@ -80,7 +80,7 @@ def _raw(schema_editor: BaseDatabaseSchemaEditor) -> Conn:
             "queuetopia's Django migrations need Django's psycopg 3 backend "
             f"(database {connection.alias!r} uses {type(raw).__module__})"
         )
-    return cast("Conn", raw)
+    return raw
 
 
 def _version(version: int) -> sql_migrations.Migration:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from django.db import connections
 
@@ -29,6 +29,6 @@ def atomic_connection(alias: str = "default") -> Callable[[], Conn | None]:
                 "joining Django's transaction needs its psycopg 3 backend; "
                 f"database {alias!r} uses {type(raw).__module__}"
             )
-        return cast("Conn", raw)
+        return raw
 
     return current
