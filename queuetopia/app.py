@@ -94,6 +94,13 @@ class Queuetopia:
     def scope(self) -> str:
         return self.settings.scope
 
+    @scope.setter
+    def scope(self, value: str) -> None:
+        """Move this topia to another scope: what a test suite does to give each test
+        a scope of its own (docs/testing.md). Workers made before keep theirs."""
+        self.settings = replace(self.settings, scope=value)
+        self.producer.scope = self._results.scope = self.settings.scope
+
     @property
     def poll_interval(self) -> float:
         return self.settings.poll_interval

@@ -83,9 +83,7 @@ def compact(statement: str) -> str:
             out.append(" ")
             space = False
         if ch == "'":  # a literal, '' inside it included: copied as it is
-            end = i + 1
-            while (end := statement.index("'", end) + 1) < n and statement[end] == "'":
-                end += 1
+            end = _literal_end(statement, i)
             out.append(statement[i:end])
             i = end
             continue
@@ -94,6 +92,14 @@ def compact(statement: str) -> str:
     if space:
         out.append(" ")
     return "".join(out)
+
+
+def _literal_end(statement: str, start: int) -> int:
+    """Where the string literal opening at `start` ends ('' inside it included)."""
+    end, n = start + 1, len(statement)
+    while (end := statement.index("'", end) + 1) < n and statement[end] == "'":
+        end += 1
+    return end
 
 
 def strip_comments(statement: str) -> str:
@@ -108,9 +114,7 @@ def strip_comments(statement: str) -> str:
             i = n if end < 0 else end
             continue
         if ch == "'":  # a literal, '' inside it included: copied as it is
-            end = i + 1
-            while (end := statement.index("'", end) + 1) < n and statement[end] == "'":
-                end += 1
+            end = _literal_end(statement, i)
             out.append(statement[i:end])
             i = end
             continue

@@ -19,7 +19,7 @@ from queuetopia import (
     Queuetopia,
     Selection,
 )
-from queuetopia.operations import MAX_SELECTION
+from queuetopia.operations import CANCELLABLE, MAX_SELECTION, RETRYABLE
 
 from . import render
 from .common import (
@@ -102,6 +102,8 @@ def retry(
         if selection is None:
             assert job_id is not None
             before = _job(topia, job_id)
+            if dry_run:
+                return _dry_run_one(topia, "retry", before, json)
             after = topia.retry_job(job_id, by=by, reason=reason)
             _said(json, after, render.retried(before, after))
             return
@@ -140,6 +142,8 @@ def cancel(
         if selection is None:
             assert job_id is not None
             before = _job(topia, job_id)
+            if dry_run:
+                return _dry_run_one(topia, "cancel", before, json)
             if reason is None and _interactive():
                 reason = typer.prompt("Reason", default="by operator")
             after = topia.cancel_job(job_id, reason or "by operator", by=by)
@@ -231,6 +235,10 @@ def _pause_or_resume(
         change = topia.pause_queues if paused else topia.resume_queues
         if queue is not None:
             _queue(topia, queue)  # a queue the scope does not have is refused as such
+            if dry_run:
+                names = change([queue], dry_run=True, by=by, reason=reason)
+                _report(json, {"dry_run": True, verb: names}, render.would(verb, names, "queue"))
+                return
             # The library changes only a queue not in that state yet, and says which did.
             if not change([queue], by=by, reason=reason):
                 state = "already paused" if paused else "not paused"
@@ -246,6 +254,17 @@ def _pause_or_resume(
         _confirm(verb, len(names), "queue", yes)
         done = change(names, by=by, reason=reason) if names else []  # exactly those shown
         _report(json, {"dry_run": False, verb: done}, render.changed_queues(verb, done))
+
+
+def _dry_run_one(topia: Queuetopia, verb: str, job: Job, json: bool) -> None:
+    """What retrying or cancelling one job would change: the job, if its state allows
+    it (as a selection's dry run decides), else nothing."""
+    allowed = CANCELLABLE if verb == "cancel" else RETRYABLE
+    jobs = [shown(topia, job)] if job.state in allowed else []
+    if json:
+        typer.echo(render.to_json({"dry_run": True, verb: _plain(jobs)}))
+    else:
+        render.say(render.would(verb, [f"job {j.id}" for j in jobs], "job"))
 
 
 def _change_jobs(

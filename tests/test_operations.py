@@ -127,6 +127,20 @@ def test_cli_dry_run_prints_what_would_change_and_changes_nothing(shop: Queuetop
     assert data["retry"][0]["operator_log"][0]["by"] == "cy"
 
 
+def test_cli_dry_run_of_one_job_or_queue_changes_nothing(shop: Queuetopia) -> None:
+    [job_id] = failed_charges(shop, ["webhooks:1"])
+    out = ok("retry", APP, str(job_id), "--dry-run").stdout
+    assert f"dry run: would retry 1 job(s): job {job_id}" in out
+    assert as_json("cancel", APP, str(job_id), "--dry-run")["cancel"][0]["id"] == job_id
+    assert (
+        "would pause 1 queue(s): webhooks:1" in ok("pause", APP, "webhooks:1", "--dry-run").stdout
+    )
+    assert shop.get_job(job_id).state == JobState.FAILED  # type: ignore[union-attr]
+    assert [q.paused for q in shop.list_queues()] == [False]
+    shop.cancel_job(job_id)
+    assert as_json("cancel", APP, str(job_id), "--dry-run") == {"dry_run": True, "cancel": []}
+
+
 def test_cli_asks_above_ten_and_refuses_without_a_terminal(
     shop: Queuetopia, monkeypatch: pytest.MonkeyPatch
 ) -> None:
