@@ -13,11 +13,10 @@ import threading
 import time
 from collections.abc import Callable
 
-import psycopg
-
 from .database import Database
 from .errors import QueuetopiaError
 from .queries import CHANNEL
+from .translate import translate_errors
 
 logger = logging.getLogger("queuetopia.worker")
 
@@ -94,7 +93,7 @@ class Listener:
                 self._set_healthy(False)
                 if self._stopped.is_set():
                     return
-                if isinstance(exc, psycopg.Error | QueuetopiaError):
+                if isinstance(exc, QueuetopiaError):
                     logger.warning("listener disconnected (%s); reconnecting", type(exc).__name__)
                 else:
                     logger.exception("listener failed; reconnecting")
@@ -102,7 +101,7 @@ class Listener:
                 delay = min(delay * 2, 5.0)
 
     def _listen(self) -> None:
-        with self._database.connect() as conn:
+        with translate_errors(), self._database.connect() as conn:
             conn.execute("LISTEN " + CHANNEL)
             self._set_healthy(True)
             self._on_notify("")  # catch up on what was missed while disconnected

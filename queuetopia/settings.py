@@ -8,30 +8,28 @@ from datetime import timedelta
 from typing import Any
 
 from .durations import positive_seconds
-from .validation import (
-    DEFAULT_MAX_PARAMS_BYTES,
-    DEFAULT_MAX_RESULT_BYTES,
-    check_concurrency,
-    check_name,
-)
+from .validation import check_concurrency, check_name
 
 
 @dataclass(frozen=True)
 class Settings:
-    scope: str = "default"
-    poll_interval: float = 60.0
-    concurrency: int = 10
-    lock_ttl: float = 30.0
-    job_retention: timedelta | None = timedelta(days=7)
-    max_params_bytes: int = DEFAULT_MAX_PARAMS_BYTES
+    """Each default lives in the signature of `Queuetopia`, the one place that makes
+    these."""
+
+    scope: str
+    poll_interval: float
+    concurrency: int
+    lock_ttl: float
+    job_retention: timedelta | None
+    max_params_bytes: int
     # A larger result is dropped with a warning and stored as None (docs/decisions.md).
-    max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES
-    pool_size: int = 10
+    max_result_bytes: int
+    pool_size: int
     # How long the pools' and workers' connections wait for any reply, commits
     # included, which PostgreSQL's statement_timeout does not cover: a commit that
     # waits for a synchronous standby that is gone (docs/deploying.md, "Failover").
-    commit_timeout: float | None = 30.0
-    prepared_statements: bool = True
+    commit_timeout: float | None
+    prepared_statements: bool
 
     def __post_init__(self) -> None:
         check_name("scope", self.scope)

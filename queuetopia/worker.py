@@ -75,7 +75,8 @@ class Worker:
         self._work: queue_module.SimpleQueue[tuple[Lease, Job | None] | None] = (
             queue_module.SimpleQueue()
         )
-        self._book = Bookkeeper(engine.database, self._stopped.is_set)
+        self._book = Bookkeeper(engine.database, self._stopped.is_set)  # the loop's
+        self._completer_book: Bookkeeper | None = None
         self._thread: threading.Thread | None = None
         self._runners: list[threading.Thread] = []
         self._heartbeat: Heartbeat | None = None
@@ -152,8 +153,15 @@ class Worker:
         self._heartbeat = Heartbeat(engine.database, self.scope, s.lock_ttl, self._leases)
         self._heartbeat.start()
         self._start_listener()
+        # The completer's connections and retries are its own (one per runner thread).
+        self._completer_book = Bookkeeper(engine.database, self._stopped.is_set)
         completer = Completer(
-            self.scope, self.node, engine.registry, self._book, self._observers, self._stopping
+            self.scope,
+            self.node,
+            engine.registry,
+            self._completer_book,
+            self._observers,
+            self._stopping,
         )
         runner = Runner(
             completer,
@@ -233,6 +241,8 @@ class Worker:
             if self._heartbeat:
                 self._heartbeat.stop()
             self._book.close()
+            if self._completer_book is not None:
+                self._completer_book.close()
         self._stopped.set()
         logger.info("worker %s stopped", self.node)
 

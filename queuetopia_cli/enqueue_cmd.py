@@ -106,7 +106,7 @@ def _enqueue_lines(
     for (number, _), request in zip(lines, requests, strict=True):
         _check(topia, number, request)
     jobs: list[Job] = []
-    with render.progress_bar() as bar, topia.connection() as conn, conn.transaction():
+    with render.progress_bar() as bar, topia.transaction() as conn:
         task = bar.add_task(f"enqueue {action} into {queue}", total=len(requests))
         for start in range(0, len(requests), BATCH):
             batch = requests[start : start + BATCH]

@@ -12,14 +12,13 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 LIBRARY = ROOT / "queuetopia"
 
-# The store layer, and the two modules that may keep their own driver calls: the
-# migrations (DDL in transactions of their own) and LISTEN (a session of its own).
+# The store layer, and the migrations, which keep their own driver calls (DDL in
+# transactions of their own).
 DRIVER_MODULES = {
     "queuetopia.store",
     "queuetopia.database",
     "queuetopia.translate",
     "queuetopia.migrations",
-    "queuetopia.notify",
 }
 DRIVERS = {"psycopg", "psycopg_pool"}
 TERMINAL = {"typer", "rich", "click"}
