@@ -47,3 +47,10 @@ except ValidationError as exc:
     print(exc)  # item 1: invalid params: customer_id: ...
 print(topia.list_jobs(queue="customer:4"))  # [] : nothing was written
 # --8<-- [end:bad]
+
+# --8<-- [start:together]
+with topia.transaction() as conn:  # both jobs, or neither
+    notify.options(connection=conn).delay("customer:6", customer_id=6, text="hello")
+    topia.enqueue_many([JobRequest("audit", audit, {"event": "greeted 6"})], connection=conn)
+print([job.action for job in topia.list_jobs(queue="audit", state="pending")])
+# --8<-- [end:together]

@@ -129,6 +129,22 @@ class Queuetopia:
         return self.settings.max_params_bytes
 
     @property
+    def max_result_bytes(self) -> int:
+        return self.settings.max_result_bytes
+
+    @property
+    def pool_size(self) -> int:
+        return self.settings.pool_size
+
+    @property
+    def commit_timeout(self) -> float | None:
+        return self.settings.commit_timeout
+
+    @property
+    def on_failure(self) -> FailureHook | None:
+        return self.registry.on_failure
+
+    @property
     def actions(self) -> dict[str, Action[Any, Any]]:
         return self.registry.actions
 

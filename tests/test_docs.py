@@ -71,6 +71,7 @@ SCRIPTS = {
         "item 1: invalid params: customer_id: Input should be a valid integer, unable to parse"
         " string as an integer",
         "[]",
+        "['audit']",
     ],
     "results.py": [
         "5",
