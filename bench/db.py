@@ -176,12 +176,12 @@ def vacuum_analyze(db: BenchDatabase) -> None:
 
 
 def queue_name(i: int) -> str:
-    return f"q{i:05d}"
+    return f"q{i:07d}"
 
 
 LOAD_QUEUES = """
 INSERT INTO queuetopia_queues (scope, queue, last_seq, ready_at)
-SELECT %(scope)s, 'q' || lpad(q::text, 5, '0'), %(per_queue)s,
+SELECT %(scope)s, 'q' || lpad(q::text, 7, '0'), %(per_queue)s,
        %(base)s + q * interval '1 microsecond'
   FROM generate_series(1, %(queues)s) AS q
 """
@@ -191,7 +191,7 @@ SELECT %(scope)s, 'q' || lpad(q::text, 5, '0'), %(per_queue)s,
 LOAD_JOBS = """
 INSERT INTO queuetopia_jobs (scope, queue, seq, action, params, max_attempts, timeout,
                              max_backoff, scheduled_at)
-SELECT %(scope)s, 'q' || lpad(q::text, 5, '0'), s, 'noop', '{}'::jsonb, 20, 60, 86400,
+SELECT %(scope)s, 'q' || lpad(q::text, 7, '0'), s, 'noop', '{}'::jsonb, 20, 60, 86400,
        %(base)s + ((s - 1) * %(queues)s + q) * interval '1 microsecond'
   FROM generate_series(1, %(per_queue)s) AS s, generate_series(1, %(queues)s) AS q
 """

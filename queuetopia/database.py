@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import itertools
 import os
+import select
 import threading
 import time
 import weakref
@@ -158,6 +159,7 @@ class BoundedConnection(psycopg.Connection[Any]):
     """A connection whose every wait for the server is bounded by `commit_timeout`."""
 
     commit_timeout: float | None = None
+    returned_at = 0.0  # monotonic: when the pool last took it back
 
     def wait(self, gen: Any, *args: Any, **kwargs: Any) -> Any:
         if self.commit_timeout is None:
@@ -170,6 +172,7 @@ class BoundedAsyncConnection(psycopg.AsyncConnection[Any]):
     """`BoundedConnection` for the async pool."""
 
     commit_timeout: float | None = None
+    returned_at = 0.0
 
     async def wait(self, gen: Any, *args: Any, **kwargs: Any) -> Any:
         if self.commit_timeout is None:
@@ -249,9 +252,11 @@ class Database:
             # Autocommit: each call is one statement, so no BEGIN/COMMIT round trips;
             # calls that need several statements open a transaction explicitly.
             kwargs={**self.kwargs, "autocommit": True},
-            # One empty query per checkout: a connection broken by a database restart
-            # is replaced instead of failing the caller's enqueue.
-            check=ConnectionPool.check_connection,
+            # A connection broken by a database restart is replaced instead of
+            # failing the caller's enqueue (`_check`), without a round trip per
+            # checkout.
+            check=_check,
+            reset=_returned,
             name=name,
             timeout=10.0,
             open=True,
@@ -268,13 +273,54 @@ class Database:
                 min_size=1,
                 max_size=max(max_size, 1),
                 kwargs={**self.kwargs, "autocommit": True},
-                check=AsyncConnectionPool.check_connection,
+                check=_check_async,
+                reset=_returned_async,
                 name="queuetopia-async",
                 timeout=30.0,
                 open=False,
             )
             await pool.open()
             return pool
+
+
+# A pooled connection used this recently is handed out without the pool's round-trip
+# check, unless the server has written to it since (see `_needs_check`).
+RECENTLY_USED = 1.0
+
+
+def _needs_check(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:
+    """Is a round trip needed to know that this idle pooled connection still works?
+    A server that closed it (a restart, a failover, an idle timeout) has written to it
+    first (an error, then the end of the stream), so its socket is readable: that is
+    seen without a round trip. Only a connection idle longer than RECENTLY_USED is
+    checked the slow way, for a peer that vanished without a word (a partition)."""
+    if time.monotonic() - getattr(conn, "returned_at", 0.0) > RECENTLY_USED:
+        return True
+    try:
+        readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+    except (OSError, ValueError, psycopg.Error):
+        return True
+    return bool(readable)
+
+
+def _check(conn: psycopg.Connection[Any]) -> None:
+    if _needs_check(conn):
+        ConnectionPool.check_connection(conn)
+
+
+async def _check_async(conn: psycopg.AsyncConnection[Any]) -> None:
+    if _needs_check(conn):
+        await AsyncConnectionPool.check_connection(conn)
+
+
+def _returned(conn: psycopg.Connection[Any]) -> None:
+    if isinstance(conn, BoundedConnection):
+        conn.returned_at = time.monotonic()
+
+
+async def _returned_async(conn: psycopg.AsyncConnection[Any]) -> None:
+    if isinstance(conn, BoundedAsyncConnection):
+        conn.returned_at = time.monotonic()
 
 
 class ThreadConnections:
