@@ -9,7 +9,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .errors import QueuetopiaError
 
@@ -151,6 +151,10 @@ class Job(BaseModel):
     result; a job built by hand must use `topia.wait(job.id)` (docs/results.md)."""
 
     model_config = ConfigDict(frozen=True)
+    # Who returned the job, for `wait`: a slot, not a field (never compared, dumped or
+    # copied). A pydantic private attribute would cost 3 µs at every Job made, and a
+    # worker makes one per job it claims.
+    __slots__ = ("_waiter_of",)
 
     id: int
     scope: str
@@ -184,8 +188,6 @@ class Job(BaseModel):
     # queue and returned it instead of writing a new one (docs/unique-jobs.md).
     deduplicated: bool = False
 
-    _topia: Waiter | None = PrivateAttr(default=None)
-
     @field_validator("attempt_log", "operator_log", mode="before")
     @classmethod
     def _empty_log(cls, value: Any) -> Any:
@@ -216,9 +218,9 @@ class Job(BaseModel):
     def __hash__(self) -> int:
         return hash((self.id, self.updated_at))
 
-    def bound(self, topia: Waiter) -> Job:
-        """This job, remembering the topia that returned it (for `wait`)."""
-        self._topia = topia
+    def bound(self, waiter: Waiter) -> Job:
+        """This job, remembering what returned it (for `wait`)."""
+        object.__setattr__(self, "_waiter_of", waiter)
         return self
 
     def wait(self, timeout: float = 30.0) -> Any:
@@ -230,11 +232,12 @@ class Job(BaseModel):
         return await self._waiter().wait_async(self.id, timeout=timeout)
 
     def _waiter(self) -> Waiter:
-        if self._topia is None:
+        waiter: Waiter | None = getattr(self, "_waiter_of", None)
+        if waiter is None:
             raise QueuetopiaError(
                 f"job {self.id} was not returned by a topia; use topia.wait({self.id})"
             )
-        return self._topia
+        return waiter
 
 
 class QueueInfo(BaseModel):

@@ -69,6 +69,12 @@ def _rows(conn: Conn, statement: str, params: dict[str, Any]) -> list[dict[str, 
 
 
 def _job(row: dict[str, Any]) -> Job:
+    # An empty log comes back as NULL (sql/*.sql): left out, the model's default (an
+    # empty list) applies without a validator call, twice per claimed job.
+    if row.get("attempt_log", 0) is None:
+        del row["attempt_log"]
+    if row.get("operator_log", 0) is None:
+        del row["operator_log"]
     return Job.model_validate(row)
 
 
