@@ -11,6 +11,7 @@ Time is always the database's (`now()`, `clock_timestamp()`), never a worker's.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from importlib import resources
 from typing import LiteralString
 
@@ -73,25 +74,39 @@ def compact(statement: str) -> str:
     4 KiB; the indentation kept JOB_FINISH over that, and converting it again at every
     batch cost a worker about 3 % of its CPU."""
     out: list[str] = []
-    i, n, space = 0, len(statement), False
+    for kind, text in _pieces(statement):
+        if kind == "space":
+            if not out or out[-1] != " ":
+                out.append(" ")
+        else:
+            out.append(text)
+    return "".join(out)
+
+
+def strip_comments(statement: str) -> str:
+    """`statement` with each `--` comment outside string literals made a line end
+    (string literals are read as `compact` reads them)."""
+    return "".join(text for kind, text in _pieces(statement) if kind != "comment")
+
+
+def _pieces(statement: str) -> Iterator[tuple[str, str]]:
+    """The statement as ("literal" | "comment" | "space" | "text", text) pieces, in
+    order: a string literal ('' inside it included) or a `--` comment (to its line's
+    end) is one piece, each whitespace character another."""
+    i, n = 0, len(statement)
     while i < n:
         ch = statement[i]
-        if ch.isspace():
-            space, i = True, i + 1
-            continue
-        if space:
-            out.append(" ")
-            space = False
-        if ch == "'":  # a literal, '' inside it included: copied as it is
+        if ch == "'":
             end = _literal_end(statement, i)
-            out.append(statement[i:end])
-            i = end
-            continue
-        out.append(ch)
-        i += 1
-    if space:
-        out.append(" ")
-    return "".join(out)
+            yield "literal", statement[i:end]
+        elif statement.startswith("--", i):
+            found = statement.find("\n", i)
+            end = n if found < 0 else found
+            yield "comment", statement[i:end]
+        else:
+            end = i + 1
+            yield ("space" if ch.isspace() else "text"), ch
+        i = end
 
 
 def _literal_end(statement: str, start: int) -> int:
@@ -100,27 +115,6 @@ def _literal_end(statement: str, start: int) -> int:
     while (end := statement.index("'", end) + 1) < n and statement[end] == "'":
         end += 1
     return end
-
-
-def strip_comments(statement: str) -> str:
-    """`statement` with each `--` comment outside string literals made a line end
-    (string literals are read as `compact` reads them)."""
-    out: list[str] = []
-    i, n = 0, len(statement)
-    while i < n:
-        ch = statement[i]
-        if ch == "-" and statement.startswith("--", i):
-            end = statement.find("\n", i)
-            i = n if end < 0 else end
-            continue
-        if ch == "'":  # a literal, '' inside it included: copied as it is
-            end = _literal_end(statement, i)
-            out.append(statement[i:end])
-            i = end
-            continue
-        out.append(ch)
-        i += 1
-    return "".join(out)
 
 
 def _load() -> None:

@@ -23,6 +23,18 @@ def pooled_pids(topia: Queuetopia) -> set[int]:
     return {row[0]}
 
 
+def counted_checks(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The connections the pool checks the slow way (with a round trip), from now on."""
+    checks: list[Any] = []
+    real = database.ConnectionPool.check_connection
+    monkeypatch.setattr(
+        database.ConnectionPool,
+        "check_connection",
+        staticmethod(lambda conn: checks.append(conn) or real(conn)),
+    )
+    return checks
+
+
 def test_a_connection_the_server_closed_is_replaced_even_when_just_used(
     make_topia: Any, dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -39,13 +51,7 @@ def test_a_connection_the_server_closed_is_replaced_even_when_just_used(
             ),
             what="the backend to end",
         )
-    checks: list[Any] = []
-    real = database.ConnectionPool.check_connection
-    monkeypatch.setattr(
-        database.ConnectionPool,
-        "check_connection",
-        staticmethod(lambda conn: checks.append(conn) or real(conn)),
-    )
+    checks = counted_checks(monkeypatch)
     # Within RECENTLY_USED of its last use: only the server's goodbye tells.
     job = topia.create_job("q", "x")
     assert job.id > 0 and pooled_pids(topia) != {pid}
@@ -57,13 +63,7 @@ def test_a_recently_used_connection_skips_the_round_trip(
 ) -> None:
     for _ in range(3):  # every connection of the pool used (it hands them out in turn)
         topia.create_job("q", "x")
-    checks: list[Any] = []
-    real = database.ConnectionPool.check_connection
-    monkeypatch.setattr(
-        database.ConnectionPool,
-        "check_connection",
-        staticmethod(lambda conn: checks.append(conn) or real(conn)),
-    )
+    checks = counted_checks(monkeypatch)
     topia.create_job("q", "x")
     assert checks == []  # used a moment ago, nothing written by the server since
     monkeypatch.setattr(database, "RECENTLY_USED", 0.0)
