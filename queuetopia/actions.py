@@ -12,7 +12,6 @@ from typing import Any, Generic, Literal, ParamSpec, Protocol, TypeVar
 
 import pydantic
 
-from .database import is_async_connection, is_sync_connection
 from .durations import optional_seconds, seconds
 from .errors import ValidationError
 from .models import Job, JobRequest
@@ -36,13 +35,17 @@ class Producer(Protocol):
     """The enqueue path an action's `.delay` calls (enqueue.Producer)."""
 
     def enqueue(
-        self, requests: Sequence[JobRequest], connection: Conn | None = None, *, label: bool = True
+        self,
+        requests: Sequence[JobRequest],
+        connection: Conn | AsyncConn | None = None,
+        *,
+        label: bool = True,
     ) -> list[Job]: ...
 
     async def enqueue_async(
         self,
         requests: Sequence[JobRequest],
-        connection: AsyncConn | None = None,
+        connection: Conn | AsyncConn | None = None,
         *,
         label: bool = True,
     ) -> list[Job]: ...
@@ -347,16 +350,10 @@ class BoundAction:
         self, queue: str, params_list: list[dict[str, Any]], at: datetime | timedelta | None
     ) -> list[Job]:
         requests = self.requests(queue, params_list, at)
-        connection = self.connection
-        if connection is None or is_sync_connection(connection):
-            return self.action.producer.enqueue(requests, connection, label=False)
-        raise ValidationError("an AsyncConnection needs the *_async enqueue calls")
+        return self.action.producer.enqueue(requests, self.connection, label=False)
 
     async def _enqueue_async(
         self, queue: str, params_list: list[dict[str, Any]], at: datetime | timedelta | None
     ) -> list[Job]:
         requests = self.requests(queue, params_list, at)
-        connection = self.connection
-        if connection is None or is_async_connection(connection):
-            return await self.action.producer.enqueue_async(requests, connection, label=False)
-        raise ValidationError("a sync Connection needs the sync enqueue calls")
+        return await self.action.producer.enqueue_async(requests, self.connection, label=False)

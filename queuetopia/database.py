@@ -226,9 +226,7 @@ class Database:
         ANALYZE. Without prepared statements (PgBouncer in transaction mode, where a
         session setting would leak to other clients) it is a plain connection: each
         statement is then planned for its own parameters."""
-        with connecting(self.dsn):
-            conn = BoundedConnection.connect(self.dsn, autocommit=True, **self.kwargs)
-        self._configure(conn)
+        conn = self.connect_bounded()
         if self.prepare_threshold is None:
             return conn
         conn.prepare_threshold = 0

@@ -323,13 +323,20 @@ class Producer:
         )
 
     def enqueue(
-        self, requests: Sequence[JobRequest], connection: Conn | None = None, *, label: bool = True
+        self,
+        requests: Sequence[JobRequest],
+        connection: Conn | AsyncConn | None = None,
+        *,
+        label: bool = True,
     ) -> list[Job]:
         batch = self.prepare(requests, label=label)
         if not batch.slots:
             return []
         if connection is not None and not is_sync_connection(connection):
-            raise ValidationError("an AsyncConnection needs enqueue_many_async")
+            raise ValidationError(
+                "an AsyncConnection needs the async enqueue calls (enqueue_many_async, "
+                "delay_async, ...)"
+            )
         with _span(batch) as meta, self._pools.connection(self._joined(connection)) as conn:
             jobs = insert(conn, batch, meta)
         return [job.bound(self._waiter) for job in jobs]
@@ -337,7 +344,7 @@ class Producer:
     async def enqueue_async(
         self,
         requests: Sequence[JobRequest],
-        connection: AsyncConn | None = None,
+        connection: Conn | AsyncConn | None = None,
         *,
         label: bool = True,
     ) -> list[Job]:
@@ -345,7 +352,9 @@ class Producer:
         if not batch.slots:
             return []
         if connection is not None and not is_async_connection(connection):
-            raise ValidationError("a sync Connection needs enqueue_many")
+            raise ValidationError(
+                "a sync Connection needs the sync enqueue calls (enqueue_many, delay, ...)"
+            )
         with _span(batch) as meta:
             async with self._pools.async_connection(connection) as conn:
                 jobs = await insert_async(conn, batch, meta)

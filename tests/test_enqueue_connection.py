@@ -79,3 +79,26 @@ def test_async_enqueues_do_not_use_it(make_topia: Callable[..., Queuetopia], out
     job = asyncio.run(enqueue())
     outer.rollback()
     assert topia.get_job(job.id) is not None
+
+
+def test_a_connection_of_the_other_kind_is_refused_and_nothing_is_written(
+    make_topia: Callable[..., Queuetopia], dsn: str, outer: Conn
+) -> None:
+    from queuetopia import JobRequest, ValidationError
+
+    topia = topia_on(make_topia, [None])
+    note = topia.actions["note"]
+
+    async def async_side() -> None:
+        async with await psycopg.AsyncConnection.connect(dsn) as aconn:
+            with pytest.raises(ValidationError, match="async enqueue calls"):
+                note.options(connection=aconn).delay("q", text="x")
+        with pytest.raises(ValidationError, match="sync enqueue calls"):
+            await note.options(connection=outer).delay_async("q", text="x")
+        with pytest.raises(ValidationError, match="sync enqueue calls"):
+            await topia.enqueue_many_async(
+                [JobRequest("q", "note", {"text": "x"})], connection=outer
+            )
+
+    asyncio.run(async_side())
+    assert topia.list_jobs() == []
