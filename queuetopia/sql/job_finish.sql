@@ -15,6 +15,9 @@
 --   statement's snapshot still sees running; it reads `rec`, so a queue's record is
 --   written before its next head is claimed and the one-running-job index never sees
 --   two running jobs in a queue.
+-- The batch comes as one JSON array of records: psycopg dumps an array parameter
+-- element by element in Python, and nine of them cost more than the rest of a
+-- batch's client time together (docs/performance.md).
 -- Returns one row per claimed job (or a single row of NULLs), each carrying
 -- `recorded`, the ids of the jobs recorded: an id missing there was rejected by its
 -- fence. Recorded jobs are not returned whole: after a success nobody reads them.
@@ -32,17 +35,13 @@
 -- The job columns are written out as queuetopia/queries.py's JOB_COLUMNS lists them
 -- (an empty log comes back as NULL); tests/test_queries.py checks every copy.
 WITH input AS (
-    SELECT unnest(%(ids)s::bigint[]) AS in_id, unnest(%(queues)s::text[]) AS in_queue,
-           unnest(%(lease_ids)s::uuid[]) AS in_lease,
-           unnest(%(job_lease_ids)s::uuid[]) AS in_job_lease,
-           unnest(%(states)s::text[]) AS in_state, unnest(%(errors)s::text[]) AS in_error,
-           unnest(%(results)s::jsonb[]) AS in_result,
-           unnest(%(backoffs)s::float8[]) AS in_backoff,
-           unnest(%(claim_next)s::bool[]) AS in_claim_next
+    SELECT * FROM jsonb_to_recordset(%(batch)s::jsonb) AS batch(
+           in_id bigint, in_queue text, in_lease uuid, in_job_lease uuid, in_state text,
+           in_error text, in_result jsonb, in_backoff float8, in_claim_next bool)
 ), lease AS (
     SELECT l.queue AS leased_queue, l.lease_id AS leased_id
       FROM queuetopia_leases l JOIN input ON l.queue = in_queue AND l.lease_id = in_lease
-     WHERE l.scope = %(scope)s AND l.queue = ANY(%(queues)s::text[])
+     WHERE l.scope = %(scope)s AND l.queue = ANY(ARRAY(SELECT in_queue FROM input))
        AND l.locked_until > now()
      ORDER BY l.queue
        FOR UPDATE OF l
@@ -71,7 +70,7 @@ WITH input AS (
            END,
            updated_at = now()
       FROM input
-     WHERE j.id = ANY(%(ids)s::bigint[]) AND j.id = in_id
+     WHERE j.id = ANY(ARRAY(SELECT in_id FROM input)) AND j.id = in_id
        AND j.scope = %(scope)s AND j.queue = in_queue
        AND j.state = 'running' AND j.lease_id = in_job_lease
        AND (in_queue, in_lease) IN (SELECT leased_queue, leased_id FROM lease)
