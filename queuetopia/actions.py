@@ -170,11 +170,15 @@ class ParamSchema:
         self.model: type[pydantic.BaseModel] = pydantic.create_model(
             f"{fn.__name__}_params", __config__=config, **fields
         )
+        # Read once: `load` runs for every job a worker runs, and model_validate and
+        # model_fields add microseconds of Python around the validator each time.
+        self._names = tuple(self.model.model_fields)
+        self._validate = self.model.__pydantic_validator__.validate_python
 
     def dump(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """Validate `params` and return them as JSON-ready values."""
         for name, value in params.items():
-            if name in self.untyped or (self.accepts_extra and name not in self.model.model_fields):
+            if name in self.untyped or (self.accepts_extra and name not in self._names):
                 check_storable(name, value)
         try:
             model = self.model.model_validate(dict(params))
@@ -188,10 +192,10 @@ class ParamSchema:
     def load(self, stored: Mapping[str, Any]) -> dict[str, Any]:
         """Stored JSON params back to the typed values the function takes."""
         try:
-            model = self.model.model_validate(dict(stored))
+            model = self._validate(dict(stored))
         except pydantic.ValidationError as exc:
             raise _translate(exc, self.sensitive) from None
-        values = {name: getattr(model, name) for name in type(model).model_fields}
+        values = {name: getattr(model, name) for name in self._names}
         values.update(model.model_extra or {})
         return values
 

@@ -19,7 +19,7 @@ from .actions import Action, ActionConfig, JobOptions
 from .database import Pools, is_async_connection, is_sync_connection
 from .durations import optional_seconds
 from .errors import DatabaseConflict, ValidationError
-from .models import Job, JobRequest, JobState, Waiter
+from .models import Job, JobRequest, JobState, Waiter, job_from_row
 from .registry import Registry
 from .store import AsyncConn, Conn
 from .tracing import enqueue_span
@@ -80,7 +80,7 @@ class Batch:
 
     def _job(self, k: int, row: dict[str, Any]) -> Job:
         c = self.columns
-        return Job.model_validate(
+        return job_from_row(
             {
                 **row,
                 **_FRESH,

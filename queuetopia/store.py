@@ -3,7 +3,7 @@ connection it is given, translates errors and maps rows to models."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,7 +16,7 @@ from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb, JsonbLoader, JsonLoader
 
 from . import queries
-from .models import Job, LeaseInfo, MinuteCounts, QueueInfo, QueueStatus, Verdict
+from .models import Job, LeaseInfo, MinuteCounts, QueueInfo, QueueStatus, Verdict, job_from_row
 from .translate import translate_errors
 
 Conn = psycopg.Connection[Any]
@@ -91,10 +91,6 @@ def _rows(conn: Conn, statement: str, params: dict[str, Any]) -> list[dict[str, 
         )
 
 
-# Called directly: Job.model_validate adds 2 µs of Python around it, per claimed job.
-_validate_job: Callable[[dict[str, Any]], Job] = Job.__pydantic_validator__.validate_python
-
-
 def _job(row: dict[str, Any]) -> Job:
     # An empty log comes back as NULL (sql/*.sql): left out, the model's default (an
     # empty list) applies without a validator call, twice per claimed job.
@@ -102,7 +98,7 @@ def _job(row: dict[str, Any]) -> Job:
         del row["attempt_log"]
     if row.get("operator_log", 0) is None:
         del row["operator_log"]
-    return _validate_job(row)
+    return job_from_row(row)
 
 
 async def _rows_async(
