@@ -297,8 +297,10 @@ def _finish_record(f: Finish) -> dict[str, Any]:
     return {
         "in_id": f.job.id,
         "in_queue": f.lease.queue,
-        "in_lease": str(f.lease.lease_id),
-        "in_job_lease": None if f.job.lease_id is None else str(f.job.lease_id),
+        # 32 hex digits: PostgreSQL reads a uuid without its dashes, and .hex costs a
+        # third of str().
+        "in_lease": f.lease.lease_id.hex,
+        "in_job_lease": None if f.job.lease_id is None else f.job.lease_id.hex,
         "in_state": f.state,
         "in_error": f.error,
         "in_result": f.result,
