@@ -127,7 +127,9 @@ class Watchdog:
                 self._waiting_until = float("inf")
                 now = time.monotonic()
                 active = list(self._active.items())
-                due = [e for k, e in active if e.deadline <= now and self._active.pop(k, None)]
+                # Popped here, unless its runner forgot it meanwhile (the job ended).
+                expired = [k for k, e in active if e.deadline <= now]
+                due = [e for e in (self._active.pop(k, None) for k in expired) if e is not None]
                 self._waiting_until = min(
                     (e.deadline for _, e in active if e.deadline > now), default=float("inf")
                 )
