@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 STAMP = VENV / ".installed"
+PIP = [str(BIN / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
 # mkdocs-material prints a banner about its successor on every build.
 QUIET_MKDOCS = {"NO_MKDOCS_2_WARNING": "1"}
 LINTED = ["queuetopia", "queuetopia_cli", "tests", "examples", "docs_src", "bench", "dev.py"]
@@ -36,9 +37,19 @@ def ensure_env() -> None:
         print("creating .venv ...", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
     print("installing queuetopia[dev] into .venv ...", flush=True)
-    pip = [str(BIN / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    subprocess.run([*pip, "-e", f"{ROOT}[dev]"], check=True)
+    subprocess.run([*PIP, "-e", f"{ROOT}[dev]"], check=True)
     STAMP.write_text(wanted)
+
+
+def ensure_bench_extra(args: list[str]) -> None:
+    """`bench --peers` needs procrastinate and PgQueuer on asyncpg, `--plot` matplotlib:
+    the bench extra, installed on first use (the dev extra leaves them out)."""
+    if "--peers" not in args and not any(a.startswith("--plot") for a in args):
+        return
+    probe = [str(BIN / "python"), "-c", "import asyncpg, matplotlib, pgqueuer, procrastinate"]
+    if subprocess.call(probe, stderr=subprocess.DEVNULL) != 0:
+        print("installing queuetopia[bench] into .venv ...", flush=True)
+        subprocess.run([*PIP, "-e", f"{ROOT}[dev,bench]"], check=True)
 
 
 def main(argv: list[str]) -> int:
@@ -57,6 +68,7 @@ def main(argv: list[str]) -> int:
         ]
         return max(subprocess.call(step, cwd=ROOT) for step in steps)
     if command == "bench":  # e.g. `python3 dev.py bench --quick`; see docs/performance.md
+        ensure_bench_extra(rest)
         return subprocess.call([str(BIN / "python"), "bench/run.py", *rest], cwd=ROOT)
     if command == "reliability":  # docs/reliability.md from the chaos suite's figures
         return subprocess.call([str(BIN / "python"), "tests/chaos/report.py", *rest], cwd=ROOT)
