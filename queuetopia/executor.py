@@ -16,6 +16,7 @@ import itertools
 import json
 import logging
 import selectors
+import sys
 import threading
 import time
 import traceback
@@ -183,10 +184,19 @@ class _Selector(selectors.DefaultSelector):
         return super().select(timeout)
 
 
+def _new_loop() -> asyncio.AbstractEventLoop:
+    """A loop with the lazy selector, unless the application chose its own loops (an
+    event loop policy such as uvloop's): then its loop (docs/actions.md)."""
+    default = type(asyncio.get_event_loop_policy()) is asyncio.DefaultEventLoopPolicy
+    if default and sys.platform != "win32":
+        return asyncio.SelectorEventLoop(_Selector())
+    return asyncio.new_event_loop()
+
+
 def _event_loop() -> asyncio.AbstractEventLoop:
     loop: asyncio.AbstractEventLoop | None = getattr(_loops, "loop", None)
     if loop is None or loop.is_closed():
-        loop = asyncio.SelectorEventLoop(_Selector())
+        loop = _new_loop()
         _loops.loop = loop
     return loop
 

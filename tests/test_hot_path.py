@@ -16,7 +16,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from queuetopia import Job, JobRequest, JobState, Queuetopia
-from queuetopia.executor import execute
+from queuetopia.executor import close_thread_loop, execute
 from queuetopia.models import Interrupt
 from queuetopia.testing import drain
 
@@ -125,3 +125,35 @@ def test_a_callers_connection_with_dict_rows_gets_jobs_back(topia: Queuetopia, d
     assert (one.params, one.queue) == ({"n": 1}, "q")
     assert [job.params for job in many] == [{"n": 2}]
     assert topia.get_job(one.id) is not None
+
+
+def test_an_event_loop_policy_of_the_applications_own_is_kept(topia: Queuetopia) -> None:
+    class Loop(asyncio.SelectorEventLoop):
+        pass
+
+    class Policy(asyncio.DefaultEventLoopPolicy):
+        def new_event_loop(self) -> asyncio.AbstractEventLoop:
+            return Loop()
+
+    @topia.action("which")
+    async def which() -> str:
+        return type(asyncio.get_running_loop()).__name__
+
+    job = _job(topia, "which")
+    seen: list[Any] = []
+
+    def run() -> None:  # a thread of its own: a fresh thread loop
+        seen.append(execute(job, topia.actions["which"]).result)
+        close_thread_loop()
+
+    asyncio.set_event_loop_policy(Policy())
+    try:
+        thread = threading.Thread(target=run)
+        thread.start()
+        thread.join(10)
+    finally:
+        asyncio.set_event_loop_policy(None)
+    default = threading.Thread(target=run)
+    default.start()
+    default.join(10)
+    assert seen == ["Loop", "_UnixSelectorEventLoop"]
