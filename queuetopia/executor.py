@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -187,10 +188,17 @@ class _Selector(selectors.DefaultSelector):
 def _new_loop() -> asyncio.AbstractEventLoop:
     """A loop with the lazy selector, unless the application chose its own loops (an
     event loop policy such as uvloop's): then its loop (docs/actions.md)."""
-    default = type(asyncio.get_event_loop_policy()) is asyncio.DefaultEventLoopPolicy
-    if default and sys.platform != "win32":
+    if _default_policy() and sys.platform != "win32":
         return asyncio.SelectorEventLoop(_Selector())
     return asyncio.new_event_loop()
+
+
+def _default_policy() -> bool:
+    # Policies are deprecated from Python 3.14 on; without them, there is none to keep.
+    default = getattr(asyncio, "DefaultEventLoopPolicy", None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return default is None or type(asyncio.get_event_loop_policy()) is default
 
 
 def _event_loop() -> asyncio.AbstractEventLoop:
