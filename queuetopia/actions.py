@@ -170,7 +170,7 @@ class ParamSchema:
         self.model: type[pydantic.BaseModel] = pydantic.create_model(
             f"{fn.__name__}_params", __config__=config, **fields
         )
-        # Read once: `load` runs for every job a worker runs, and model_validate and
+        # Read once: `dump` and `load` run for every job enqueued and run, and model_validate and
         # model_fields add microseconds of Python around the validator each time.
         self._names = tuple(self.model.model_fields)
         self._validate = self.model.__pydantic_validator__.validate_python
@@ -181,7 +181,7 @@ class ParamSchema:
             if name in self.untyped or (self.accepts_extra and name not in self._names):
                 check_storable(name, value)
         try:
-            model = self.model.model_validate(dict(params))
+            model: pydantic.BaseModel = self._validate(dict(params))
             return model.model_dump(mode="json", exclude_unset=True)
         except pydantic.ValidationError as exc:
             # pydantic's own message quotes the input: chained, it would be in tracebacks.

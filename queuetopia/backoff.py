@@ -21,6 +21,9 @@ T = TypeVar("T")
 logger = logging.getLogger("queuetopia.worker")
 
 
+LONGEST_BACKOFF = 100 * 365 * 86400.0  # seconds: a century
+
+
 def default_backoff(attempt: int, max_backoff: float) -> float:
     """Seconds to wait after the `attempt`-th failed attempt: 2, 3, 5, 9, 17, ..."""
     if attempt >= 64:

@@ -14,7 +14,7 @@ import threading
 import time
 
 from . import store
-from .backoff import default_backoff
+from .backoff import LONGEST_BACKOFF, default_backoff
 from .bookkeeper import Bookkeeping
 from .errors import MAX_NOTE_BYTES, QueuetopiaError, capped, redact, storable
 from .events import Observers, first_line
@@ -113,7 +113,9 @@ class Completer:
             return Verdict.PENDING, 0.0  # the attempt counts, but no backoff is charged
         if job.attempts >= job.max_attempts:
             return Verdict.FAILED, None
-        return Verdict.PENDING, self._backoff(job)
+        # At most a century (docs/retries.md): the outcome is written as JSON, which has
+        # no infinity, and `inf` may come from a custom backoff or max_backoff.
+        return Verdict.PENDING, min(self._backoff(job), LONGEST_BACKOFF)
 
     @staticmethod
     def _blocks(job: Job, verdict: Verdict) -> bool:

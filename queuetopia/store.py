@@ -292,8 +292,6 @@ def job_finish_many(
 
 
 def _finish_record(f: Finish) -> dict[str, Any]:
-    # JSON has no infinity: a backoff beyond a century is as good as one.
-    backoff = None if f.backoff is None else min(float(f.backoff), _CENTURY)
     return {
         "in_id": f.job.id,
         "in_queue": f.lease.queue,
@@ -304,12 +302,9 @@ def _finish_record(f: Finish) -> dict[str, Any]:
         "in_state": f.state,
         "in_error": f.error,
         "in_result": f.result,
-        "in_backoff": backoff,
+        "in_backoff": f.backoff,
         "in_claim_next": f.claim_next,
     }
-
-
-_CENTURY = 100 * 365 * 86400.0
 
 
 def job_note_error(conn: Conn, *, scope: str, lease: Lease, job_id: int, note: str) -> None:
