@@ -336,7 +336,7 @@ def _pct(values: list[float], pct: float) -> float:
 def _statement_costs(ctx: Context, scope: str, repeat: int = 15) -> Metrics:
     """Time the worker's poll and claim statements (each in a rolled-back
     transaction) and EXPLAIN ANALYZE LEASE_ACQUIRE."""
-    from queuetopia import queries
+    from queuetopia.db import queries
 
     params = {
         "scope": scope,

@@ -12,11 +12,11 @@ from typing import Any, Generic, Literal, ParamSpec, Protocol, TypeVar
 
 import pydantic
 
+from .db.store import AsyncConn, Conn
 from .durations import optional_seconds, seconds
 from .errors import ValidationError
 from .models import Job, JobRequest
 from .sensitive import check_paths, is_sensitive, mask, scrub, secret_values
-from .store import AsyncConn, Conn
 from .validation import check_name, check_storable, params_json
 
 P = ParamSpec("P")

@@ -10,7 +10,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, ParamSpec, TypeVar, overload
 
-from . import migrations, operations, store
+from . import migrations, operations
 from .actions import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_BACKOFF,
@@ -22,7 +22,9 @@ from .actions import (
     OnExhausted,
     qualified_name,
 )
-from .database import Database, Pools, resolve_dsn
+from .db import store
+from .db.connections import Database, Pools, resolve_dsn
+from .db.store import AsyncConn, Conn
 from .durations import positive_seconds, seconds
 from .engine import Engine
 from .enqueue import Producer
@@ -33,7 +35,6 @@ from .periodic import Periodic
 from .registry import Registry
 from .results import Results
 from .settings import Settings
-from .store import AsyncConn, Conn
 from .validation import DEFAULT_MAX_PARAMS_BYTES, DEFAULT_MAX_RESULT_BYTES, check_name
 from .worker import Worker
 

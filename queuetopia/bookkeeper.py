@@ -8,10 +8,10 @@ from collections.abc import Callable
 from typing import Protocol, TypeVar
 
 from .backoff import retry_bookkeeping
-from .database import Database, ThreadConnections
+from .db.connections import Database, ThreadConnections
+from .db.store import Conn
+from .db.translate import translate_errors
 from .errors import DatabaseUnavailable
-from .store import Conn
-from .translate import translate_errors
 
 T = TypeVar("T")
 

@@ -13,16 +13,16 @@ import logging
 import threading
 import time
 
-from . import store
 from .backoff import LONGEST_BACKOFF, default_backoff
 from .bookkeeper import Bookkeeping
+from .db import store
+from .db.store import Conn, Finish, Lease
 from .errors import MAX_NOTE_BYTES, QueuetopiaError, capped, redact, storable
 from .events import Observers, first_line
 from .finisher import Finisher
 from .leases import Held
 from .models import Interrupt, Job, JobState, Outcome, Verdict
 from .registry import Registry
-from .store import Conn, Finish, Lease
 
 logger = logging.getLogger("queuetopia.worker")
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from .database import Database
+from .db.connections import Database
 from .enqueue import Producer
 from .registry import Registry
 from .settings import Settings

@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from . import store
 from .actions import Action, ActionConfig, JobOptions
-from .database import Pools, is_async_connection, is_sync_connection
+from .db import store
+from .db.connections import Pools, is_async_connection, is_sync_connection
+from .db.store import AsyncConn, Conn
 from .durations import optional_seconds
 from .errors import DatabaseConflict, ValidationError
 from .models import Job, JobRequest, JobState, Waiter, job_from_row
 from .registry import Registry
-from .store import AsyncConn, Conn
 from .tracing import enqueue_span
 from .validation import check_name, params_json
 

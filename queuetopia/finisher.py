@@ -20,8 +20,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from .db.store import Finish
 from .models import Job
-from .store import Finish
 
 Result = tuple[bool, Job | None]
 RECENT = 0.005  # seconds: a job handed out longer ago is a long one, not waited for

@@ -7,12 +7,12 @@ import logging
 import threading
 import time
 
-from . import store
-from .database import Database
+from .db import store
+from .db.connections import Database
+from .db.store import Conn, Lease
+from .db.translate import translate_errors
 from .errors import QueuetopiaError
 from .leases import Leases
-from .store import Conn, Lease
-from .translate import translate_errors
 
 logger = logging.getLogger("queuetopia.worker")
 

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from uuid import UUID
 
 from . import failstop
+from .db.store import Lease
 from .events import Observers
 from .executor import Execution
 from .models import Interrupt, Job
-from .store import Lease
 
 TRUST_SHARE = 0.8
 

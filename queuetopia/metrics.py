@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from . import store
+from .db import store
 from .errors import ConfigurationError
 
 if TYPE_CHECKING:

@@ -14,9 +14,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from .database import Database
+from .db.connections import Database
+from .db.translate import translate_errors
 from .errors import ValidationError
-from .translate import translate_errors
 from .validation import check_name
 
 # Any fixed number works; it only has to be the same in every process.

@@ -191,7 +191,7 @@ class Job(BaseModel):
     @field_validator("attempt_log", "operator_log", mode="before")
     @classmethod
     def _empty_log(cls, value: Any) -> Any:
-        """The database returns an empty log as NULL (queuetopia/queries.py)."""
+        """The database returns an empty log as NULL (queuetopia/db/queries.py)."""
         return [] if value is None else value
 
     @model_validator(mode="after")

@@ -12,8 +12,8 @@ import asyncio
 import time
 from typing import Any
 
-from . import store
-from .database import Pools
+from .db import store
+from .db.connections import Pools
 from .errors import JobCancelled, JobFailed, JobNotFound, ValidationError
 from .models import Job, JobState
 

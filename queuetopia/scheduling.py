@@ -5,11 +5,11 @@ tick, all in one transaction."""
 
 from __future__ import annotations
 
-from . import store
+from .db import store
+from .db.store import Conn
 from .enqueue import Producer
 from .models import JobRequest
 from .periodic import Periodic
-from .store import Conn
 
 
 def enqueue_due(conn: Conn, producer: Producer, periodic: Periodic) -> int:

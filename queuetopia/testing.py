@@ -27,15 +27,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic_core import to_jsonable_python
 
-from . import store
 from .completer import Completer
+from .db import store
+from .db.store import Conn
 from .events import LogObserver, Observers
 from .fairness import Skips, Turns
 from .heartbeat import Heartbeat
 from .leases import Leases, node_identity
 from .models import Job, JobState, Outcome
 from .runner import Runner
-from .store import Conn
 from .validation import check_name
 
 if TYPE_CHECKING:

@@ -12,9 +12,12 @@ import threading
 import time
 from typing import Any
 
-from . import migrations, store
+from . import migrations
 from .bookkeeper import Bookkeeper
 from .completer import Completer
+from .db import store
+from .db.notify import Listener
+from .db.store import Conn, Lease
 from .engine import Engine
 from .errors import ConnectionRejected, DatabaseConflict, DatabaseUnavailable
 from .events import LogObserver, Observer, Observers
@@ -23,11 +26,9 @@ from .fairness import Skips, Turns
 from .heartbeat import Heartbeat
 from .leases import Leases, node_identity
 from .models import Interrupt, Job
-from .notify import Listener
 from .periodic import seconds_to_next_tick
 from .runner import Runner
 from .scheduling import enqueue_due
-from .store import Conn, Lease
 from .tracing import TracingObserver, tracing_configured
 from .validation import check_concurrency, check_name
 

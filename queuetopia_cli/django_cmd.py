@@ -9,7 +9,7 @@ import os
 import typer
 
 from queuetopia.contrib.django import conf
-from queuetopia.database import DSN_ENV
+from queuetopia.db.connections import DSN_ENV
 
 from .main import app
 

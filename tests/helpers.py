@@ -41,7 +41,7 @@ def record(
 ) -> Any:
     """Write the end of an attempt under `lease` as the completer does (one item of
     JOB_FINISH): the job as recorded, or None when the fence rejected it."""
-    from queuetopia import store
+    from queuetopia.db import store
     from queuetopia.models import Verdict
 
     finish = store.Finish(lease, job, Verdict(state), error, result, backoff)

@@ -14,8 +14,8 @@ import psycopg
 import pytest
 
 from queuetopia import Job, Queuetopia
+from queuetopia.db.store import Finish, Lease
 from queuetopia.finisher import Finisher, Result
-from queuetopia.store import Finish, Lease
 
 from .helpers import wait_for
 

@@ -15,9 +15,9 @@ LIBRARY = ROOT / "queuetopia"
 # The store layer, and the migrations, which keep their own driver calls (DDL in
 # transactions of their own).
 DRIVER_MODULES = {
-    "queuetopia.store",
-    "queuetopia.database",
-    "queuetopia.translate",
+    "queuetopia.db.store",
+    "queuetopia.db.connections",
+    "queuetopia.db.translate",
     "queuetopia.migrations",
 }
 DRIVERS = {"psycopg", "psycopg_pool"}
@@ -126,8 +126,8 @@ def find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
     ("source", "expected"),
     [
         (
-            "from . import store\nfrom .app import Queuetopia\n",
-            {"queuetopia.store", "queuetopia.app"},
+            "from .db import store\nfrom .app import Queuetopia\n",
+            {"queuetopia.db.store", "queuetopia.app"},
         ),
         ("if TYPE_CHECKING:\n    from .worker import Worker\n", {"queuetopia.worker"}),
         ("def f():\n    import psycopg\n", {"psycopg"}),

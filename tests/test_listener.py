@@ -13,9 +13,9 @@ import psycopg
 import pytest
 
 from queuetopia import Queuetopia
+from queuetopia.db.notify import Listener
+from queuetopia.db.queries import CHANNEL
 from queuetopia.metrics import PrometheusMetrics
-from queuetopia.notify import Listener
-from queuetopia.queries import CHANNEL
 
 from .helpers import wait_for
 

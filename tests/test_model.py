@@ -2,7 +2,7 @@
 
 A hypothesis state machine drives the real engine one step at a time, the way a
 worker does it (take a lease, claim the head, record the outcome, release; see
-queuetopia/runner.py), through queuetopia.store on one connection, and mixes in
+queuetopia/runner.py), through queuetopia.db.store on one connection, and mixes in
 producers, operators and the passing of time. After every step the database must
 agree with a plain Python model of the rules: each job's state and attempts, and
 each queue's head, count and status.
@@ -32,8 +32,9 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from queuetopia import InvalidTransition, Job, JobState, QueueStatus, Queuetopia, store
-from queuetopia.store import Lease
+from queuetopia import InvalidTransition, Job, JobState, QueueStatus, Queuetopia
+from queuetopia.db import store
+from queuetopia.db.store import Lease
 
 from .helpers import record, wait_for
 

@@ -16,7 +16,7 @@ from queuetopia import (
     DatabaseUnavailable,
     Queuetopia,
 )
-from queuetopia.translate import translate_errors
+from queuetopia.db.translate import translate_errors
 
 
 def test_a_read_only_database_refuses_an_enqueue_with_a_clear_error(

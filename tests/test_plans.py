@@ -1,5 +1,5 @@
 """Worker connections plan each statement once, with a generic plan, and sequential
-scans off (queuetopia.database.Database.connect_worker). The generic plan of every
+scans off (queuetopia.db.connections.Database.connect_worker). The generic plan of every
 statement a worker runs must reach jobs and queues through an index, on a fresh,
 empty install (where a worker that starts before a burst of jobs makes its plans) as
 much as on a big one."""
@@ -15,8 +15,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from queuetopia import queries
-from queuetopia.database import Database
+from queuetopia.db import queries
+from queuetopia.db.connections import Database
 from queuetopia.migrations import up_sql
 
 # Every statement a worker runs on its own connections (queuetopia.worker, runner,
@@ -63,11 +63,11 @@ OTHER_STATEMENTS = [
 
 
 def test_every_statement_is_either_a_worker_statement_or_not() -> None:
-    """A new statement (a new file of queuetopia/sql/) must be put in one list or the
+    """A new statement (a new file of queuetopia/db/sql/) must be put in one list or the
     other, so none the worker runs goes unchecked."""
     loaded = {
         entry.name.removesuffix(".sql").upper()
-        for entry in resources.files("queuetopia").joinpath("sql").iterdir()
+        for entry in resources.files("queuetopia.db").joinpath("sql").iterdir()
         if entry.name.endswith(".sql")
     }
     assert not set(WORKER_STATEMENTS) & set(OTHER_STATEMENTS)

@@ -11,7 +11,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from queuetopia import Queuetopia, database
+from queuetopia import Queuetopia
+from queuetopia.db import connections as database
 
 from .helpers import wait_for
 

@@ -19,8 +19,9 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from queuetopia import Job, JobState, Queuetopia, store
-from queuetopia.store import Lease
+from queuetopia import Job, JobState, Queuetopia
+from queuetopia.db import store
+from queuetopia.db.store import Lease
 
 from .helpers import record, wait_for
 from .procs import LOG_TABLE, Workers, workers

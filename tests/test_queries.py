@@ -1,5 +1,5 @@
-"""queuetopia/queries.py loads one statement from each file of queuetopia/sql/: every
-file is a constant, every constant is run by queuetopia/store.py, and what PostgreSQL
+"""queuetopia/db/queries.py loads one statement from each file of queuetopia/db/sql/: every
+file is a constant, every constant is run by queuetopia/db/store.py, and what PostgreSQL
 gets is the file without its comments, small enough for psycopg's statement cache.
 The fragments written out in several files (the job columns, the head claim, the
 lease fence) are the same in each."""
@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from queuetopia import queries
+from queuetopia.db import queries
 
 STORE = Path(queries.__file__).with_name("store.py")
 
 # Constants of queries.py that are not statements of their own, so neither have a file
 # nor need to be run by store.py.
 NOT_STATEMENTS = {
-    # Not SQL: the LISTEN/NOTIFY channel; queuetopia/notify.py listens on it.
+    # Not SQL: the LISTEN/NOTIFY channel; queuetopia/db/notify.py listens on it.
     "CHANNEL",
     # The job columns, written out in full in each statement that returns jobs (see
     # test_every_copy_of_the_job_columns_is_whole); kept as the reference list.
@@ -33,7 +33,7 @@ PSYCOPG_CACHE_LIMIT = 4096
 
 
 def sql_files() -> dict[str, str]:
-    folder = resources.files("queuetopia").joinpath("sql")
+    folder = resources.files("queuetopia.db").joinpath("sql")
     return {
         entry.name.removesuffix(".sql").upper(): entry.read_text("utf-8")
         for entry in folder.iterdir()

@@ -21,7 +21,7 @@ from pydantic import AfterValidator, BaseModel
 from typer.testing import CliRunner
 
 from queuetopia import JobState, Queuetopia, QueuetopiaError, ValidationError
-from queuetopia.database import Database
+from queuetopia.db.connections import Database
 from queuetopia.errors import redact
 from queuetopia.sensitive import mask
 from queuetopia_cli.logs import setup_logging

@@ -11,8 +11,9 @@ from typing import Any
 
 import psycopg
 
-from queuetopia import Queuetopia, store
+from queuetopia import Queuetopia
 from queuetopia.completer import Completer
+from queuetopia.db import store
 from queuetopia.events import LogObserver, Observers
 from queuetopia.fairness import Skips, Turns
 from queuetopia.leases import Held

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import psycopg
 
-from queuetopia import Queuetopia, store
+from queuetopia import Queuetopia
+from queuetopia.db import store
 
 from .helpers import record
 from .test_processes import expire, take_lease

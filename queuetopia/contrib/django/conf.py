@@ -14,7 +14,7 @@ from django.db import connections
 from django.db.backends.signals import connection_created
 
 from queuetopia import Queuetopia, QueuetopiaError
-from queuetopia.database import conninfo
+from queuetopia.db.connections import conninfo
 
 from .transactions import atomic_connection
 

@@ -18,10 +18,10 @@ from django.db.migrations.state import ProjectState
 
 from queuetopia import ConfigurationError
 from queuetopia import migrations as sql_migrations
-from queuetopia.database import is_sync_connection
+from queuetopia.db.connections import is_sync_connection
 
 if TYPE_CHECKING:
-    from queuetopia.store import Conn
+    from queuetopia.db.store import Conn
 
 APP_LABEL = "queuetopia"
 

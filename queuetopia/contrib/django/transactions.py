@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 from django.db import connections
 
 from queuetopia import ConfigurationError
-from queuetopia.database import is_sync_connection
+from queuetopia.db.connections import is_sync_connection
 
 if TYPE_CHECKING:
-    from queuetopia.store import Conn
+    from queuetopia.db.store import Conn
 
 
 def atomic_connection(alias: str = "default") -> Callable[[], Conn | None]:

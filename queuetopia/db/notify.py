@@ -13,8 +13,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from .database import Database
-from .errors import QueuetopiaError
+from ..errors import QueuetopiaError
+from .connections import Database
 from .queries import CHANNEL
 from .translate import translate_errors
 

@@ -4,7 +4,7 @@
 -- are searched by walking its keys and scalar values, leaving out each hidden path
 -- and all below it (lists are looked through, as queuetopia.sensitive does). Other
 -- jobs' params are searched as JSON text. No locks.
--- The job columns are written out as queuetopia/queries.py's JOB_COLUMNS lists them
+-- The job columns are written out as queuetopia/db/queries.py's JOB_COLUMNS lists them
 -- (an empty log comes back as NULL); tests/test_queries.py checks every copy.
 SELECT id, scope, queue, seq, action, params, state, on_exhausted, attempts, max_attempts,
        timeout, max_backoff, scheduled_at, attempted_at, attempted_by, next_attempt_at,

@@ -1,6 +1,6 @@
 -- The jobs an operator selection names (docs/operations.md): queue glob (as a LIKE
 -- pattern), states, action, changed since; in queue order, at most `limit`.
--- The job columns are written out as queuetopia/queries.py's JOB_COLUMNS lists them
+-- The job columns are written out as queuetopia/db/queries.py's JOB_COLUMNS lists them
 -- (an empty log comes back as NULL); tests/test_queries.py checks every copy.
 SELECT id, scope, queue, seq, action, params, state, on_exhausted, attempts, max_attempts,
        timeout, max_backoff, scheduled_at, attempted_at, attempted_by, next_attempt_at,

@@ -32,7 +32,7 @@
 -- paused: attempts are counted here, when the attempt starts.
 -- `= ANY(ARRAY(...))` leaves the planner only primary keys: a cached generic plan must
 -- never find the jobs by scanning an index of pending jobs, nor read a scope's queues.
--- The job columns are written out as queuetopia/queries.py's JOB_COLUMNS lists them
+-- The job columns are written out as queuetopia/db/queries.py's JOB_COLUMNS lists them
 -- (an empty log comes back as NULL); tests/test_queries.py checks every copy.
 WITH input AS (
     SELECT * FROM jsonb_to_recordset(%(batch)s::jsonb) AS batch(

@@ -15,8 +15,8 @@ from psycopg import pq
 from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb, JsonbLoader, JsonLoader
 
+from ..models import Job, LeaseInfo, MinuteCounts, QueueInfo, QueueStatus, Verdict, job_from_row
 from . import queries
-from .models import Job, LeaseInfo, MinuteCounts, QueueInfo, QueueStatus, Verdict, job_from_row
 from .translate import translate_errors
 
 Conn = psycopg.Connection[Any]

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 import psycopg
 
-from .errors import (
+from ..errors import (
     ConfigurationError,
     ConnectionRejected,
     DatabaseConflict,

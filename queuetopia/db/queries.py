@@ -1,6 +1,6 @@
 """Every SQL statement queuetopia runs, named noun-first.
 
-Each statement is a file of its own under `queuetopia/sql/`, written out whole as
+Each statement is a file of its own under `queuetopia/db/sql/`, written out whole as
 PostgreSQL runs it, with the comments that explain it: `sql/job_finish.sql` is
 JOB_FINISH. The files are read once, at import, their comments stripped and their
 whitespace compacted (`compact`).
@@ -32,7 +32,7 @@ JOB_COLUMNS: LiteralString = (
 # A job's attempt_log keeps its last 20 attempts and 2000 characters of each error
 # (JOB_FINISH); its operator_log the last 50 operator actions.
 
-# The statements, one for each file of queuetopia/sql/, set by _load() below. A file
+# The statements, one for each file of queuetopia/db/sql/, set by _load() below. A file
 # without its name here, or a name here without its file, fails the import.
 DB_NOW: LiteralString
 JOB_CANCEL: LiteralString
@@ -128,14 +128,14 @@ def _load() -> None:
             continue
         name = entry.name.removesuffix(".sql").upper()
         if name not in declared:
-            raise ImportError(f"queuetopia/sql/{entry.name}: no constant {name} in queries.py")
+            raise ImportError(f"queuetopia/db/sql/{entry.name}: no constant {name} in queries.py")
         # The file is part of the package, so its text is as constant as a literal: the
         # declared type LiteralString holds (mypy reads LiteralString as str, so a cast
         # here would be redundant).
         module[name] = compact(strip_comments(entry.read_text("utf-8"))).strip()
         found.add(name)
     if missing := sorted(declared - found):
-        raise ImportError(f"queuetopia/sql/ has no file for {', '.join(missing)}")
+        raise ImportError(f"queuetopia/db/sql/ has no file for {', '.join(missing)}")
 
 
 _load()

@@ -56,7 +56,7 @@ def resolve_dsn(dsn: str | None) -> str:
         return dsn
     if os.environ.get(DSN_ENV):
         return os.environ[DSN_ENV]
-    from .embedded import embedded_dsn
+    from ..embedded import embedded_dsn
 
     return embedded_dsn()
 

@@ -1,7 +1,7 @@
 -- The jobs in line that hold these (queue, unique_key) pairs: what an enqueue whose
 -- job was not written (its key was taken) returns instead. A statement of its own,
 -- after JOB_INSERT_MANY: that statement's snapshot may predate the holder's commit.
--- The job columns are written out as queuetopia/queries.py's JOB_COLUMNS lists them
+-- The job columns are written out as queuetopia/db/queries.py's JOB_COLUMNS lists them
 -- (an empty log comes back as NULL); tests/test_queries.py checks every copy.
 SELECT id, scope, queue, seq, action, params, state, on_exhausted, attempts, max_attempts,
        timeout, max_backoff, scheduled_at, attempted_at, attempted_by, next_attempt_at,

@@ -1,7 +1,5 @@
--- A read for the dashboard (docs/dashboard.md).
--- A queue's line in the order it runs, head first, paged: walks the queuetopia_jobs_line
--- index, never the queue's finished jobs. No locks.
--- The job columns are written out as queuetopia/queries.py's JOB_COLUMNS lists them
+-- One job of the scope, by id. No locks.
+-- The job columns are written out as queuetopia/db/queries.py's JOB_COLUMNS lists them
 -- (an empty log comes back as NULL); tests/test_queries.py checks every copy.
 SELECT id, scope, queue, seq, action, params, state, on_exhausted, attempts, max_attempts,
        timeout, max_backoff, scheduled_at, attempted_at, attempted_by, next_attempt_at,
@@ -9,6 +7,4 @@ SELECT id, scope, queue, seq, action, params, state, on_exhausted, attempts, max
        unique_key, nullif(attempt_log, '[]') AS attempt_log,
        nullif(operator_log, '[]') AS operator_log
   FROM queuetopia_jobs
- WHERE scope = %(scope)s AND queue = %(queue)s AND in_line
- ORDER BY scheduled_at, seq
- LIMIT %(limit)s OFFSET %(offset)s
+ WHERE scope = %(scope)s AND id = %(id)s
