@@ -79,7 +79,7 @@ class Queuetopia:
         # Behind PgBouncer in transaction mode: prepared_statements=False, and a
         # listen_dsn that reaches PostgreSQL directly (LISTEN needs a session).
         self._listen_dsn = listen_dsn
-        self._pools = Pools(lambda: self.database, pool_size)
+        self._pools = Pools(lambda: self.database, pool_size, migrations.schema_problem)
         self._results = Results(self.scope, self._pools)
         # With enqueue_connection set and no connection= given, sync enqueues run on
         # the connection it returns (None: the pool). Frameworks join their

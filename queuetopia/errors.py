@@ -9,7 +9,11 @@
      │    │    ├── DatabaseReadOnly      it accepts no writes now (a standby, read-only mode)
      │    │    └── ConnectionRejected    it refused this configuration: failed
      │    │                              authentication, unknown database or role
-     │    └── DatabaseConflict      a deadlock or serialization failure; a retry helps
+     │    ├── DatabaseConflict      a deadlock or serialization failure; a retry helps
+     │    └── SchemaError           queuetopia's tables are missing or older than this
+     │         │                    library needs: run `queuetopia migrate APP`
+     │         ├── SchemaNotInstalled    no queuetopia schema in this database
+     │         └── SchemaOutdated        an older version of it (`applied`, `needed`)
      ├── JobNotFound            no job with that id in this scope (also a LookupError)
      ├── InvalidTransition      the operator call makes no sense for the job's state
      ├── JobTimeout             raised inside an action that ran past its timeout
@@ -67,6 +71,42 @@ class ConnectionRejected(DatabaseUnavailable):
 
 class DatabaseConflict(DatabaseError):
     """The database aborted the statement over a conflict; retrying it helps."""
+
+
+class SchemaError(DatabaseError):
+    """The queuetopia schema in this database is missing or older than this library
+    needs (docs/migrations.md). The message says which, and how to fix it."""
+
+    problem = "the queuetopia schema in this database is missing or older than this library needs"
+
+    def __init__(self, problem: str | None = None) -> None:
+        if problem:
+            self.problem = problem
+        super().__init__(self.advice())
+
+    def advice(self, command: str = "queuetopia migrate APP") -> str:
+        """The problem and its fix; the CLI names the command as its user types it."""
+        return f"{self.problem}: run `{command}` or `topia.migrate()`"
+
+
+class SchemaNotInstalled(SchemaError):
+    """The queuetopia schema is not installed in this database."""
+
+    problem = "the queuetopia schema is not installed in this database"
+
+
+class SchemaOutdated(SchemaError):
+    """The queuetopia schema in this database is older than this library needs:
+    `applied` is its version, `needed` the library's."""
+
+    applied: int | None = None
+    needed: int | None = None
+
+    @classmethod
+    def of(cls, applied: int, needed: int) -> SchemaOutdated:
+        error = cls(f"the queuetopia schema is at version {applied}, this library needs {needed}")
+        error.applied, error.needed = applied, needed
+        return error
 
 
 class JobNotFound(QueuetopiaError, LookupError):

@@ -13,12 +13,15 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from .db.connections import Database
 from .db.translate import translate_errors
-from .errors import ValidationError
+from .errors import SchemaError, SchemaNotInstalled, SchemaOutdated, ValidationError
 from .validation import check_name
 
+# Reading the versions after a statement failed must not hold its caller for long.
+_LOOKUP_TIMEOUT_SECONDS = 5
 # Any fixed number works; it only has to be the same in every process.
 _ADVISORY_KEY = 0x71756575  # "queu"
 _FILE = re.compile(r"^(\d{4})_(\w+)\.(up|down)\.sql$")
@@ -113,6 +116,29 @@ def applied_versions(conn: psycopg.Connection[Any]) -> list[int]:
             return []
         cur.execute("SELECT version FROM queuetopia_versions ORDER BY version")
         return [r[0] for r in cur.fetchall()]
+
+
+def schema_problem(
+    conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any],
+) -> SchemaError | None:
+    """What is wrong with the schema of the database `conn` is connected to, after a
+    statement found a queuetopia object missing: SchemaNotInstalled, SchemaOutdated, or
+    None when it is current. Read on a connection of its own (`conn` may be in an
+    aborted transaction, or async: its event loop waits for this, on an error path
+    only), with `conn`'s settings, its search_path among them."""
+    info = conn.pgconn.info
+    settings = {o.keyword.decode(): o.val.decode() for o in info if o.val is not None}
+    timeout = f"-c statement_timeout={_LOOKUP_TIMEOUT_SECONDS * 1000}"
+    settings["options"] = f"{settings.get('options', '')} {timeout}".strip()
+    settings["connect_timeout"] = str(_LOOKUP_TIMEOUT_SECONDS)
+    with psycopg.connect(make_conninfo("", **settings), autocommit=True) as lookup:
+        applied = applied_versions(lookup)
+    needed = [m.version for m in all_migrations()]
+    if not applied:
+        return SchemaNotInstalled()
+    if set(needed) <= set(applied):
+        return None
+    return SchemaOutdated.of(max(applied), max(needed))
 
 
 def migrate(conn: psycopg.Connection[Any], upto: int | None = None) -> list[int]:

@@ -1,5 +1,6 @@
 """Shared fixtures: one real PostgreSQL for the session (QUEUETOPIA_TEST_DSN, else an
-embedded server in a temporary directory), migrated once; a fresh scope per test."""
+embedded server in a temporary directory), migrated once; a fresh scope per test, or
+fresh empty databases on that server."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from queuetopia import Queuetopia
 
@@ -77,6 +80,26 @@ def make_topia(dsn: str) -> Iterator[Callable[..., Queuetopia]]:
 @pytest.fixture
 def topia(make_topia: Callable[..., Queuetopia]) -> Queuetopia:
     return make_topia()
+
+
+@pytest.fixture
+def fresh_database(dsn: str) -> Iterator[Callable[[], str]]:
+    """A factory of empty databases on the test server; each is dropped at the end."""
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"qt_fresh_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        made.append(name)
+        return make_conninfo(dsn, dbname=name)
+
+    yield make
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for name in made:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
 
 
 @pytest.fixture

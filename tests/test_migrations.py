@@ -7,14 +7,10 @@ from __future__ import annotations
 
 import subprocess
 import threading
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
-import pytest
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
 
 from queuetopia import Queuetopia, migrations
 
@@ -23,26 +19,6 @@ from .procs import CLI, ROOT, cli_env, run_cli
 
 Conn = psycopg.Connection[Any]
 VERSIONS = [m.version for m in migrations.all_migrations()]
-
-
-@pytest.fixture
-def fresh_database(dsn: str) -> Iterator[Callable[[], str]]:
-    """A factory of empty databases on the test server; each is dropped at the end."""
-    made: list[str] = []
-
-    def make() -> str:
-        name = f"qt_mig_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        made.append(name)
-        return make_conninfo(dsn, dbname=name)
-
-    yield make
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        for name in made:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
 
 
 def schema_objects(conn: Conn) -> set[tuple[str, str]]:

@@ -19,7 +19,7 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from .translate import connecting, translate_errors
+from .translate import Diagnose, connecting, schema_explained, translate_errors
 
 DSN_ENV = "QUEUETOPIA_DSN"
 
@@ -359,11 +359,15 @@ class ThreadConnections:
 class Pools:
     """A topia's own connections: one sync pool, and one async pool per event loop (an
     async pool belongs to the loop that opened it: a web app's loop, and each runner
-    thread's loop for async actions that enqueue). Opened on first use."""
+    thread's loop for async actions that enqueue). Opened on first use. `diagnose`
+    says what a missing queuetopia object means (`translate.schema_explained`)."""
 
-    def __init__(self, database: Callable[[], Database], size: int) -> None:
+    def __init__(
+        self, database: Callable[[], Database], size: int, diagnose: Diagnose | None = None
+    ) -> None:
         self._database = database
         self._size = size
+        self._diagnose = diagnose
         self._pool: ConnectionPool | None = None
         self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncConnectionPool]
         self._async = weakref.WeakKeyDictionary()
@@ -377,14 +381,18 @@ class Pools:
         self, conn: psycopg.Connection[Any] | None = None
     ) -> Iterator[psycopg.Connection[Any]]:
         """`conn` as is (the caller's transaction), else a pooled autocommit
-        connection; errors translated either way."""
+        connection; errors translated either way, a missing schema explained."""
         if conn is not None:
-            with translate_errors():
+            with translate_errors(), schema_explained(conn, self._diagnose):
                 yield conn
             return
         if self._pool is None:
             self._pool = self._database().open_pool(max_size=self._size, name="queuetopia")
-        with translate_errors(), self._pool.connection() as pooled:
+        with (
+            translate_errors(),
+            self._pool.connection() as pooled,
+            schema_explained(pooled, self._diagnose),
+        ):
             yield pooled
 
     @asynccontextmanager
@@ -392,7 +400,7 @@ class Pools:
         self, conn: psycopg.AsyncConnection[Any] | None = None
     ) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         if conn is not None:
-            with translate_errors():
+            with translate_errors(), schema_explained(conn, self._diagnose):
                 yield conn
             return
         loop = asyncio.get_running_loop()
@@ -402,7 +410,8 @@ class Pools:
             self._async[loop] = pool
         with translate_errors():
             async with pool.connection() as pooled:
-                yield pooled
+                with schema_explained(pooled, self._diagnose):
+                    yield pooled
 
     def close(self) -> None:
         if self._pool is not None:

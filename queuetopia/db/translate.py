@@ -5,8 +5,9 @@ tree): every call into the driver runs inside `translate_errors`, in the store l
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import psycopg
 
@@ -18,6 +19,7 @@ from ..errors import (
     DatabaseReadOnly,
     DatabaseUnavailable,
     QueuetopiaError,
+    SchemaError,
     hide_password_of,
     redact,
 )
@@ -34,6 +36,11 @@ _REJECTED = re.compile(
     re.IGNORECASE,
 )
 _MALFORMED = re.compile(r"invalid [\w ]*value|invalid connection option", re.IGNORECASE)
+# A statement named an object the database does not have: a table or sequence, a
+# column, a function, a type (`_schema_error`).
+_UNDEFINED_STATES = frozenset({"42P01", "42703", "42883", "42704"})
+_UNDEFINED_COLUMN = "42703"
+_OWN_OBJECT = re.compile(r"\bqueuetopia_\w+")
 
 
 @contextmanager
@@ -66,7 +73,50 @@ def _translated(exc: psycopg.Error) -> QueuetopiaError:
         or state.startswith("08")
     ):
         return DatabaseUnavailable(redact(f"database unavailable: {exc}".strip()))
-    return DatabaseError(redact(f"database error: {exc}".strip()))
+    return _schema_error(exc) or DatabaseError(redact(f"database error: {exc}".strip()))
+
+
+def _schema_error(exc: psycopg.Error) -> SchemaError | None:
+    """A statement met no queuetopia table, column or function: the schema is missing
+    or behind (docs/migrations.md). Which of the two, `schema_explained` says, where the
+    connection is known; a column's message may not name its table, so any missing
+    column counts here, and `schema_explained` lets it go if the schema is current."""
+    state = exc.sqlstate or ""
+    if state not in _UNDEFINED_STATES:
+        return None
+    if state != _UNDEFINED_COLUMN and not _OWN_OBJECT.search(str(exc)):
+        return None
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else state
+    return SchemaError(f"{SchemaError.problem} ({redact(first)})")
+
+
+# What the versions table says is wrong with the schema of `conn`'s database: a
+# SchemaNotInstalled or SchemaOutdated, or None when it is current
+# (`migrations.schema_problem`, which the facade hands to the pools).
+Diagnose = Callable[[Any], SchemaError | None]
+
+
+@contextmanager
+def schema_explained(conn: Any, diagnose: Diagnose | None) -> Iterator[None]:
+    """Turn the SchemaError of `translate_errors` into what `diagnose` finds on `conn`:
+    not installed, or at version N where M is needed. It runs only when such an error
+    occurs, so no enqueue pays a round trip for it. A current schema means the missing
+    object was someone else's: a plain DatabaseError again. Without `diagnose`, or
+    when it fails, the SchemaError stays as it is (it names the fix too)."""
+    try:
+        with translate_errors():  # statements run on `conn` directly are translated too
+            yield
+    except SchemaError as exc:
+        cause = exc.__cause__
+        if type(exc) is not SchemaError or not isinstance(cause, psycopg.Error) or not diagnose:
+            raise
+        try:
+            problem = diagnose(conn)
+        except Exception:  # an error path already: the message then says less, no more
+            raise exc from cause
+        if problem is None:
+            raise DatabaseError(redact(f"database error: {cause}".strip())) from cause
+        raise problem from cause
 
 
 @contextmanager

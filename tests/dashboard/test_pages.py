@@ -9,7 +9,7 @@ import re
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -494,6 +494,20 @@ def test_a_database_outage_is_one_line_without_the_password() -> None:
     assert response.status_code == 503
     assert "hunter2" not in response.text and "database unavailable" in response.text
     assert "Traceback" not in response.text
+
+
+def test_a_database_without_the_schema_says_how_to_install_it(
+    fresh_database: Callable[[], str],
+) -> None:
+    with Queuetopia(dsn=fresh_database(), pool_size=1) as topia, client_for(topia) as client:
+        pages = [client.get(path) for path in ("/", "/workers", "/jobs/1")]
+    for page in pages:
+        assert page.status_code == 503
+        assert (
+            "the queuetopia schema is not installed in this database: run "
+            "`queuetopia migrate APP` or `topia.migrate()`"
+        ) in html.unescape(page.text), page.text
+        assert "Traceback" not in page.text
 
 
 def test_the_charts_reread_only_the_last_minutes_between_full_reads(
