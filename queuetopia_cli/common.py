@@ -24,6 +24,14 @@ class LogFormat(StrEnum):
 
 
 App = Annotated[str, typer.Argument(metavar="APP", help="The topia to use, as module:attribute.")]
+OptionalApp = Annotated[
+    str | None,
+    typer.Argument(
+        metavar="APP",
+        show_default=False,
+        help="The topia whose database to use, as module:attribute; else --dsn.",
+    ),
+]
 Dsn = Annotated[
     str | None,
     typer.Option(
@@ -47,7 +55,7 @@ def open_topia(
     """Set up logging and load APP; close it afterwards. Every failure a person can
     fix inside the block becomes one line on stderr."""
     setup_logging(verbose, log_format.value)
-    with user_errors():
+    with user_errors(app_spec):
         topia = load_app(app_spec, dsn)
         try:
             yield topia

@@ -22,7 +22,9 @@ def cli_args(args: list[str]) -> list[str]:
     if sub is None or _asks_for_help(args):
         return args
     names = [p.name for p in sub.params]
-    if "app_spec" in names:
+    app_param = next((p for p in sub.params if p.name == "app_spec"), None)
+    # `migrate` takes APP optionally: without a topia configured, Django's database.
+    if app_param is not None and (app_param.required or conf.app_spec()):
         return [args[0], conf.required_app_spec(), *args[1:]]
     if "dsn" in names and not os.environ.get(DSN_ENV) and not _has_dsn(args):
         return [*args, "--dsn", _django_dsn()]

@@ -7,9 +7,7 @@ from typing import Annotated
 
 import typer
 
-from queuetopia import Queuetopia, ValidationError, migrations
-
-from . import dashboard_cmd, enqueue_cmd, inspect_cmd, jobs_cmd, ops_cmd
+from . import dashboard_cmd, enqueue_cmd, inspect_cmd, jobs_cmd, migrate_cmd, ops_cmd
 from .common import App, Dsn, LogFormat, LogFormatOption, Verbose, open_topia
 from .errors import user_errors
 from .logs import setup_logging
@@ -57,47 +55,6 @@ def worker(
         runner.run()
 
 
-def migrate(
-    dsn: Dsn = None,
-    status: Annotated[bool, typer.Option("--status", help="Show versions only.")] = False,
-    print_sql: Annotated[bool, typer.Option("--print-sql", help="Print the SQL.")] = False,
-    print_rls: Annotated[
-        bool,
-        typer.Option(
-            "--print-rls", help="Print the opt-in row-level security SQL (docs/security.md)."
-        ),
-    ] = False,
-    role: Annotated[
-        str | None, typer.Option(help="With --print-rls: the role to grant and map.")
-    ] = None,
-    scope: Annotated[
-        list[str] | None, typer.Option(help="With --print-rls: a scope the role may use.")
-    ] = None,
-) -> None:
-    """Create or upgrade the schema (idempotent, safe to run concurrently)."""
-    if print_sql:
-        typer.echo(migrations.up_sql())
-        return
-    if print_rls or role or scope:
-        with user_errors():
-            if not print_rls:
-                raise ValidationError("--role and --scope go with --print-rls")
-            typer.echo(migrations.rls_sql(role, scope or ()))
-        return
-    with user_errors():
-        topia = Queuetopia(dsn=dsn)
-        with topia, topia.connection() as conn:
-            applied = migrations.applied_versions(conn)
-            known = [m.version for m in migrations.all_migrations()]
-            if status:
-                for version in known:
-                    state = "applied" if version in applied else "pending"
-                    console.print(f"{version:04d} {state}")
-                return
-            done = migrations.migrate(conn)
-        console.print(f"applied {len(done)} migration(s)" if done else "schema is up to date")
-
-
 def demo(
     seconds: Annotated[float, typer.Option(help="Stop after this long.")] = 60.0,
     dsn: Dsn = None,
@@ -122,7 +79,7 @@ for command in (
     ops_cmd.pause,
     ops_cmd.resume,
     enqueue_cmd.enqueue,
-    migrate,
+    migrate_cmd.migrate,
     ops_cmd.prune,
     demo,
     dashboard_cmd.dashboard,

@@ -7,11 +7,12 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from typer.testing import CliRunner, Result
 
@@ -482,6 +483,87 @@ def test_migrate_status_lists_every_version(dsn: str) -> None:
     out = ok("migrate", "--dsn", dsn, "--status").stdout
     for migration in migrations.all_migrations():
         assert f"{migration.version:04d} applied" in out
+
+
+NOT_INSTALLED = (
+    "error: the queuetopia schema is not installed in this database: "
+    f"run `queuetopia migrate {APP}` or `topia.migrate()`"
+)
+
+
+@pytest.fixture
+def empty(fresh_database: Callable[[], str], monkeypatch: pytest.MonkeyPatch) -> str:
+    """The APP pointed at a database where the schema was never installed."""
+    database = fresh_database()
+    monkeypatch.setenv("QUEUETOPIA_DSN", database)
+    monkeypatch.setenv(SCOPE_ENV, "cli-empty")
+    return database
+
+
+def test_commands_on_a_database_without_the_schema_say_the_command_that_installs_it(
+    empty: str,
+) -> None:
+    enqueue = ("enqueue", APP, "send_mail", "q", "-p", '{"to": "a@x"}')
+    for command in (enqueue, ("inspect", APP), ("jobs", APP), ("job", APP, "1")):
+        assert assert_one_line_error(cli(*command)) == NOT_INSTALLED
+    assert ok("migrate", APP).stdout == f"applied {len(migrations.all_migrations())} migration(s)\n"
+    assert ok(*enqueue).stdout.startswith("enqueued job 1 (send_mail in queue 'q')")
+
+
+def test_an_older_schema_names_its_version_and_the_one_needed(empty: str) -> None:
+    with psycopg.connect(empty, autocommit=True) as conn:
+        migrations.migrate(conn, upto=1)
+    line = assert_one_line_error(cli("enqueue", APP, "send_mail", "q", "-p", '{"to": "a@x"}'))
+    latest = migrations.all_migrations()[-1].version
+    assert line == (
+        f"error: the queuetopia schema is at version 1, this library needs {latest}: "
+        f"run `queuetopia migrate {APP}` or `topia.migrate()`"
+    )
+    assert ok("migrate", APP).stdout == f"applied {latest - 1} migration(s)\n"
+
+
+def test_migrate_app_uses_the_apps_own_database(
+    fresh_database: Callable[[], str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A three-line APP whose topia names its DSN, as a new user writes it; `--dsn`
+    still points it elsewhere."""
+    own, other = fresh_database(), fresh_database()
+    module = f"first_app_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{module}.py").write_text(
+        "from queuetopia import Queuetopia\n"
+        f"topia = Queuetopia(dsn={own!r})\n"
+        "@topia.action\n"
+        "def greet(name: str) -> str: return f'hello {name}'\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("QUEUETOPIA_DSN", raising=False)
+    spec = f"{module}:topia"
+    assert ok("migrate", spec, "--status").stdout.split() == [
+        word for m in migrations.all_migrations() for word in (f"{m.version:04d}", "pending")
+    ]
+    assert ok("migrate", spec).stdout.startswith("applied ")
+    assert ok("migrate", spec).stdout == "schema is up to date\n"
+    ok("enqueue", spec, f"{module}.greet", "customer:1", "-p", '{"name": "ann"}')
+    with psycopg.connect(own) as conn:
+        assert conn.execute("SELECT action FROM queuetopia_jobs").fetchall() == [
+            (f"{module}.greet",)
+        ]
+    # Last: in this process, --dsn repoints the module's topia for good.
+    assert "pending" in ok("migrate", spec, "--dsn", other, "--status").stdout
+
+
+def test_migrate_app_maps_the_rls_role_to_the_apps_scope(shop: Queuetopia) -> None:
+    printed = ok("migrate", APP, "--print-rls", "--role", "app_a").stdout
+    assert printed.strip() == migrations.rls_sql("app_a", [shop.scope]).strip()
+    chosen = ok("migrate", APP, "--print-rls", "--role", "app_a", "--scope", "B").stdout
+    assert chosen.strip() == migrations.rls_sql("app_a", ["B"]).strip()
+
+
+def test_migrate_with_a_bad_app_is_one_line_with_exit_code_2(shop: Queuetopia) -> None:
+    line = assert_one_line_error(cli("migrate", "tests.apps.nowhere:topia"), code=2)
+    assert line == "error: cannot import module 'tests.apps.nowhere'"
 
 
 # -- errors a person can make ---------------------------------------------------------

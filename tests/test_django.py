@@ -185,7 +185,10 @@ def test_manage_py_queuetopia_reports_a_bad_setup_in_one_line(db: str) -> None:
     failed = manage(db, "queuetopia", "inspect", check=False)  # no tables yet
     assert failed.returncode == 1
     assert "Traceback" not in failed.stderr
-    assert failed.stderr.startswith("error: ")
+    assert failed.stderr == (
+        "error: the queuetopia schema is not installed in this database: "
+        "run `python manage.py migrate` or `topia.migrate()`\n"
+    )
     unknown = manage(db, "queuetopia", "job", "abc", check=False)
     assert unknown.returncode == 2 and "Traceback" not in unknown.stderr
     nowhere = make_conninfo(db, dbname="no_such_database")
