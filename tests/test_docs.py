@@ -244,6 +244,30 @@ def test_quickstart_runs_as_the_page_says(fresh_dsn: str) -> None:
     assert "start job 1 queue='customer:42' action='send_receipt' attempt=1/5" in logged
 
 
+def readme_tour() -> str:
+    """The Python blocks of the README's "A tour", in order, as one script."""
+    readme = (ROOT / "README.md").read_text("utf-8")
+    section = readme.split("\n## A tour\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"^```python\n(.*?)^```", section, re.MULTILINE | re.DOTALL)
+    assert len(blocks) == 2, "the tour's Python blocks moved"
+    return "\n".join(blocks)
+
+
+def test_readme_tour_runs_as_written(fresh_dsn: str, tmp_path: Path) -> None:
+    (tmp_path / "tour.py").write_text(readme_tour(), "utf-8")
+    result = run([sys.executable, "tour.py"], fresh_dsn, cwd=tmp_path, timeout=120)
+    assert result.stdout.splitlines() == ["sent to 0@x"]
+    with psycopg.connect(fresh_dsn) as conn:
+        line = conn.execute(
+            "SELECT params->>'to' FROM queuetopia_jobs WHERE queue = 'customer:42' ORDER BY id"
+        ).fetchall()
+        total = conn.execute("SELECT count(*) FROM queuetopia_jobs").fetchone()
+    # The fan-out's customer:42 joined the line too, before the unique job.
+    ours = ["a@example.com", "b@example.com", "c@example.com", "d@x", "e@x", "f@x", "h@x"]
+    assert [to for (to,) in line] == [*ours[:-1], "42@x", ours[-1]]
+    assert total == (5000 + len(ours),)
+
+
 def test_fastapi_app_commits_the_job_with_the_order(fresh_dsn: str) -> None:
     here = SRC / "fastapi_shop"
     with psycopg.connect(fresh_dsn, autocommit=True) as conn:
