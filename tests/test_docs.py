@@ -194,10 +194,35 @@ def test_script_prints_what_the_docs_say(name: str, fresh_dsn: str) -> None:
     assert_lines_in_order(result.stdout, SCRIPTS[name])
 
 
+def page_commands(page: str) -> list[list[str]]:
+    """The `queuetopia` and `python` commands of a page's bash blocks, comments cut,
+    as argument lists for this environment."""
+    text = (DOCS / page).read_text("utf-8")
+    lines = [
+        line.split("#")[0].split()
+        for block in re.findall(r"^```bash\n(.*?)^```", text, re.MULTILINE | re.DOTALL)
+        for line in block.splitlines()
+    ]
+    programs = {"queuetopia": CLI, "python": sys.executable}
+    return [[programs[line[0]], *line[1:]] for line in lines if line and line[0] in programs]
+
+
 def test_quickstart_runs_as_the_page_says(fresh_dsn: str) -> None:
     here = SRC / "quickstart"
-    run([CLI, "migrate"], fresh_dsn, cwd=here)
-    enqueued = run([sys.executable, "enqueue.py"], fresh_dsn, cwd=here)
+    steps = [
+        [CLI, "migrate", "tasks:topia"],
+        [sys.executable, "enqueue.py"],
+        [CLI, "worker", "tasks:topia"],
+        [CLI, "inspect", "tasks:topia"],
+        [CLI, "jobs", "tasks:topia"],
+        [CLI, "job", "tasks:topia", "1"],
+    ]
+    assert page_commands("quickstart.md") == steps  # the page's commands are these
+    migrate, enqueue, work, *look = steps
+    refused = subprocess.run(enqueue, cwd=here, env=env_for(fresh_dsn), capture_output=True)
+    assert b"the queuetopia schema is not installed in this database" in refused.stderr
+    run(migrate, fresh_dsn, cwd=here)
+    enqueued = run(enqueue, fresh_dsn, cwd=here)
     assert_lines_in_order(
         enqueued.stdout,
         [
@@ -207,7 +232,7 @@ def test_quickstart_runs_as_the_page_says(fresh_dsn: str) -> None:
         ],
     )
     worker = subprocess.Popen(
-        [CLI, "worker", "tasks:topia"],
+        work,
         cwd=here,
         env=env_for(fresh_dsn),
         stdout=subprocess.PIPE,
@@ -225,9 +250,8 @@ def test_quickstart_runs_as_the_page_says(fresh_dsn: str) -> None:
             "customer:42": "idle",
             "customer:7": "idle",
         }
-        for command in (["inspect"], ["jobs"], ["job", "1"]):  # the tables of step 6
-            shown = run([CLI, command[0], "tasks:topia", *command[1:]], fresh_dsn, cwd=here)
-            assert "customer:42" in shown.stdout
+        for command in look:  # the tables of step 6
+            assert "customer:42" in run(command, fresh_dsn, cwd=here).stdout
         job = json.loads(
             run([CLI, "job", "tasks:topia", "1", "--json"], fresh_dsn, cwd=here).stdout
         )
