@@ -29,9 +29,9 @@ def dashboard(
     verbose: Verbose = False,
     log_format: LogFormatOption = LogFormat.text,
 ) -> None:
-    """Serve the web dashboard: blocked queues first, jobs, workers; retry, cancel,
-    pause and resume.
+    """Serve the web dashboard: blocked queues first, jobs, workers, with buttons.
 
+    The buttons retry and cancel jobs, pause and resume queues (none with --read-only).
     HTTP basic authentication when $QUEUETOPIA_DASHBOARD_USER and
     $QUEUETOPIA_DASHBOARD_PASSWORD are set."""
     try:

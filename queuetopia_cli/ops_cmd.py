@@ -39,10 +39,10 @@ from .errors import EXIT_USAGE, fail
 CONFIRM_ABOVE = 10
 
 JobId = Annotated[
-    int | None, typer.Argument(metavar="[ID]", help="The job's id (or give a selection).")
+    int | None, typer.Argument(metavar="ID", help="The job's id (or give a selection).")
 ]
 QueueName = Annotated[
-    str | None, typer.Argument(metavar="[QUEUE]", help="The queue (or give --queue-pattern).")
+    str | None, typer.Argument(metavar="QUEUE", help="The queue (or give --queue-pattern).")
 ]
 Pattern = Annotated[
     str | None,
@@ -133,10 +133,10 @@ def cancel(
     verbose: Verbose = False,
     log_format: LogFormatOption = LogFormat.text,
 ) -> None:
-    """Take a pending or failed job out of its queue, which then moves on; or every
-    job of a selection (--queue-pattern, --state, --action, --since).
+    """Take a pending or failed job, or a selection, out of its queue, which moves on.
 
-    A running job cannot be cancelled."""
+    A selection is --queue-pattern, --state, --action and --since. A running job cannot
+    be cancelled."""
     selection = _selection(job_id, queue_pattern, state, action, since, limit)
     with open_topia(app_spec, dsn, verbose, log_format) as topia:
         if selection is None:
@@ -165,8 +165,9 @@ def pause(
     verbose: Verbose = False,
     log_format: LogFormatOption = LogFormat.text,
 ) -> None:
-    """Stop a queue (or every queue matching --queue-pattern) from starting new jobs;
-    a running job finishes."""
+    """Stop a queue, or every queue matching --queue-pattern, from starting new jobs.
+
+    A running job finishes."""
     _pause_or_resume(
         app_spec,
         True,
@@ -196,8 +197,7 @@ def resume(
     verbose: Verbose = False,
     log_format: LogFormatOption = LogFormat.text,
 ) -> None:
-    """Let a paused queue (or every paused queue matching --queue-pattern) start jobs
-    again."""
+    """Let a paused queue, or every paused queue matching --queue-pattern, start jobs."""
     _pause_or_resume(
         app_spec,
         False,

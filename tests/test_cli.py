@@ -566,6 +566,30 @@ def test_migrate_with_a_bad_app_is_one_line_with_exit_code_2(shop: Queuetopia) -
     assert line == "error: cannot import module 'tests.apps.nowhere'"
 
 
+# -- help --------------------------------------------------------------------------------
+
+
+def test_help_lists_each_command_in_one_line() -> None:
+    """The list shows a command's first paragraph with its line breaks: each is one line."""
+    shown = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "200"}).stdout
+    panel = shown.split("Commands")[1].split("╰")[0].splitlines()[1:]
+    rows = [line.removeprefix("│ ").split()[0] for line in panel if line.strip()]
+    assert rows == [
+        "worker", "inspect", "jobs", "job", "retry", "cancel", "pause", "resume",
+        "enqueue", "migrate", "prune", "demo", "dashboard",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("command", "optional"),
+    [("migrate", "[APP]"), ("retry", "[ID]"), ("cancel", "[ID]"), ("pause", "[QUEUE]")],
+)
+def test_usage_marks_optional_arguments_once(command: str, optional: str) -> None:
+    shown = ok(command, "--help").stdout.splitlines()
+    usage = next(line for line in shown if "Usage:" in line)
+    assert optional in usage and "[[" not in usage, usage
+
+
 # -- errors a person can make ---------------------------------------------------------
 
 
