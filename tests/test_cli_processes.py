@@ -4,16 +4,21 @@ what a shell script or a cron job sees."""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
+import psycopg
 import pytest
 
 from queuetopia import Queuetopia
 from queuetopia.testing import drain
 
 from .apps.shop import SCOPE_ENV, build
-from .procs import cli_env, run_cli, worker_until_waiting
+from .helpers import wait_for
+from .procs import CLI, cli_env, run_cli, worker_until_waiting
 
 APP = "tests.apps.shop:topia"
 
@@ -97,3 +102,55 @@ def test_a_bad_app_exits_2_in_one_line(dsn: str, scope: str) -> None:
     result = run_cli("inspect", "tests.apps.shop:nothing", env=cli_env(dsn, **{SCOPE_ENV: scope}))
     assert result.returncode == 2
     assert result.stderr == "error: module 'tests.apps.shop' has no attribute 'nothing'\n"
+
+
+FIRST_APP = """\
+from queuetopia import Queuetopia
+topia = Queuetopia()
+@topia.action
+def greet(name: str) -> str: return f"hello {name}"
+"""
+
+
+def test_a_new_users_first_minutes(fresh_database: Callable[[], str], tmp_path: Path) -> None:
+    """The issue's path, in real processes: a three-line app.py, an enqueue before the
+    schema exists, `migrate app:topia`, the enqueue again, a worker, inspect."""
+    (tmp_path / "app.py").write_text(FIRST_APP)
+    database = fresh_database()
+    env = cli_env(database)
+
+    def queuetopia(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [CLI, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+        )
+
+    enqueue = ("enqueue", "app:topia", "app.greet", "customer:1", "-p", '{"name": "ann"}')
+    refused = queuetopia(*enqueue)
+    assert (refused.returncode, refused.stdout) == (1, "")
+    assert refused.stderr == (
+        "error: the queuetopia schema is not installed in this database: "
+        "run `queuetopia migrate app:topia` or `topia.migrate()`\n"
+    )
+    migrated = queuetopia("migrate", "app:topia")
+    assert migrated.returncode == 0, migrated.stderr
+    assert migrated.stdout.startswith("applied ")
+    assert queuetopia(*enqueue).stdout.startswith(
+        "enqueued job 1 (app.greet in queue 'customer:1')"
+    )
+    worker = subprocess.Popen(
+        [CLI, "worker", "app:topia"], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        with psycopg.connect(database, autocommit=True) as conn:
+            done = "SELECT state = 'done' FROM queuetopia_jobs WHERE id = 1"
+            wait_for(lambda: conn.execute(done).fetchone() == (True,), timeout=30, what="job 1")
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, err = worker.communicate(timeout=30)
+    assert worker.returncode == 0, err
+    logged = " ".join(err.split())  # rich may wrap log lines
+    assert "end job 1 queue='customer:1' action='app.greet' attempt=1/20" in logged
+    [queue] = json.loads(queuetopia("inspect", "app:topia", "--json").stdout)
+    assert (queue["queue"], queue["status"], queue["pending"]) == ("customer:1", "idle", 0)
+    job = json.loads(queuetopia("job", "app:topia", "1", "--json").stdout)
+    assert (job["state"], job["result"]) == ("done", "hello ann")
