@@ -12,7 +12,7 @@ from typing import Any, Generic, Literal, ParamSpec, Protocol, TypeVar
 
 import pydantic
 
-from .db.store import AsyncConn, Conn
+from .db.rows import AsyncConn, Conn
 from .durations import optional_seconds, seconds
 from .errors import ValidationError
 from .models import Job, JobRequest

@@ -24,7 +24,7 @@ from .actions import (
 )
 from .db import store
 from .db.connections import Database, Pools, resolve_dsn
-from .db.store import AsyncConn, Conn
+from .db.rows import AsyncConn, Conn, transaction
 from .durations import positive_seconds, seconds
 from .engine import Engine
 from .enqueue import Producer
@@ -305,7 +305,7 @@ class Queuetopia:
     def transaction(self, conn: Conn | None = None) -> Iterator[Conn]:
         """A pooled connection (or `conn`) in a transaction that commits when the
         block ends: pass it as `connection=` to write several calls together."""
-        with self._pools.connection(conn) as given, store.transaction(given):
+        with self._pools.connection(conn) as given, transaction(given):
             yield given
 
     @asynccontextmanager

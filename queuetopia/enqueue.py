@@ -17,7 +17,8 @@ from typing import Any
 from .actions import Action, ActionConfig, JobOptions
 from .db import store
 from .db.connections import Pools, is_async_connection, is_sync_connection
-from .db.store import AsyncConn, Conn
+from .db.notify import notify_payload
+from .db.rows import AsyncConn, Conn
 from .durations import optional_seconds
 from .errors import DatabaseConflict, ValidationError
 from .models import Job, JobRequest, JobState, Waiter, job_from_row
@@ -41,10 +42,10 @@ class Batch:
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def wake(self) -> str:
-        """The queue to notify: the only one, or '' (every queue) for a fan-out."""
+    def queue_label(self) -> str:
+        """The queue of the batch, or '*' when it spans several (for traces)."""
         queues = set(self.columns["queues"])
-        return queues.pop() if len(queues) == 1 else ""
+        return queues.pop() if len(queues) == 1 else "*"
 
     @property
     def uniform(self) -> bool:
@@ -66,7 +67,7 @@ class Batch:
             "params": self.columns["params"],  # JSON texts, each validated already
             "scope": self.scope,
             "meta": meta,
-            "wake": self.wake,
+            "wake": notify_payload(self.scope, sorted(set(self.columns["queues"]))),
         }
 
     def written(self, rows: list[dict[str, Any]]) -> dict[tuple[str, int], Job]:
@@ -369,4 +370,4 @@ class Producer:
 def _span(batch: Batch) -> AbstractContextManager[dict[str, Any]]:
     actions = set(batch.columns["actions"])
     action = actions.pop() if len(actions) == 1 else "*"
-    return enqueue_span(batch.scope, batch.wake or "*", action, len(batch.slots))
+    return enqueue_span(batch.scope, batch.queue_label, action, len(batch.slots))

@@ -1,4 +1,5 @@
-"""Job, JobState and QueueInfo: the types that cross module boundaries."""
+"""Job, JobState and QueueInfo, and the values that cross between the worker and the
+database layer (Lease, Finish, StepItem, Step): the types that cross module boundaries."""
 
 from __future__ import annotations
 
@@ -266,3 +267,92 @@ class QueueInfo(BaseModel):
     failed: int = 0
     oldest_failed_at: datetime | None = None
     operator_log: list[OperatorAction] = Field(default_factory=list)
+
+
+# -- the worker's data path (docs/design.md) ----------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A worker's claim on a queue: its random id (the fence) and its token (monotonic
+    per queue, for systems outside PostgreSQL)."""
+
+    queue: str
+    lease_id: UUID
+    token: int
+
+
+# A place in a queue's line: (scheduled_at, seq), the order jobs run in.
+Position = tuple[datetime, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    """Who did an operator action, and why (recorded on the job or queue)."""
+
+    by: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """The end of one attempt of `job`, to record as `state`. The attempt ran under
+    the lease `job.lease_id` (a lost worker's, for a job recovered as "worker lost")."""
+
+    job: Job
+    state: Verdict
+    error: str | None = None
+    result: Any = None
+    backoff: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StepItem:
+    """What one step does to one queue (JOB_STEP): take its lease (`lease` None) or
+    work under `lease`; record `finish`; with `claim`, claim the head, searched from
+    `floor` (None: the start of the line), the queue's rewinds past `seen` applied.
+    `zombies`: look for a job left running first. `retry`: an earlier try of this
+    step may have committed with its reply lost (docs/design.md)."""
+
+    queue: str
+    lease: Lease | None
+    floor: Position | None = None
+    seen: int = 0
+    finish: Finish | None = None
+    claim: bool = False
+    zombies: bool = False
+    retry: bool = False
+
+
+class Found(StrEnum):
+    """What a step found at the head of a queue."""
+
+    CLAIMED = "claimed"  # the head, now running under the step's lease
+    HEAD = "head"  # the head as it is: not due, paused, blocked, or ours and running
+    ZOMBIE = "zombie"  # a job running under a lease that is not ours: a lost worker's
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """What a step did to one queue. `lease` is the lease held after it (taken, or
+    kept), None if it is not ours or not live. With `taken`, `floor`, `seen` and
+    `takeover` come from the lease row. `searched` says whether the head was looked
+    for, from `searched_from` (None: the start of the line); `quiet`, whether no
+    producer of the queue was in the middle of a transaction then (docs/design.md,
+    "The floor")."""
+
+    queue: str
+    lease: Lease | None
+    taken: bool
+    floor: Position | None
+    seen: int
+    takeover: bool
+    recorded: bool
+    searched: bool
+    searched_from: Position | None
+    quiet: bool
+    rewinds: int
+    paused: bool
+    found: Found | None
+    job: Job | None
+    db_now: datetime

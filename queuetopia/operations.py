@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from .db.store import Signature
 from .errors import ValidationError
-from .models import JobState
+from .models import JobState, Signature
 from .validation import MAX_REASON_BYTES, check_name, check_text
 
 # Most jobs one selection may name: bigger changes are made in several calls.

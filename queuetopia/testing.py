@@ -18,25 +18,24 @@ queue stays paused, and jobs created by the jobs that ran are run too if due.
 
 from __future__ import annotations
 
+import asyncio
 import json
-import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic_core import to_jsonable_python
 
-from .completer import Completer
-from .db import store
-from .db.store import Conn
+from .db import steps
 from .events import LogObserver, Observers
-from .fairness import Skips, Turns
-from .heartbeat import Heartbeat
-from .leases import Leases, node_identity
-from .models import Job, JobState, Outcome
-from .runner import Runner
+from .models import Finish, Found, Job, JobState, Lease, Outcome, Position, Step, StepItem, Verdict
 from .validation import check_name
+from .worker import hooks
+from .worker.executor import execute, execute_async
+from .worker.heartbeat import Heartbeat
+from .worker.holds import Hold, Holds, node_identity
+from .worker.verdict import judge, lost
 
 if TYPE_CHECKING:
     from queuetopia import Queuetopia
@@ -95,37 +94,25 @@ def drain(
 
 
 class _Drain:
-    """A worker with one slot whose loop and runner are the calling thread.
-
-    Each turn leases the queue that has waited longest (as a worker does), runs one
-    attempt of its head with the worker's Runner, and gives the queue back."""
+    """A worker with one slot whose loop is the calling thread: each turn takes the
+    queue that has waited longest (as a worker does), runs one attempt of its head
+    with the worker's executor, records it with the worker's step, and gives the
+    queue back."""
 
     def __init__(self, topia: Queuetopia, queue: str | None) -> None:
         self.topia = topia
-        self.engine = engine = topia.engine
+        self.engine = topia.engine
+        self.scope = topia.scope
         self.queues = None if queue is None else [check_name("queue", queue)]
         self.node, self.owner = node_identity("drain")
         self.attempts = _Attempts()
-        observers = Observers([LogObserver(), self.attempts])
-        self.leases = Leases(engine.settings.lock_ttl, observers)
-        self.skips = Skips(float("inf"))  # a queue found not runnable stays skipped
-        stopping = threading.Event()
-        completer = Completer(
-            topia.scope, self.node, engine.registry, self._bookkeeping, observers, stopping
-        )
-        self.runner = Runner(
-            completer,
-            engine.registry,
-            turns=Turns(one_job=True),
-            skips=self.skips,
-            stopping=stopping,
-            observers=observers,
-            max_result_bytes=engine.settings.max_result_bytes,
-        )
+        self.observers = Observers([LogObserver(), self.attempts])
+        self.holds = Holds(self.engine.settings.lock_ttl)
+        self.skipped: set[str] = set()  # queues found with nothing due now
 
     def run(self, max_jobs: int) -> DrainResult:
         s = self.engine.settings
-        heartbeat = Heartbeat(self.engine.database, s.scope, s.lock_ttl, self.leases)
+        heartbeat = Heartbeat(self.engine.database, s.scope, s.lock_ttl, self.holds)
         heartbeat.start()
         jobs: list[Job] = []
         try:
@@ -142,34 +129,109 @@ class _Drain:
         return DrainResult(tuple(jobs))
 
     def _next_turn(self) -> bool:
-        """Lease the longest-waiting due queue and run its head; False if none is due."""
-        started = time.monotonic()
-        taken, _ = self._bookkeeping(
-            lambda c: store.lease_acquire(
-                c,
-                scope=self.topia.scope,
-                owner=self.owner,
-                limit=1,
-                ttl=self.engine.settings.lock_ttl,
-                queues=self.queues,
-                skip=sorted(self.skips.active()),
-                node=self.node,
+        """Take the longest-waiting due queue and run its head; False if none is due."""
+        with self.topia.connection() as conn:
+            found = steps.queue_due(
+                conn, scope=self.scope, limit=1, queues=self.queues, skip=sorted(self.skipped)
             )
-        )
-        if not taken:
+        if not found:
             return False
-        [(lease, first)] = taken
-        held = self.leases.take(lease, started)
+        queue = found[0]
+        started = time.monotonic()
+        step = self._step(StepItem(queue, None, claim=True))
+        if step.lease is None:
+            self.skipped.add(queue)  # another worker holds it
+            return True
+        hold = self.holds.take(step.lease, started, step.floor, step.seen)
         try:
-            self.runner.drain(held, first)
+            if not self._attempt(hold, step):
+                self.skipped.add(queue)
         finally:
-            self.leases.give_back(held)
+            self.holds.give_back(hold)
+            with self.topia.connection() as conn:
+                steps.lease_release(conn, scope=self.scope, releases=[_release(hold)])
         return True
 
-    def _bookkeeping(self, fn: Callable[[Conn], T]) -> T:
+    def _attempt(self, hold: Hold, step: Step) -> bool:
+        """Run the head `step` claimed, recovering a vanished worker's job first (its
+        attempt recorded as "worker lost"); whether an attempt ran."""
+        hold.searched(step)
+        job = step.job
+        if job is not None and job.state is JobState.RUNNING and step.found is not Found.CLAIMED:
+            self._record(hold, judge(job, lost(job), self._action(job), 0.0))
+            step = self._step(StepItem(hold.queue, hold.lease, hold.floor, hold.seen, claim=True))
+            hold.searched(step)
+            job = step.job
+        if step.found is not Found.CLAIMED or job is None:
+            return False
+        self.observers.job_started(job)
+        started = time.monotonic()
+        outcome = self._execute(hold, job)
+        ran = time.monotonic() - started
+        self.observers.job_ended(job, outcome, ran)
+        finish = judge(job, outcome, self._action(job), ran)
+        if self._record(hold, finish) and not outcome.ok:
+            self._failed(hold, finish, outcome)
+        return True
+
+    def _failed(self, hold: Hold, finish: Finish, outcome: Outcome) -> None:
+        """As a worker does after a failed attempt is recorded: tell the observers of
+        a parked job, call the failure hooks and note on the job those that raised."""
+        job = finish.job
+        if finish.state is Verdict.PARKED:
+            self.observers.job_parked(job)
+        hooked = self.engine.registry.failure_hooks(job.action)
+        if not hooked:
+            return
+        recorded = self.topia.get_job(job.id) or job
+        for note in hooks.call(hooked, recorded, hooks.error_of(outcome)):
+            text = hooks.note_text(self._action(job), job, note)
+            with self.topia.connection() as conn:
+                steps.job_note_error(
+                    conn, scope=self.scope, lease=hold.lease, job_id=job.id, note=text
+                )
+
+    def _execute(self, hold: Hold, job: Job) -> Outcome:
+        action = self._action(job)
+        limit = self.engine.settings.max_result_bytes
+
+        def on_start(execution: Any) -> None:
+            hold.started(execution, job)
+
+        try:
+            if action is not None and action.is_async:
+                return _run_async(execute_async(job, action, on_start, limit))
+            return execute(job, action, on_start, limit)
+        finally:
+            hold.ended()
+
+    def _record(self, hold: Hold, finish: Finish) -> bool:
+        return self._step(StepItem(hold.queue, hold.lease, hold.floor, hold.seen, finish)).recorded
+
+    def _step(self, item: StepItem) -> Step:
+        s = self.engine.settings
         # The topia's own connections, and no retrying: a test should fail at once.
         with self.topia.connection() as conn:
-            return fn(conn)
+            [step] = steps.job_step(
+                conn, scope=s.scope, owner=self.owner, node=self.node, ttl=s.lock_ttl, items=[item]
+            )
+        return step
+
+    def _action(self, job: Job) -> Any:
+        return self.engine.registry.get(job.action)
+
+
+def _release(hold: Hold) -> tuple[Lease, Position | None, int]:
+    return hold.lease, hold.floor, hold.seen
+
+
+def _run_async(coroutine: Any) -> Outcome:
+    """An async action's attempt, on a loop of its own in this thread."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coroutine)  # type: ignore[no-any-return]
+    finally:
+        loop.close()
 
 
 class _Attempts:

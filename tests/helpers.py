@@ -28,6 +28,22 @@ def wait_for(
         time.sleep(interval)
 
 
+def step(conn: Any, scope: str, *items: Any, owner: str = "test-owner", ttl: float = 3600.0) -> Any:
+    """Run one JOB_STEP for `items` as a worker named `owner` does; its Steps, in
+    item order (one Step when one item is given)."""
+    from queuetopia.db import steps
+
+    found = steps.job_step(conn, scope=scope, owner=owner, node="test-node", ttl=ttl, items=items)
+    return found[0] if len(items) == 1 else found
+
+
+def take(conn: Any, scope: str, queue: str, *, owner: str = "test-owner", claim: bool = True) -> Any:
+    """Take `queue`'s lease and (with `claim`) claim its head, in one step."""
+    from queuetopia.models import StepItem
+
+    return step(conn, scope, StepItem(queue, None, claim=claim), owner=owner)
+
+
 def record(
     conn: Any,
     *,
@@ -38,12 +54,13 @@ def record(
     error: str | None = None,
     result: Any = None,
     backoff: float | None = None,
+    owner: str = "test-owner",
 ) -> Any:
-    """Write the end of an attempt under `lease` as the completer does (one item of
-    JOB_FINISH): the job as recorded, or None when the fence rejected it."""
+    """Write the end of an attempt under `lease` as the worker does (one item of
+    JOB_STEP): the job as recorded, or None when the fence rejected it."""
     from queuetopia.db import store
-    from queuetopia.models import Verdict
+    from queuetopia.models import Finish, StepItem, Verdict
 
-    finish = store.Finish(lease, job, Verdict(state), error, result, backoff)
-    [(recorded, _)] = store.job_finish_many(conn, scope=scope, node="", batch=[finish])
-    return store.job_get(conn, scope=scope, job_id=job.id) if recorded else None
+    finish = Finish(job, Verdict(state), error, result, backoff)
+    done = step(conn, scope, StepItem(lease.queue, lease, finish=finish), owner=owner)
+    return store.job_get(conn, scope=scope, job_id=job.id) if done.recorded else None

@@ -239,6 +239,23 @@ class Database:
             raise
         return conn
 
+    async def connect_worker_async(self) -> psycopg.AsyncConnection[Any]:
+        """`connect_worker`, for the worker's event loop (its steps)."""
+        with connecting(self.dsn):
+            conn = await BoundedAsyncConnection.connect(self.dsn, autocommit=True, **self.kwargs)
+        await self._configure_async(conn)
+        if self.prepare_threshold is None:
+            return conn
+        conn.prepare_threshold = 0
+        try:
+            with translate_errors():
+                await conn.execute("SET enable_seqscan = off")
+                await conn.execute("SET plan_cache_mode = force_generic_plan")
+        except BaseException:
+            await conn.close()
+            raise
+        return conn
+
     def open_pool(self, *, max_size: int, name: str) -> ConnectionPool:
         self.connect().close()  # fail now with the reason, not at the pool's timeout
         return ConnectionPool(

@@ -23,14 +23,28 @@ logger = logging.getLogger("queuetopia.worker")
 PING_EVERY = 5.0
 
 
-def parse_payload(payload: str) -> tuple[str, str] | None:
-    """(scope, queue) from a payload, or None for anything else."""
+# PostgreSQL refuses a payload of 8000 bytes or more; a fan-out that names more
+# queues than fit says "look at every queue" instead.
+MAX_PAYLOAD = 7000
+
+
+def notify_payload(scope: str, queues: list[str]) -> str:
+    """The payload that wakes the workers of `scope` for `queues`: a JSON list, the
+    scope first, then each queue ('' alone: every queue)."""
+    text = json.dumps([scope, *queues], ensure_ascii=False, separators=(",", ":"))
+    if len(queues) > 1 and len(text.encode()) > MAX_PAYLOAD:
+        return json.dumps([scope, ""], ensure_ascii=False, separators=(",", ":"))
+    return text
+
+
+def parse_payload(payload: str) -> tuple[str, list[str]] | None:
+    """(scope, queues) from a payload, or None for anything else."""
     try:
         value = json.loads(payload)
     except (ValueError, RecursionError):
         return None
-    if isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value):
-        return value[0], value[1]
+    if isinstance(value, list) and len(value) >= 2 and all(isinstance(v, str) for v in value):
+        return value[0], value[1:]
     return None
 
 
@@ -116,4 +130,5 @@ class Listener:
     def _dispatch(self, payload: str) -> None:
         parsed = parse_payload(payload)
         if parsed is not None and parsed[0] == self._scope:
-            self._on_notify(parsed[1])
+            for queue in parsed[1]:
+                self._on_notify(queue)

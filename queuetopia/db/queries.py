@@ -1,8 +1,8 @@
 """Every SQL statement queuetopia runs, named noun-first.
 
-Each statement is a file of its own under `queuetopia/db/sql/`, written out whole as
-PostgreSQL runs it, with the comments that explain it: `sql/job_finish.sql` is
-JOB_FINISH. The files are read once, at import, their comments stripped and their
+Each statement is a file of its own under `queuetopia/sql/`, written out whole as
+PostgreSQL runs it, with the comments that explain it: `sql/job_step.sql` is
+JOB_STEP. The files are read once, at import, their comments stripped and their
 whitespace compacted (`compact`).
 
 All values are bound parameters; no statement is ever built from user input.
@@ -30,15 +30,13 @@ JOB_COLUMNS: LiteralString = (
 )
 
 # A job's attempt_log keeps its last 20 attempts and 2000 characters of each error
-# (JOB_FINISH); its operator_log the last 50 operator actions.
+# (JOB_STEP); its operator_log the last 50 operator actions.
 
-# The statements, one for each file of queuetopia/db/sql/, set by _load() below. A file
+# The statements, one for each file of queuetopia/sql/, set by _load() below. A file
 # without its name here, or a name here without its file, fails the import.
 DB_NOW: LiteralString
 JOB_CANCEL: LiteralString
-JOB_CLAIM_HEAD: LiteralString
 JOB_COUNTS_PER_MINUTE: LiteralString
-JOB_FINISH: LiteralString
 JOB_GET: LiteralString
 JOB_GET_UNIQUE: LiteralString
 JOB_INSERT_MANY: LiteralString
@@ -48,7 +46,7 @@ JOB_NOTE_ERROR: LiteralString
 JOB_PRUNE_BATCH: LiteralString
 JOB_RETRY: LiteralString
 JOB_SELECT: LiteralString
-LEASE_ACQUIRE: LiteralString
+JOB_STEP: LiteralString
 LEASE_LIST: LiteralString
 LEASE_OWNED: LiteralString
 LEASE_RELEASE: LiteralString
@@ -57,8 +55,8 @@ PERIODIC_ADVANCE: LiteralString
 PERIODIC_LOCK: LiteralString
 PERIODIC_REGISTER: LiteralString
 PRUNE_LOCK: LiteralString
-QUEUE_ANY_DUE: LiteralString
 QUEUE_BLOCKED_STATS: LiteralString
+QUEUE_DUE: LiteralString
 QUEUE_LINE: LiteralString
 QUEUE_LIST: LiteralString
 QUEUE_NEXT_DUE: LiteralString
@@ -71,8 +69,8 @@ SCOPE_NOTIFY: LiteralString
 def compact(statement: str) -> str:
     """`statement` with each run of whitespace outside string literals made one space
     (kept at its ends). psycopg caches a query's conversion only if it is shorter than
-    4 KiB; the indentation kept JOB_FINISH over that, and converting it again at every
-    batch cost a worker about 3 % of its CPU."""
+    4 KiB: converting a long statement again at every batch cost a worker about 3 % of
+    its CPU."""
     out: list[str] = []
     for kind, text in _pieces(statement):
         if kind == "space":
@@ -128,14 +126,14 @@ def _load() -> None:
             continue
         name = entry.name.removesuffix(".sql").upper()
         if name not in declared:
-            raise ImportError(f"queuetopia/db/sql/{entry.name}: no constant {name} in queries.py")
+            raise ImportError(f"queuetopia/sql/{entry.name}: no constant {name} in queries.py")
         # The file is part of the package, so its text is as constant as a literal: the
         # declared type LiteralString holds (mypy reads LiteralString as str, so a cast
         # here would be redundant).
         module[name] = compact(strip_comments(entry.read_text("utf-8"))).strip()
         found.add(name)
     if missing := sorted(declared - found):
-        raise ImportError(f"queuetopia/db/sql/ has no file for {', '.join(missing)}")
+        raise ImportError(f"queuetopia/sql/ has no file for {', '.join(missing)}")
 
 
 _load()

@@ -21,7 +21,7 @@ from queuetopia import migrations as sql_migrations
 from queuetopia.db.connections import is_sync_connection
 
 if TYPE_CHECKING:
-    from queuetopia.db.store import Conn
+    from queuetopia.db.rows import Conn
 
 APP_LABEL = "queuetopia"
 

@@ -11,7 +11,7 @@ from queuetopia import ConfigurationError
 from queuetopia.db.connections import is_sync_connection
 
 if TYPE_CHECKING:
-    from queuetopia.db.store import Conn
+    from queuetopia.db.rows import Conn
 
 
 def atomic_connection(alias: str = "default") -> Callable[[], Conn | None]:

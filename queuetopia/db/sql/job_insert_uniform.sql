@@ -1,20 +1,25 @@
 -- Enqueue jobs for any number of queues and actions, in one round trip: the one
 -- statement behind every enqueue (docs/enqueue.md). job_insert_many.sql and
 -- job_insert_uniform.sql differ only in their CTE `input`; the rest is the same.
--- - Locks: the queue rows are upserted once per queue (an upsert cannot touch a row
---   twice, so the jobs are counted per queue first), in queue-name order, so two bulk
---   producers never deadlock. Each row lock holds until the caller's transaction
---   commits: a second producer of the same queue waits here, which makes `seq` (and,
---   for jobs due now, `scheduled_at`, read from the clock after the lock) follow
---   commit order (docs/guarantees.md). Other queues never contend.
--- - seq: each queue's block of numbers is taken at once; a job's place in its block
---   is its place in the input among the jobs of its queue.
+-- - Commit order (docs/guarantees.md, rule 1): the transaction-scoped advisory lock of
+--   each queue of the call, taken in key order so two bulk producers never deadlock,
+--   held until the caller's transaction commits: a second producer of the same queue
+--   waits here. Only then are the jobs numbered (seq is the job's id, drawn from its
+--   sequence in input order) and, for jobs due now, timed (`clock_timestamp()`), so
+--   (scheduled_at, seq) follows commit order. Other queues never contend. No shared
+--   row is written for this (docs/design.md, "Order equals commit order").
+-- - The queue row is created by the first job of a queue, and its ready_at hint is
+--   written only when this call makes the queue due sooner: a queue that is busy
+--   already, or held by a worker, is not written at all.
+-- - A job scheduled before the moment it joins its queue (a time in the past) may
+--   land behind a worker's floor: it counts a rewind on the queue row, with the
+--   earliest position rewound to (docs/design.md, "The floor"). While the lease holder
+--   has seen every earlier rewind, the position starts afresh.
 -- - A job whose unique_key is held by a job still in line in its queue is not
 --   written (the partial unique index decides, race-safe); `position` tells the
 --   caller which jobs were written.
--- - ready_at is only lowered: a new job can make a queue due sooner, never later.
--- - One notification for the whole call (`wake`: the queue, or '' for "look at every
---   queue" when the call spans several), delivered when the caller commits.
+-- - One notification for the whole call (`wake`: the queue, the queues as a JSON
+--   list, or '' for "look at every queue"), delivered when the caller commits.
 -- - Only the columns the database makes (and params, which jsonb may normalise: a
 --   float like 7.2e16 comes back as an integer) are returned: the caller knows the
 --   rest, and reading back 1,000 whole rows cost more than writing them.
@@ -31,41 +36,68 @@ WITH input AS (
            %(on_exhausted)s::text AS in_on_exhausted, %(unique_keys)s::text AS in_unique_key,
            p.in_ord
       FROM jsonb_array_elements(%(params)s::jsonb) WITH ORDINALITY AS p(in_params, in_ord)
-), per_queue AS (
-    SELECT in_queue AS pq_queue, count(*) AS pq_count,
-           min(coalesce(in_at, clock_timestamp() + make_interval(secs => in_delay)))
-               AS pq_ready
-      FROM input GROUP BY in_queue
-), q AS (
-    INSERT INTO queuetopia_queues AS q (scope, queue, last_seq, ready_at)
-    SELECT %(scope)s, pq_queue, pq_count, pq_ready FROM per_queue ORDER BY pq_queue
-    ON CONFLICT (scope, queue) DO UPDATE
-       SET last_seq = q.last_seq + EXCLUDED.last_seq,
-           ready_at = least(q.ready_at, EXCLUDED.ready_at)
-    RETURNING q.queue AS q_queue, q.last_seq AS q_last, clock_timestamp() AS joined_at
-), numbered AS (
-    SELECT i.*, q.*, q_last - pq_count AS base_seq,
+), locked AS MATERIALIZED (
+    SELECT count(pg_advisory_xact_lock(1364479824, lock_key)) AS locks
+      FROM (SELECT DISTINCT queuetopia_lock_key(%(scope)s, in_queue) AS lock_key
+              FROM input ORDER BY 1) AS keys
+), numbered AS MATERIALIZED (
+    SELECT i.*, nextval('queuetopia_jobs_id_seq'::regclass) AS new_id,
+           clock_timestamp() AS joined_at,
            row_number() OVER (PARTITION BY in_queue ORDER BY in_ord) AS in_position
-      FROM input i
-      JOIN q ON q_queue = in_queue
-      JOIN per_queue ON pq_queue = in_queue
+      FROM input i CROSS JOIN locked
+     ORDER BY in_ord
+), timed AS (
+    SELECT numbered.*, coalesce(in_at, joined_at + make_interval(secs => in_delay)) AS new_at
+      FROM numbered
+), per_queue AS (
+    SELECT in_queue AS pq_queue, min(new_at) AS pq_ready FROM timed GROUP BY in_queue
+), made AS (
+    INSERT INTO queuetopia_queues (scope, queue, ready_at)
+    SELECT %(scope)s, pq_queue, pq_ready FROM per_queue ORDER BY pq_queue
+    ON CONFLICT (scope, queue) DO NOTHING
+    RETURNING queue
+), lowered AS (
+    UPDATE queuetopia_queues q SET ready_at = pq_ready
+      FROM per_queue
+     WHERE q.scope = %(scope)s AND q.queue = pq_queue
+       AND (q.ready_at IS NULL OR q.ready_at > pq_ready)
+    RETURNING q.queue
 ), ins AS (
-    INSERT INTO queuetopia_jobs (scope, queue, seq, action, params, on_exhausted,
+    INSERT INTO queuetopia_jobs (id, scope, queue, seq, action, params, on_exhausted,
                                  max_attempts, timeout, max_backoff, meta, scheduled_at,
                                  unique_key)
-    SELECT %(scope)s, in_queue, base_seq + in_position, in_action, in_params,
-           in_on_exhausted, in_max_attempts, in_timeout, in_max_backoff, %(meta)s,
-           coalesce(in_at, joined_at + make_interval(secs => in_delay)), in_unique_key
-      FROM numbered
+    OVERRIDING SYSTEM VALUE
+    SELECT new_id, %(scope)s, in_queue, new_id, in_action, in_params, in_on_exhausted,
+           in_max_attempts, in_timeout, in_max_backoff, %(meta)s, new_at, in_unique_key
+      FROM timed
      ORDER BY in_ord
     ON CONFLICT (scope, queue, unique_key) WHERE unique_key IS NOT NULL AND in_line
     DO NOTHING
     RETURNING id, queue, seq, params, scheduled_at, inserted_at, updated_at
+), behind AS (
+    SELECT DISTINCT ON (queue) queue AS bq, scheduled_at AS b_at, seq AS b_seq
+      FROM ins JOIN timed ON new_id = id
+     WHERE new_at < joined_at
+     ORDER BY queue, scheduled_at, seq
+), rewound AS (
+    -- The rewind read from the row itself (q.*), as it is once this statement holds
+    -- the queue's lock, not from the statement's snapshot, taken before the wait.
+    UPDATE queuetopia_queues q
+       SET rewinds = q.rewinds + 1,
+           rewind_at = CASE WHEN q.rewind_at IS NULL OR coalesce(l_seen >= q.rewinds, false)
+                                 OR (b_at, b_seq) < (q.rewind_at, q.rewind_seq)
+                            THEN b_at ELSE q.rewind_at END,
+           rewind_seq = CASE WHEN q.rewind_at IS NULL OR coalesce(l_seen >= q.rewinds, false)
+                                  OR (b_at, b_seq) < (q.rewind_at, q.rewind_seq)
+                             THEN b_seq ELSE q.rewind_seq END
+      FROM (SELECT behind.*, l.rewinds_seen AS l_seen
+              FROM behind
+              LEFT JOIN queuetopia_leases l ON l.scope = %(scope)s AND l.queue = bq) AS b
+     WHERE q.scope = %(scope)s AND q.queue = bq
 ), wake AS (
-    SELECT pg_notify('queuetopia', json_build_array(%(scope)s::text, %(wake)s::text)::text)
+    SELECT pg_notify('queuetopia', %(wake)s::text)
 )
-SELECT ins.*, ins.seq - q_last + pq_count AS position
+SELECT ins.*, in_position AS position
   FROM ins
-  JOIN q ON q_queue = ins.queue
-  JOIN per_queue ON pq_queue = ins.queue
+  JOIN numbered ON new_id = ins.id
  CROSS JOIN wake

@@ -1,2 +1,3 @@
--- Wake every worker of a scope (an empty queue name means "look at everything").
-SELECT pg_notify('queuetopia', json_build_array(%(scope)s::text, %(queue)s::text)::text)
+-- Wake the workers of a scope: the payload names the scope and the queues to look
+-- at (db/notify.py; an empty queue name means "look at everything").
+SELECT pg_notify('queuetopia', %(payload)s::text)

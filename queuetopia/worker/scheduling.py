@@ -5,20 +5,20 @@ tick, all in one transaction."""
 
 from __future__ import annotations
 
-from .db import store
-from .db.store import Conn
-from .enqueue import Producer
-from .models import JobRequest
-from .periodic import Periodic
+from ..db import steps
+from ..db.rows import Conn, transaction
+from ..enqueue import Producer
+from ..models import JobRequest
+from ..periodic import Periodic
 
 
 def enqueue_due(conn: Conn, producer: Producer, periodic: Periodic) -> int:
     """Enqueue the due ticks of `periodic`; return how many jobs were enqueued."""
     scope, name = producer.scope, periodic.action
-    with store.transaction(conn):
-        tick = periodic.previous_tick(store.db_now(conn))
-        store.periodic_register(conn, scope=scope, name=name, tick=tick)
-        locked = store.periodic_lock(conn, scope=scope, name=name)
+    with transaction(conn):
+        tick = periodic.previous_tick(steps.db_now(conn))
+        steps.periodic_register(conn, scope=scope, name=name, tick=tick)
+        locked = steps.periodic_lock(conn, scope=scope, name=name)
         if locked is None:
             return 0
         ticks = periodic.ticks_after(*locked)
@@ -28,5 +28,5 @@ def enqueue_due(conn: Conn, producer: Producer, periodic: Periodic) -> int:
         ]
         producer.enqueue(requests, conn, label=False)
         if ticks:
-            store.periodic_advance(conn, scope=scope, name=name, tick=ticks[-1])
+            steps.periodic_advance(conn, scope=scope, name=name, tick=ticks[-1])
         return len(ticks)

@@ -7,11 +7,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol, TypeVar
 
-from .backoff import retry_bookkeeping
-from .db.connections import Database, ThreadConnections
-from .db.store import Conn
-from .db.translate import translate_errors
-from .errors import DatabaseUnavailable
+from ..backoff import retry_bookkeeping
+from ..db.connections import Database, ThreadConnections
+from ..db.rows import Conn
+from ..db.translate import translate_errors
+from ..errors import DatabaseUnavailable
 
 T = TypeVar("T")
 

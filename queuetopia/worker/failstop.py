@@ -18,7 +18,7 @@ import os
 import sys
 from typing import NoReturn
 
-from .models import Job
+from ..models import Job
 
 logger = logging.getLogger("queuetopia.worker")
 

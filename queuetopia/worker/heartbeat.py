@@ -1,30 +1,39 @@
 """Keeps a worker's leases alive: one batched renewal every lock_ttl/3 on a
-connection of its own, so busy job connections can never starve it."""
+connection of its own, so neither busy jobs nor the worker's event loop can starve
+it. The renewal also stores each queue's floor (docs/design.md, "The floor")."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from collections.abc import Callable
 
-from .db import store
-from .db.connections import Database
-from .db.store import Conn, Lease
-from .db.translate import translate_errors
-from .errors import QueuetopiaError
-from .leases import Leases
+from ..db import steps
+from ..db.connections import Database
+from ..db.rows import Conn
+from ..db.translate import translate_errors
+from ..errors import QueuetopiaError
+from .holds import Hold, Holds
 
 logger = logging.getLogger("queuetopia.worker")
 
 
 class Heartbeat:
-    """Renews the leases of `leases`; loses each one that was not renewed, or whose
-    local trust deadline passed without a renewal; fails stop when an execution
-    outlives its lost lease (leases.py)."""
+    """Renews the leases of `holds`; loses each one that was not renewed, or whose
+    local trust deadline passed without a renewal (`on_lost` is told); fails stop
+    when an execution outlives its lost lease (holds.py)."""
 
-    def __init__(self, database: Database, scope: str, ttl: float, leases: Leases) -> None:
+    def __init__(
+        self,
+        database: Database,
+        scope: str,
+        ttl: float,
+        holds: Holds,
+        on_lost: Callable[[Hold], None] = lambda _hold: None,
+    ) -> None:
         self._database, self._scope, self._ttl = database, scope, ttl
-        self._leases = leases
+        self._holds, self._on_lost = holds, on_lost
         self._conn: Conn | None = None
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="queuetopia-heartbeat", daemon=True)
@@ -47,18 +56,23 @@ class Heartbeat:
         self._thread.join(timeout=5)
         self._trust_thread.join(timeout=5)
 
+    def _lose(self, hold: Hold) -> None:
+        if not hold.lost:
+            hold.lose()
+            self._on_lost(hold)
+
     def _watch_trust(self) -> None:
         """Wake at each trust deadline (and at each moment a fail-stop may be due),
         not merely every so often: the margins are tenths of lock_ttl."""
         while True:
             now = time.monotonic()
             wake = now + min(self.interval / 4, 0.25)
-            for lease, trusted_until in self._leases.to_renew():
-                if now > trusted_until:
-                    self._leases.lost(lease)
+            for hold in self._holds.all():
+                if now > hold.trusted_until:
+                    self._lose(hold)
                 else:
-                    wake = min(wake, trusted_until)
-            wake = min(wake, self._leases.fail_stop_if_stuck(now))
+                    wake = min(wake, hold.trusted_until)
+            wake = min(wake, self._holds.fail_stop_if_stuck(now))
             if self._stopped.wait(max(wake - time.monotonic(), 0.0) + 0.001):
                 return
 
@@ -68,27 +82,28 @@ class Heartbeat:
         self._drop_connection()
 
     def beat(self) -> None:
-        held = self._leases.to_renew()
+        held = [hold for hold in self._holds.all() if not hold.lost]
         if not held:
             return
         started = time.monotonic()
         try:
-            renewed = self._renew([lease for lease, _ in held])
+            renewed = self._renew(held)
         except QueuetopiaError as exc:
             logger.warning("heartbeat failed (%s); will retry", type(exc).__name__)
             self._drop_connection()
             renewed = None
-        for lease, trusted_until in held:
-            if renewed is not None and lease.queue in renewed:
-                self._leases.renewed(lease, started)
-            elif renewed is not None or time.monotonic() > trusted_until:
-                self._leases.lost(lease)
+        for hold in held:
+            if renewed is not None and hold.queue in renewed:
+                self._holds.renewed(hold, started)
+            elif renewed is not None or time.monotonic() > hold.trusted_until:
+                self._lose(hold)
 
-    def _renew(self, leases: list[Lease]) -> set[str]:
+    def _renew(self, held: list[Hold]) -> set[str]:
         with translate_errors():
             if self._conn is None or self._conn.closed:
                 self._conn = self._database.connect_worker()
-            return store.lease_renew(self._conn, scope=self._scope, ttl=self._ttl, leases=leases)
+            leases = [(hold.lease, hold.floor) for hold in held]
+            return steps.lease_renew(self._conn, scope=self._scope, ttl=self._ttl, leases=leases)
 
     def _drop_connection(self) -> None:
         if self._conn is not None:

@@ -1,11 +1,14 @@
-"""Runs ONE job's action and classifies how it ended. No SQL here.
+"""Runs ONE attempt of a job's action and classifies how it ended. No SQL here.
 
-Sync actions run in the calling thread; a watchdog thread interrupts them at their
-deadline by raising JobTimeout inside that thread (PyThreadState_SetAsyncExc). That
-lands at the next Python bytecode: code blocked inside one long C call (a single
-long `time.sleep`, a socket read without timeout) is interrupted only when the
+Plain actions run in the calling thread (`execute`: a thread of the worker's pool, or
+the caller's in `queuetopia.testing.drain`); a watchdog thread interrupts them at
+their deadline by raising JobTimeout inside that thread (PyThreadState_SetAsyncExc).
+That lands at the next Python bytecode: code blocked inside one long C call (a
+single long `time.sleep`, a socket read without timeout) is interrupted only when the
 call returns. Until then the execution has not ended, so the worker keeps holding
-the queue and no retry can overlap it. Async actions are cancelled by asyncio.
+the queue and no retry can overlap it. `async def` actions run as a task on the
+running event loop (`execute_async`: the worker's one loop), and the watchdog
+cancels the task.
 """
 
 from __future__ import annotations
@@ -15,23 +18,20 @@ import ctypes
 import itertools
 import json
 import logging
-import selectors
-import sys
 import threading
 import time
 import traceback
-import warnings
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from .errors import MAX_ERROR_BYTES, JobTimeout, ValidationError, capped, redact
-from .models import Interrupt, Outcome
-from .validation import DEFAULT_MAX_RESULT_BYTES, check_storable
+from ..errors import MAX_ERROR_BYTES, JobTimeout, ValidationError, capped, redact
+from ..models import Interrupt, Outcome
+from ..validation import DEFAULT_MAX_RESULT_BYTES, check_storable
 
 if TYPE_CHECKING:
-    from .actions import Action
-    from .models import Job
+    from ..actions import Action
+    from ..models import Job
 
 logger = logging.getLogger("queuetopia.worker")
 
@@ -154,125 +154,104 @@ def watchdog() -> Watchdog:
         return _watchdog
 
 
-_loops = threading.local()
-
-
-def close_thread_loop(cleanup: Callable[[], Any] | None = None) -> None:
-    """Close this thread's event loop, if async actions made one, after running the
-    coroutine function `cleanup` on it (to close what is bound to the loop)."""
-    loop: asyncio.AbstractEventLoop | None = getattr(_loops, "loop", None)
-    if loop is None or loop.is_closed():
-        return
-    try:
-        if cleanup is not None:
-            loop.run_until_complete(cleanup())
-        loop.run_until_complete(loop.shutdown_asyncgens())
-    finally:
-        loop.close()
-        _loops.loop = None
-
-
-class _Selector(selectors.DefaultSelector):
-    """Skips a poll that cannot wait and has nothing to find: with only the loop's
-    own wake-up pipe registered, a zero-timeout poll finds at most a wake-up byte,
-    and what that wakes for (a callback from another thread) is in the loop's ready
-    queue already. Each poll releases the GIL, and with ten runner threads that
-    costs a thread switch, more than the rest of an async job's overhead."""
-
-    def select(self, timeout: float | None = None) -> list[Any]:
-        if timeout == 0 and len(self.get_map()) <= 1:
-            return []
-        return super().select(timeout)
-
-
-def _new_loop() -> asyncio.AbstractEventLoop:
-    """A loop with the lazy selector, unless the application chose its own loops (an
-    event loop policy such as uvloop's): then its loop (docs/actions.md)."""
-    if _default_policy() and sys.platform != "win32":
-        return asyncio.SelectorEventLoop(_Selector())
-    return asyncio.new_event_loop()
-
-
-def _default_policy() -> bool:
-    # Policies are deprecated from Python 3.14 on; without them, there is none to keep.
-    default = getattr(asyncio, "DefaultEventLoopPolicy", None)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return default is None or type(asyncio.get_event_loop_policy()) is default
-
-
-def _event_loop() -> asyncio.AbstractEventLoop:
-    loop: asyncio.AbstractEventLoop | None = getattr(_loops, "loop", None)
-    if loop is None or loop.is_closed():
-        loop = _new_loop()
-        _loops.loop = loop
-    return loop
-
-
 def execute(
     job: Job,
     action: Action[Any, Any] | None,
     on_start: Callable[[Execution], None] = lambda _e: None,
     max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
 ) -> Outcome:
-    """Run `job` in this thread and say how it ended. Never raises."""
+    """Run `job`'s plain action in this thread and say how it ended. Never raises."""
+    prepared = _prepare(job, action)
+    if isinstance(prepared, Outcome):
+        return prepared
+    assert action is not None  # _prepare returned an outcome otherwise
+    execution = Execution(job.timeout)
+    on_start(execution)
+    key = watchdog().watch(execution)
+    try:
+        try:
+            execution.arm()
+            value = action.fn(**prepared)
+        finally:
+            _done(execution, key)
+    except BaseException as exc:
+        _done(execution, key)
+        return _scrubbed(action, job, _failure(execution, exc))
+    return _scrubbed(action, job, _success(job, execution, value, max_result_bytes))
+
+
+async def execute_async(
+    job: Job,
+    action: Action[Any, Any],
+    on_start: Callable[[Execution], None] = lambda _e: None,
+    max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
+) -> Outcome:
+    """Run `job`'s `async def` action in the current task and say how it ended. Never
+    raises: an interrupt cancels the task, which this takes back (`uncancel`). Its
+    timeout is the watchdog's, as for a plain action, so no timer or second task is
+    made per job (`asyncio.wait_for` cost about as much as the rest of an async
+    job's overhead together)."""
+    prepared = _prepare(job, action)
+    if isinstance(prepared, Outcome):
+        return prepared
+    task = asyncio.current_task()
+    assert task is not None  # called from a task by contract
+    execution = Execution(job.timeout)
+    execution.attach(asyncio.get_running_loop(), task)
+    on_start(execution)
+    key = watchdog().watch(execution)
+    try:
+        try:
+            execution.arm()
+            value = await action.fn(**prepared)
+        finally:
+            _done(execution, key)
+    except BaseException as exc:
+        _done(execution, key)
+        if execution.reason is not None and isinstance(exc, asyncio.CancelledError):
+            task.uncancel()
+        elif not isinstance(exc, Exception) and not isinstance(exc, Interrupted):
+            raise  # KeyboardInterrupt, SystemExit, or a cancel of the worker itself
+        return _scrubbed(action, job, _failure(execution, exc))
+    return _scrubbed(action, job, _success(job, execution, value, max_result_bytes))
+
+
+def _prepare(job: Job, action: Action[Any, Any] | None) -> dict[str, Any] | Outcome:
+    """The action's keyword arguments from the job's params, or the outcome of an
+    attempt that cannot start (an unknown action, params it does not take)."""
     if action is None:
         return Outcome(ok=False, error=f"unknown action {job.action!r}")
-    outcome = _execute(job, action, on_start, max_result_bytes)
+    try:
+        kwargs = action.schema.load(job.params)
+    except ValidationError as exc:
+        return _scrubbed(action, job, Outcome(ok=False, error=redact(str(exc))))
+    except Exception as exc:
+        return _scrubbed(
+            action, job, Outcome(ok=False, error=f"invalid params: {redact(str(exc))}")
+        )
+    if action.schema.takes_job:
+        kwargs["job"] = job
+    return kwargs
+
+
+def _done(execution: Execution, key: int) -> None:
+    execution.finish()
+    watchdog().forget(key)
+
+
+def _scrubbed(action: Action[Any, Any], job: Job, outcome: Outcome) -> Outcome:
+    """What is stored, shown and logged never holds a sensitive param's value."""
     if outcome.error is not None and action.sensitive:
-        # What is stored, shown and logged never holds a sensitive param's value.
         return replace(outcome, error=action.scrub(outcome.error, job.params))
     return outcome
 
 
-def _execute(
-    job: Job,
-    action: Action[Any, Any],
-    on_start: Callable[[Execution], None],
-    max_result_bytes: int,
-) -> Outcome:
-    try:
-        kwargs = action.schema.load(job.params)
-    except ValidationError as exc:
-        return Outcome(ok=False, error=redact(str(exc)))
-    except Exception as exc:
-        return Outcome(ok=False, error=f"invalid params: {redact(str(exc))}")
-    if action.schema.takes_job:
-        kwargs["job"] = job
-    execution = Execution(job.timeout)
-    on_start(execution)
-    dog = watchdog()
-    key = dog.watch(execution)
-    try:
-        try:
-            execution.arm()
-            if action.is_async:
-                value = _run_async(action.fn, kwargs, execution)
-            else:
-                value = action.fn(**kwargs)
-        finally:
-            execution.finish()
-            dog.forget(key)
-    except BaseException as exc:
-        execution.finish()
-        dog.forget(key)
-        return _failure(execution, exc)
+def _success(job: Job, execution: Execution, value: Any, max_result_bytes: int) -> Outcome:
     if execution.reason is not None:
         return _cut_short(execution)
     if isinstance(value, BaseException):
         return Outcome(ok=False, error=_describe(value), exception=value)
     return Outcome(ok=True, result=_result(job, value, max_result_bytes))
-
-
-def _run_async(fn: Callable[..., Any], kwargs: dict[str, Any], execution: Execution) -> Any:
-    """One task on this thread's loop. Its timeout is the watchdog's, as for a sync
-    action: at the deadline it cancels the task (`Execution.interrupt`), so no timer
-    or second task is needed per job (`asyncio.wait_for` cost about as much as the
-    rest of an async job's overhead together)."""
-    loop = _event_loop()
-    task = loop.create_task(fn(**kwargs))
-    execution.attach(loop, task)
-    return loop.run_until_complete(task)
 
 
 def _failure(execution: Execution, exc: BaseException) -> Outcome:

@@ -1,4 +1,4 @@
-"""Which queue goes next: a runner gives its queue back when its turn is over (so the
+"""Which queue goes next: a queue gives its slot back when its turn is over (so the
 longest-waiting queue goes next and none starves), and a queue found not runnable is
 skipped until a notification or a poll says otherwise."""
 
@@ -7,22 +7,15 @@ from __future__ import annotations
 import threading
 import time
 
-# While other queues wait for a slot, a runner gives its queue back after this long.
+# While other queues wait for a slot, a queue gives its slot back after this long.
 # Never more than DRAIN_LIMIT jobs in a row either way.
 TURN_SLICE = 0.2
 DRAIN_LIMIT = 1000
 
 
-class Turns:
-    def __init__(self, *, one_job: bool = False) -> None:
-        self.contended = False  # set by the worker loop: other due queues wait
-        self._one_job = one_job  # testing.drain: every attempt ends the turn
-
-    def over(self, ran: int, elapsed: float) -> bool:
-        """Has the turn of a runner that ran `ran` jobs in `elapsed` seconds ended?"""
-        if self._one_job:
-            return True
-        return ran >= DRAIN_LIMIT or (self.contended and elapsed >= TURN_SLICE)
+def turn_over(ran: int, elapsed: float, *, contended: bool) -> bool:
+    """Has the turn of a queue that ran `ran` jobs in `elapsed` seconds ended?"""
+    return ran >= DRAIN_LIMIT or (contended and elapsed >= TURN_SLICE)
 
 
 class Skips:
