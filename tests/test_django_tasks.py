@@ -9,6 +9,7 @@ It runs twice in `python3 dev.py test`: on Django 5.2 with the django-tasks back
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -314,3 +315,215 @@ def test_the_backends_checks_say_what_is_wrong() -> None:
     # Django's own checks ask the backend too.
     with override_settings(TASKS={"default": {"BACKEND": path, "OPTIONS": bad}}):
         assert "queuetopia.E003" in [e.id for e in run_checks()]
+
+
+# -- with the worker as a real process ------------------------------------------------
+
+
+def test_the_worker_runs_a_task_and_its_result_says_so(queue: str) -> None:
+    from tasksite import tasks
+
+    result = tasks.add.using(queue_name=queue).enqueue(2, b=3)
+    with worker(queue):
+        finished(result)
+    assert result.status == fw().TaskResultStatus.SUCCESSFUL and result.return_value == 5
+    assert result.attempts == 1 and result.errors == []
+    [node] = result.worker_ids
+    assert node.count(":") >= 1  # host:pid
+    assert result.enqueued_at <= result.started_at == result.last_attempted_at
+    assert result.started_at <= result.finished_at
+    assert backend().get_result(result.id) == result
+
+
+def test_a_failed_task_has_one_error_per_attempt_with_its_class_and_traceback(
+    queue: str,
+) -> None:
+    from tasksite import tasks
+
+    refused = tasks.refuse.using(queue_name=queue).enqueue("no stock")
+    divided = tasks.divide.using(queue_name=queue).enqueue(1, 0)
+    not_json = tasks.not_json.using(queue_name=queue).enqueue()
+    exits = tasks.exits.using(queue_name=queue).enqueue()
+    after = tasks.add.using(queue_name=queue).enqueue(1, 1)  # the worker survived exit()
+    with worker(queue):
+        for result in (refused, divided, not_json, exits, after):
+            finished(result)
+    [error] = refused.errors
+    assert refused.status == fw().TaskResultStatus.FAILED and refused.attempts == 1
+    assert error.exception_class_path == "tasksite.tasks.Refused"
+    assert error.exception_class is tasks.Refused
+    assert error.traceback.startswith("Traceback (most recent call last):\n")
+    assert error.traceback.endswith("tasksite.tasks.Refused: no stock\n")
+    assert "raise Refused(reason)" in error.traceback
+    with pytest.raises(ValueError, match="Task failed"):
+        refused.return_value  # noqa: B018
+    assert divided.errors[0].exception_class is ZeroDivisionError
+    assert not_json.errors[0].exception_class is TypeError  # Django's rule: JSON only
+    assert "Unsupported type" in not_json.errors[0].traceback
+    assert exits.errors[0].exception_class is SystemExit
+    assert after.return_value == 2
+
+
+def test_a_retried_task_sees_its_attempt_and_the_errors_before_it(queue: str) -> None:
+    from tasksite import tasks
+
+    result = tasks.flaky.using(queue_name=queue, backend="retrying").enqueue(succeed_on=3)
+    with worker(queue):
+        finished(result)
+    assert result.status == fw().TaskResultStatus.SUCCESSFUL
+    assert result.return_value == {
+        "attempt": 3,
+        "id": result.id,
+        "status": "RUNNING",
+        "errors": ["ValueError: attempt 1 failed", "ValueError: attempt 2 failed"],
+    }
+    assert result.attempts == 3 and len(result.worker_ids) == 3
+    assert [e.exception_class for e in result.errors] == [ValueError, ValueError]
+    assert result.started_at < result.last_attempted_at < result.finished_at
+    assert result.backend == "retrying" and result.task.backend == "retrying"
+
+
+def test_a_failing_task_blocks_its_queue_while_another_queue_moves() -> None:
+    from tasksite import tasks
+
+    blocked, other = f"customer:{uuid.uuid4().hex[:6]}", f"customer:{uuid.uuid4().hex[:6]}"
+    failing = tasks.refuse.using(queue_name=blocked, backend="retrying").enqueue("down")
+    behind = tasks.add.using(queue_name=blocked).enqueue(1, 2)
+    moving = tasks.add.using(queue_name=other).enqueue(3, 4)
+    with worker(blocked, other):
+        finished(moving)
+
+        def blocked_seen() -> bool:
+            behind.refresh()  # first: if the head is still unfinished after, so was it
+            failing.refresh()
+            return bool(failing.errors) and not failing.is_finished
+
+        wait_for(blocked_seen, timeout=30, interval=0.05)
+        assert behind.status == fw().TaskResultStatus.READY and behind.attempts == 0
+        # Its attempts used up, the head fails for good and its queue moves on.
+        finished(failing), finished(behind)
+    assert moving.return_value == 7 and behind.return_value == 3
+    assert failing.status == fw().TaskResultStatus.FAILED and len(failing.errors) == 3
+    assert behind.started_at >= failing.finished_at
+
+
+def test_run_after_holds_the_task_until_its_time(queue: str) -> None:
+    from django.utils import timezone
+    from tasksite import tasks
+
+    at = timezone.now() + timedelta(seconds=1.5)
+    later = tasks.add.using(queue_name=queue, run_after=at).enqueue(1, 2)
+    with worker(queue):
+        finished(later)
+    assert later.started_at >= at and later.return_value == 3
+
+
+def test_async_tasks_run_on_the_workers_event_loop(queue: str) -> None:
+    from tasksite import tasks
+
+    coroutine = tasks.async_add.using(queue_name=queue).enqueue(a=1, b=2)
+    plain = tasks.thread_name.using(queue_name=queue).enqueue()
+    with worker(queue):
+        finished(coroutine), finished(plain)
+    # The runner thread's own loop, as for plain tasks: no thread hop.
+    assert coroutine.return_value["sum"] == 3
+    assert coroutine.return_value["thread"].startswith("queuetopia-runner")
+    assert plain.return_value.startswith("queuetopia-runner")
+
+
+def test_a_task_that_cannot_be_found_fails_and_blocks_its_queue_saying_why(
+    queue: str,
+) -> None:
+    from tasksite import tasks
+    from tasksite.topia import topia
+
+    def by_hand(path: str) -> int:
+        params = {"task": path, "args": [], "kwargs": {}}
+        return topia.create_job(queue, "django.tasks", params, max_attempts=2).id
+
+    vanished = by_hand("tasksite.tasks.vanished")
+    behind = tasks.add.using(queue_name=queue).enqueue(1, 1)
+    with worker(queue):
+        wait_for(lambda: topia.get_job(vanished).attempts >= 1, timeout=30, interval=0.05)
+        assert backend().get_result(behind.id).status == fw().TaskResultStatus.READY
+    job = topia.get_job(vanished)
+    assert job is not None and job.error is not None
+    assert job.error.startswith(
+        "ImportError: task 'tasksite.tasks.vanished' cannot be imported: Module "
+        '"tasksite.tasks" does not define a "vanished" attribute'
+    )
+    with pytest.raises(ImportError, match="cannot be imported"):
+        backend().get_result(str(vanished))
+    topia.cancel_job(vanished)  # the operator's way out: the queue moves on
+    not_a_task = by_hand("os.getcwd")
+    with worker(queue):
+        finished(behind)
+        wait_for(lambda: topia.get_job(not_a_task).attempts >= 1, timeout=30, interval=0.05)
+    error = topia.get_job(not_a_task).error
+    assert error is not None and "'os.getcwd' is not a task" in error
+    topia.cancel_job(not_a_task)
+
+
+def test_a_cancelled_task_is_failed_with_its_reason(queue: str) -> None:
+    from tasksite import tasks
+    from tasksite.topia import topia
+
+    result = tasks.add.using(queue_name=queue).enqueue(1, 1)
+    topia.cancel_job(int(result.id), reason="refunded by hand")
+    result.refresh()
+    assert result.status == fw().TaskResultStatus.FAILED and result.finished_at is not None
+    [error] = result.errors
+    assert error.exception_class_path == "queuetopia.JobCancelled"
+    assert error.traceback == "cancelled: refunded by hand"
+
+
+def test_the_command_line_lists_task_jobs_under_the_task_actions(queue: str) -> None:
+    from tasksite import tasks
+
+    result = tasks.echo.using(queue_name=queue).enqueue(1, x=2)
+    env = {**os.environ}
+    env.pop("QUEUETOPIA_DSN", None)
+    listed = subprocess.run(
+        [sys.executable, "manage.py", "queuetopia", "jobs", "--queue", queue, "--json"],
+        cwd=PROJECT, env=env, capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    [job] = json.loads(listed.stdout)
+    assert (job["id"], job["action"]) == (int(result.id), "django.tasks")
+    assert job["params"] == {
+        "task": "tasksite.tasks.echo",
+        "args": [1],
+        "kwargs": {"x": 2},
+        "backend": "default",
+    }
+
+
+def test_each_attempt_sends_djangos_started_and_finished_signals(queue: str) -> None:
+    """In this process: `drain` runs the jobs here, with the worker's own runner."""
+    from tasksite import tasks
+    from tasksite.topia import topia
+
+    from queuetopia.contrib.django.tasks import QueuetopiaBackend
+    from queuetopia.testing import drain
+
+    seen: list[tuple[str, str, str, bool]] = []
+
+    def capture(sender: Any, task_result: Any, **kwargs: Any) -> None:
+        assert sender is QueuetopiaBackend
+        failing = sys.exc_info()[0] is not None  # Django's receiver logs the traceback
+        seen.append((task_result.id, task_result.task.name, task_result.status, failing))
+
+    for signal_ in (fw().task_started, fw().task_finished):
+        signal_.connect(capture, dispatch_uid="test-run", weak=False)
+    try:
+        added = tasks.add.using(queue_name=queue).enqueue(1, 2)
+        refused = tasks.refuse.using(queue_name=queue).enqueue("no")
+        drain(topia, queue=queue)
+    finally:
+        for signal_ in (fw().task_started, fw().task_finished):
+            signal_.disconnect(dispatch_uid="test-run")
+    assert seen == [
+        (added.id, "add", "RUNNING", False),
+        (added.id, "add", "SUCCESSFUL", False),
+        (refused.id, "refuse", "RUNNING", False),
+        (refused.id, "refuse", "FAILED", True),
+    ]
