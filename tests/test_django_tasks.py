@@ -364,6 +364,18 @@ def test_a_failed_task_has_one_error_per_attempt_with_its_class_and_traceback(
     assert after.return_value == 2
 
 
+def test_a_task_past_its_timeout_fails_with_queuetopias_timeout(queue: str) -> None:
+    from tasksite import tasks
+
+    result = tasks.sleeps.using(queue_name=queue, backend="hasty").enqueue(30)
+    with worker(queue):
+        finished(result)
+    [error] = result.errors
+    assert result.status == fw().TaskResultStatus.FAILED
+    assert error.exception_class_path == "queuetopia.JobTimeout"
+    assert error.traceback.startswith("timeout: the job ran past its timeout of 0.5s")
+
+
 def test_a_retried_task_sees_its_attempt_and_the_errors_before_it(queue: str) -> None:
     from tasksite import tasks
 

@@ -30,6 +30,7 @@ TASKS = {
         "QUEUES": [],
         "OPTIONS": {"max_attempts": 3, "max_backoff": 0.5},
     },
+    "hasty": {"BACKEND": _BACKEND, "QUEUES": [], "OPTIONS": {"max_attempts": 1, "timeout": 0.5}},
 }
 SECRET_KEY = "only-for-tests"
 USE_TZ = True

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
+import time
 from typing import Any
 
 try:
@@ -70,3 +71,9 @@ def not_json() -> Any:
 @task
 def exits() -> None:
     sys.exit(3)
+
+
+@task
+def sleeps(seconds: float) -> None:
+    for _ in range(int(seconds * 10)):  # short calls: a timeout lands between two
+        time.sleep(0.1)
