@@ -3,8 +3,6 @@ the OPTIONS and the QUEUES it needs (docs/django.md)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from django.apps import apps
 from django.core.checks import CheckMessage, Error
 from django.core.exceptions import ImproperlyConfigured
@@ -13,15 +11,13 @@ from queuetopia import ValidationError
 from queuetopia.validation import check_name
 
 from ..conf import get_topia
+from .framework import BaseTaskBackend
 from .options import job_options
-
-if TYPE_CHECKING:
-    from .backend import QueuetopiaBackend
 
 APP = "queuetopia.contrib.django"
 
 
-def backend_checks(backend: QueuetopiaBackend) -> list[CheckMessage]:
+def backend_checks(backend: BaseTaskBackend) -> list[CheckMessage]:
     where = f"TASKS[{backend.alias!r}]"
     if not apps.is_installed(APP):
         hint = f"add {APP!r} to INSTALLED_APPS"

@@ -91,7 +91,7 @@ def _context(result: TaskResult[..., Any]) -> tuple[Any, ...]:
 
 
 def _started(result: TaskResult[..., Any]) -> None:
-    task_started.send(sender=_backend_class(), task_result=result)
+    task_started.send(sender=_backend_class(result), task_result=result)
 
 
 def _succeeded(result: TaskResult[..., Any], value: Any) -> Any:
@@ -111,10 +111,10 @@ def _failed(result: TaskResult[..., Any], exc: BaseException) -> None:
 def _finish(result: TaskResult[..., Any], status: TaskResultStatus) -> None:
     object.__setattr__(result, "status", status)
     object.__setattr__(result, "finished_at", timezone.now())
-    task_finished.send(sender=_backend_class(), task_result=result)
+    task_finished.send(sender=_backend_class(result), task_result=result)
 
 
-def _backend_class() -> type:
-    from .backend import QueuetopiaBackend  # the backend imports this module
-
-    return QueuetopiaBackend
+def _backend_class(result: TaskResult[..., Any]) -> type:
+    """The sender of the signals, as Django's backends send them: the task's backend's
+    class."""
+    return type(result.task.get_backend())
