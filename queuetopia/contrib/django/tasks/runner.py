@@ -39,8 +39,10 @@ def register(topia: Queuetopia) -> None:
 
 def run_task(
     task: str,
-    args: Any,  # list: untyped, so queuetopia refuses what JSON cannot hold (NaN)
-    kwargs: Any,  # dict: the backend's request() made both from normalize_json
+    # A list and a dict, typed Any so that queuetopia checks them as JSON when they
+    # are enqueued: pydantic would store a NaN in a typed list as null.
+    args: Any,
+    kwargs: Any,
     job: Job,
     backend: str = DEFAULT_TASK_BACKEND_ALIAS,
     run_after: str | None = None,
