@@ -25,6 +25,14 @@ INSTALLED_APPS = [
     "orders",
 ]
 QUEUETOPIA = {"APP": "orders.tasks:topia"}  # the topia, as module:attribute
+# Django's task framework (@task) on the same topia: a task's queue_name is its queue.
+TASKS = {
+    "default": {
+        "BACKEND": "queuetopia.contrib.django.tasks.QueuetopiaBackend",
+        "QUEUES": [],  # any queue name: one queue per customer
+        "OPTIONS": {"max_attempts": 5, "timeout": 30},  # each task's job's defaults
+    }
+}
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -17,6 +17,7 @@ from queuetopia import QueueInfo
 
 from .conf import get_topia
 from .models import Job, Queue
+from .task_actions import shown_action
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
@@ -81,7 +82,9 @@ class QueueAdmin(ReadOnlyAdmin):
     @admin.display(description="head")
     def head(self, queue: Queue) -> str:
         info = _info(queue)
-        return f"job {info.head.id} {info.head.action}" if info and info.head else "-"
+        if info is None or info.head is None:
+            return "-"
+        return f"job {info.head.id} {shown_action(info.head.action, info.head.params)}"
 
     @admin.display(description="last error")
     def last_error(self, queue: Queue) -> str:
@@ -101,12 +104,17 @@ def _jobs_link(queue: str) -> SafeString:
 
 @admin.register(Job)
 class JobAdmin(ReadOnlyAdmin):
-    list_display = ("id", "queue", "action", "state", "attempts", "scheduled_at", "done_at")
+    list_display = ("id", "queue", "shown_action", "state", "attempts", "scheduled_at", "done_at")
     list_filter = ("state",)
     search_fields = ("=queue", "=action")
     show_full_result_count = False  # no second count(*) over the whole table
     exclude = ("params",)
     readonly_fields = ("shown_params",)
+
+    @admin.display(description="action", ordering="action")
+    def shown_action(self, job: Job) -> str:
+        """A Django task's job shows its task's import path (docs/django.md)."""
+        return shown_action(job.action, job.params)
 
     @admin.display(description="params")
     def shown_params(self, job: Job) -> str:
