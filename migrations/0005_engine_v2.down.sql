@@ -3,6 +3,7 @@
 DROP FUNCTION IF EXISTS queuetopia_queue_settle(text, text, timestamptz, bigint, bigint);
 DROP FUNCTION IF EXISTS queuetopia_lock_key(text, text);
 DROP INDEX IF EXISTS queuetopia_jobs_running;
+DROP SEQUENCE IF EXISTS queuetopia_seq;
 CREATE UNIQUE INDEX IF NOT EXISTS queuetopia_jobs_one_running ON queuetopia_jobs (scope, queue)
     WHERE state = 'running';
 ALTER TABLE queuetopia_queues

@@ -6,8 +6,10 @@
 -- Commit order without the queue row. A producer takes a transaction-scoped advisory
 -- lock per queue (class 1364479824, key queuetopia_lock_key(scope, queue)) instead of
 -- updating the queue row's last_seq: it serialises the producers of one queue until
--- they commit and writes no row version. A job's seq is then its id, taken after the
--- lock: ids of one queue follow commit order. last_seq is no longer written.
+-- they commit and writes no row version. A job's seq is then drawn from the sequence
+-- queuetopia_seq after the lock: the seqs of one queue follow commit order. last_seq
+-- is no longer written. Any role may draw from the sequence (a producer needs no
+-- grant it did not need before; a number drawn for nothing is only a gap).
 --
 -- The line's floor. A worker searches a queue's next head from the position of a job
 -- it knows is behind every job still in line (floor_at, floor_seq), not from the
@@ -22,6 +24,10 @@
 -- whether its previous holder vanished without releasing (then a job of the queue may
 -- still be marked running, a lost worker's).
 --
+CREATE SEQUENCE queuetopia_seq;
+SELECT setval('queuetopia_seq', greatest((SELECT max(seq) FROM queuetopia_jobs), 1));
+GRANT USAGE ON SEQUENCE queuetopia_seq TO PUBLIC;
+
 -- The index of running jobs is no longer unique: a unique index checks every entry of
 -- the same key on each insert, and under a held snapshot a queue's key collects one
 -- dead entry per job it ever ran (measured: docs/performance.md). At most one running

@@ -37,11 +37,23 @@ def step(conn: Any, scope: str, *items: Any, owner: str = "test-owner", ttl: flo
     return found[0] if len(items) == 1 else found
 
 
-def take(conn: Any, scope: str, queue: str, *, owner: str = "test-owner", claim: bool = True) -> Any:
+def take(
+    conn: Any, scope: str, queue: str, *, owner: str = "test-owner", claim: bool = True
+) -> Any:
     """Take `queue`'s lease and (with `claim`) claim its head, in one step."""
     from queuetopia.models import StepItem
 
     return step(conn, scope, StepItem(queue, None, claim=claim), owner=owner)
+
+
+def claim(
+    conn: Any, scope: str, lease: Any, *, owner: str = "test-owner", zombies: bool = False
+) -> Any:
+    """Claim the head of `lease`'s queue under it (searched from the start of the line);
+    with `zombies`, a job left running is returned instead, as after a takeover."""
+    from queuetopia.models import StepItem
+
+    return step(conn, scope, StepItem(lease.queue, lease, claim=True, zombies=zombies), owner=owner)
 
 
 def record(

@@ -1,9 +1,9 @@
-"""What the hot path's shortcuts must not change (docs/performance.md, "The hot path,
-cut again"): an async action's loop still sees its sockets, timers and callbacks from
-other threads although it skips the polls that cannot find anything; the lock-free
-watchdog still interrupts every execution past its deadline and no other; a backoff
-too large for JSON still records its attempt; a caller's connection with a row
-factory of its own still gets jobs back."""
+"""What the hot path's shortcuts must not change (docs/performance.md): async actions
+on the worker's one event loop still see their sockets, timers and callbacks from
+other threads, and an application's own event loop policy makes that loop; the
+lock-free watchdog still interrupts every execution past its deadline and no other; a
+backoff too large for JSON still records its attempt; a caller's connection with a
+row factory of its own still gets jobs back."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ import psycopg
 from psycopg.rows import dict_row
 
 from queuetopia import Job, JobRequest, JobState, Queuetopia
-from queuetopia.executor import close_thread_loop, execute
 from queuetopia.models import Interrupt
 from queuetopia.testing import drain
+from queuetopia.worker.executor import execute
 
 
 def _job(
@@ -66,10 +66,10 @@ def test_an_async_action_sees_sockets_timers_and_other_threads(topia: Queuetopia
         server.close()
         return [line, note, read.result().decode().strip()]
 
-    job = _job(topia, "io")
-    for _ in range(3):  # the same thread's loop, reused
-        outcome = execute(job, topia.actions["io"])
-        assert (outcome.ok, outcome.result) == (True, ["ping", "woken", "spun"]), outcome.error
+    jobs = [topia.actions["io"].delay(f"q{n}") for n in range(3)]  # on the loop together
+    with topia.worker(concurrency=3):
+        results = [job.wait(timeout=20) for job in jobs]
+    assert results == [["ping", "woken", "spun"]] * 3
 
 
 def test_the_watchdog_interrupts_every_late_execution_and_no_other(topia: Queuetopia) -> None:
@@ -128,6 +128,9 @@ def test_a_callers_connection_with_dict_rows_gets_jobs_back(topia: Queuetopia, d
 
 
 def test_an_event_loop_policy_of_the_applications_own_is_kept(topia: Queuetopia) -> None:
+    """The worker's loop is made by asyncio's policy: uvloop's, if the application
+    installs it (docs/actions.md)."""
+
     class Loop(asyncio.SelectorEventLoop):
         pass
 
@@ -139,21 +142,11 @@ def test_an_event_loop_policy_of_the_applications_own_is_kept(topia: Queuetopia)
     async def which() -> str:
         return type(asyncio.get_running_loop()).__name__
 
-    job = _job(topia, "which")
-    seen: list[Any] = []
-
-    def run() -> None:  # a thread of its own: a fresh thread loop
-        seen.append(execute(job, topia.actions["which"]).result)
-        close_thread_loop()
-
     asyncio.set_event_loop_policy(Policy())
     try:
-        thread = threading.Thread(target=run)
-        thread.start()
-        thread.join(10)
+        with topia.worker():
+            assert which.delay("q").wait(timeout=20) == "Loop"
     finally:
         asyncio.set_event_loop_policy(None)
-    default = threading.Thread(target=run)
-    default.start()
-    default.join(10)
-    assert seen == ["Loop", "_UnixSelectorEventLoop"]
+    with topia.worker():
+        assert which.delay("q").wait(timeout=20) == "_UnixSelectorEventLoop"

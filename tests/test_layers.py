@@ -15,6 +15,8 @@ LIBRARY = ROOT / "queuetopia"
 # The store layer, and the migrations, which keep their own driver calls (DDL in
 # transactions of their own).
 DRIVER_MODULES = {
+    "queuetopia.db.rows",
+    "queuetopia.db.steps",
     "queuetopia.db.store",
     "queuetopia.db.connections",
     "queuetopia.db.translate",

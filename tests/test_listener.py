@@ -34,7 +34,8 @@ def hostile_payloads(scope: str) -> list[str]:
         json.dumps([scope, 7]),
         json.dumps([{"a": 1}, "q"]),  # a scope that is not a string
         json.dumps([scope]),  # wrong arity
-        json.dumps([scope, "q", "extra"]),
+        json.dumps([scope, "q", "extra", ""]),  # several queues, and "every queue"
+        json.dumps([scope, "", "x" * 300]),  # a name too long to be a queue
         json.dumps({"scope": scope, "queue": "q"}),
         json.dumps("just a string"),
         "null",
@@ -72,7 +73,7 @@ def test_no_payload_stops_the_listener(dsn: str, make_topia: Any) -> None:
         wait_for(lambda: worker.listener_healthy, timeout=10, what="the listener")
         started_within(topia, WAKE_BOUND)  # warm: the worker is idle and listening
         # A queue to skip: what made a non-string queue raise in the dispatch.
-        worker._skips.add("someone-elses")
+        worker._dispatcher.skips.add("someone-elses")  # type: ignore[union-attr]
         notify_raw(dsn, hostile_payloads(topia.scope))
         time.sleep(0.5)  # let the listener read them all
         assert worker.listener_healthy

@@ -373,8 +373,7 @@ class QueueMachine(RuleBasedStateMachine):
             (scope, self.busy_queue()),
         )
         self.conn.execute(
-            "UPDATE queuetopia_leases SET floor_at = floor_at - interval '1 hour'"
-            " WHERE scope = %s",
+            "UPDATE queuetopia_leases SET floor_at = floor_at - interval '1 hour' WHERE scope = %s",
             (scope,),
         )
         for hold in self.holds.values():

@@ -11,7 +11,7 @@ import pytest
 
 from queuetopia import JobState, Queuetopia, ValidationError
 from queuetopia.periodic import MAX_CATCH_UP, Periodic
-from queuetopia.scheduling import enqueue_due
+from queuetopia.worker.scheduling import enqueue_due
 
 from .helpers import wait_for
 

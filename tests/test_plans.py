@@ -19,20 +19,17 @@ from queuetopia.db import queries
 from queuetopia.db.connections import Database
 from queuetopia.migrations import up_sql
 
-# Every statement a worker runs on its own connections (queuetopia.worker, runner,
-# heartbeat, finisher and periodic).
+# Every statement a worker runs on its own connections (queuetopia/worker/: the steps,
+# the housekeeping, the heartbeat and periodic jobs).
 WORKER_STATEMENTS = [
-    "LEASE_ACQUIRE",
-    "JOB_CLAIM_HEAD",
-    "JOB_FINISH",
+    "JOB_STEP",
+    "QUEUE_DUE",
     "JOB_NOTE_ERROR",
     "JOB_GET",
     "LEASE_RENEW",
     "LEASE_RELEASE",
-    "LEASE_OWNED",
-    "QUEUE_ANY_DUE",
     "QUEUE_NEXT_DUE",
-    "SCOPE_NOTIFY",  # a release while shutting down wakes the other workers
+    "SCOPE_NOTIFY",  # a release at the end of a turn, or while stopping, wakes the others
     "PRUNE_LOCK",  # pruning finished jobs
     "JOB_PRUNE_BATCH",
     "DB_NOW",  # periodic jobs: their ticks, and their enqueue

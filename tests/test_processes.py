@@ -20,10 +20,11 @@ import pytest
 from psycopg.rows import dict_row
 
 from queuetopia import Job, JobState, Queuetopia
-from queuetopia.db import store
-from queuetopia.db.store import Lease
+from queuetopia.db import steps
+from queuetopia.models import Found, Lease, StepItem
 
-from .helpers import record, wait_for
+from .helpers import claim, record, wait_for
+from .helpers import step as run_step
 from .procs import LOG_TABLE, Workers, workers
 
 Conn = psycopg.Connection[Any]
@@ -57,8 +58,10 @@ def log_rows(db: Conn, scope: str) -> list[dict[str, Any]]:
 
 
 def lease_rows(db: Conn, scope: str) -> list[tuple[Any, ...]]:
+    """The live leases of `scope` (a released lease keeps its row, expired)."""
     return db.execute(
-        "SELECT queue, owner FROM queuetopia_leases WHERE scope = %s", (scope,)
+        "SELECT queue, owner FROM queuetopia_leases WHERE scope = %s AND locked_until > now()",
+        (scope,),
     ).fetchall()
 
 
@@ -170,10 +173,9 @@ def test_sigterm_finishes_the_running_job_releases_and_exits_0(
 
 
 def take_lease(conn: Conn, scope: str, owner: str, ttl: float = 30.0) -> Lease | None:
-    taken, _ = store.lease_acquire(
-        conn, scope=scope, owner=owner, limit=1, ttl=ttl, queues=["q"], skip=[]
-    )
-    return taken[0][0] if taken else None
+    """Take queue "q" (claiming nothing), as the worker `owner`."""
+    taken = run_step(conn, scope, StepItem("q", None), owner=owner, ttl=ttl)
+    return taken.lease  # type: ignore[no-any-return]
 
 
 def expire(conn: Conn, scope: str) -> None:
@@ -188,9 +190,9 @@ def test_a_stale_claim_cannot_record_claim_renew_or_release(topia: Queuetopia, d
     with psycopg.connect(dsn, autocommit=True) as conn:
         old = take_lease(conn, topia.scope, "old-owner")
         assert old is not None
-        claim = store.job_claim_head(conn, scope=topia.scope, lease=old, node="old-node")
-        assert claim.claimed and claim.head is not None and claim.head.id == job.id
-        running = claim.head
+        first = claim(conn, topia.scope, old, owner="old-owner")
+        assert first.found is Found.CLAIMED and first.job is not None and first.job.id == job.id
+        running = first.job
         assert running.attempts == 1 and running.lease_id == old.lease_id
 
         expire(conn, topia.scope)  # paused past lock_ttl: not yet taken over, still fenced
@@ -199,44 +201,39 @@ def test_a_stale_claim_cannot_record_claim_renew_or_release(topia: Queuetopia, d
 
         new = take_lease(conn, topia.scope, "new-owner")
         assert new is not None and new.token > old.token
-        assert (
-            record(
-                conn,
-                scope=topia.scope,
-                lease=old,
-                job=running,
-                state="done",
-                result={"stale": True},
-            )
-            is None
+        stale = record(
+            conn, scope=topia.scope, lease=old, job=running, state="done", result={"stale": True}
         )
+        assert stale is None
         assert topia.get_job(job.id) == running  # nothing changed, not even updated_at
-        stale_claim = store.job_claim_head(conn, scope=topia.scope, lease=old, node="old-node")
-        assert not stale_claim.leased and not stale_claim.claimed
-        assert store.lease_renew(conn, scope=topia.scope, ttl=30.0, leases=[old]) == set()
-        store.lease_release(conn, scope=topia.scope, lease=old)
+        stale_claim = claim(conn, topia.scope, old, owner="old-owner")
+        assert stale_claim.lease is None and stale_claim.found is None
+        assert steps.lease_renew(conn, scope=topia.scope, ttl=30.0, leases=[(old, None)]) == set()
+        steps.lease_release(conn, scope=topia.scope, releases=[(old, None, 0)])
         owner = conn.execute(
-            "SELECT owner, lease_id FROM queuetopia_leases WHERE scope = %s", (topia.scope,)
+            "SELECT owner, lease_id, locked_until > now() FROM queuetopia_leases WHERE scope = %s",
+            (topia.scope,),
         ).fetchone()
-        assert owner == ("new-owner", new.lease_id)  # the stale release took nothing away
+        assert owner == ("new-owner", new.lease_id, True)  # the stale release took nothing
 
-        # The new claim sees the lost worker's job and records it as a failed attempt.
-        seen = store.job_claim_head(conn, scope=topia.scope, lease=new, node="new-node")
-        assert seen.leased and not seen.claimed
-        assert seen.head is not None and seen.head.state == JobState.RUNNING
+        # The new holder sees the lost worker's job and records it as a failed attempt.
+        seen = claim(conn, topia.scope, new, owner="new-owner", zombies=True)
+        assert seen.found is Found.ZOMBIE and seen.job is not None
+        assert seen.job.state == JobState.RUNNING and seen.job.id == job.id
         recovered = record(
             conn,
             scope=topia.scope,
             lease=new,
-            job=seen.head,
+            job=seen.job,
             state="pending",
             error="worker lost: old-node",
             backoff=0.0,
+            owner="new-owner",
         )
         assert recovered is not None
         assert (recovered.state, recovered.attempts) == (JobState.PENDING, 1)
-        again = store.job_claim_head(conn, scope=topia.scope, lease=new, node="new-node")
-        assert again.claimed and again.head is not None and again.head.attempts == 2
+        again = claim(conn, topia.scope, new, owner="new-owner")
+        assert again.found is Found.CLAIMED and again.job is not None and again.job.attempts == 2
 
 
 def test_a_worker_whose_lease_was_taken_over_discards_its_outcome(

@@ -1,8 +1,8 @@
 """queuetopia/db/queries.py loads one statement from each file of queuetopia/db/sql/: every
-file is a constant, every constant is run by queuetopia/db/store.py, and what PostgreSQL
-gets is the file without its comments, small enough for psycopg's statement cache.
-The fragments written out in several files (the job columns, the head claim, the
-lease fence) are the same in each."""
+file is a constant, every constant is run by the database layer (queuetopia/db/), and
+what PostgreSQL gets is the file without its comments, small enough for psycopg's
+statement cache (or prepared by name). The fragments written out in several files
+(the job columns, the rewind, the operator's record) are the same in each."""
 
 from __future__ import annotations
 
@@ -11,11 +11,9 @@ import re
 from importlib import resources
 from pathlib import Path
 
-import pytest
-
 from queuetopia.db import queries
 
-STORE = Path(queries.__file__).with_name("store.py")
+LAYER = Path(queries.__file__).parent
 
 # Constants of queries.py that are not statements of their own, so neither have a file
 # nor need to be run by store.py.
@@ -25,7 +23,12 @@ NOT_STATEMENTS = {
     # The job columns, written out in full in each statement that returns jobs (see
     # test_every_copy_of_the_job_columns_is_whole); kept as the reference list.
     "JOB_COLUMNS",
+    # JOB_STEP as a worker's connection prepares it by name, and the EXECUTE of it.
+    "JOB_STEP_PREPARE",
+    "JOB_STEP_EXECUTE",
 }
+# Statements longer than psycopg's cache, and why they may be.
+LONG = {"JOB_STEP": "prepared by name on a worker's connection (queries.JOB_STEP_PREPARE)"}
 
 # psycopg caches a statement's conversion only up to this length in bytes
 # (psycopg._queries.MAX_CACHED_STATEMENT_LENGTH); see queries.compact.
@@ -54,14 +57,18 @@ def statements() -> dict[str, str]:
 
 
 def used_by_store() -> set[str]:
-    tree = ast.parse(STORE.read_text("utf-8"))
-    return {
-        node.attr
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Attribute)
-        and isinstance(node.value, ast.Name)
-        and node.value.id == "queries"
-    }
+    """The statements the modules of the database layer run."""
+    used = set()
+    for path in LAYER.glob("*.py"):
+        tree = ast.parse(path.read_text("utf-8"))
+        used |= {
+            node.attr
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "queries"
+        }
+    return used
 
 
 def test_every_file_is_a_constant_and_every_constant_a_file() -> None:
@@ -85,7 +92,19 @@ def test_every_statement_is_run_by_the_store() -> None:
 
 def test_the_statements_fit_psycopgs_cache() -> None:
     for name, value in statements().items():
-        assert len(value.encode()) <= PSYCOPG_CACHE_LIMIT, name
+        assert len(value.encode()) <= PSYCOPG_CACHE_LIMIT or name in LONG, name
+    assert len(queries.JOB_STEP_EXECUTE.encode()) <= PSYCOPG_CACHE_LIMIT
+
+
+def test_the_prepared_step_is_the_step_with_positional_parameters() -> None:
+    prepared = queries.JOB_STEP_PREPARE
+    assert prepared.startswith("PREPARE queuetopia_job_step (text, text, text, float8, jsonb) AS ")
+    assert "%(" not in prepared
+    names = ("scope", "owner", "node", "ttl", "batch")
+    back = prepared.split(" AS ", 1)[1]
+    for position, name in enumerate(names, 1):
+        back = back.replace(f"${position}", f"%({name})s")
+    assert back == queries.JOB_STEP
 
 
 def test_the_files_use_only_what_the_loader_understands() -> None:
@@ -112,38 +131,27 @@ def test_every_copy_of_the_job_columns_is_whole() -> None:
             assert value.startswith(columns, start), f"{name}: {value[start:][:400]}"
         if starts:
             copies[name] = len(starts)
-    assert copies["JOB_CLAIM_HEAD"] == 3
-    assert copies["LEASE_ACQUIRE"] == copies["JOB_FINISH"] == 2
+    assert copies["JOB_STEP"] == 2
     assert copies["JOB_GET"] == 1
 
 
-HEAD_CLAIM = re.compile(
-    r"claimed AS \( (UPDATE queuetopia_jobs j SET state = 'running'.*?q\.paused\)\))"
-)
+REWIND = re.compile(r"rewound AS \( UPDATE queuetopia_queues q SET rewinds = .*?WHERE q\.scope")
 
 
-@pytest.mark.parametrize("other", ["LEASE_ACQUIRE", "JOB_FINISH"])
-def test_the_head_claim_is_the_same_in_each_statement(other: str) -> None:
-    """The claim written out in LEASE_ACQUIRE and JOB_FINISH is JOB_CLAIM_HEAD's (which
-    adds its lease fence after it)."""
-    mine = HEAD_CLAIM.search(queries.JOB_CLAIM_HEAD)
-    theirs = HEAD_CLAIM.search(getattr(queries, other))
-    assert mine and theirs
-    assert theirs.group(1) == mine.group(1)
-    assert queries.JOB_CLAIM_HEAD[mine.end() :].startswith(" AND EXISTS (SELECT 1 FROM lease)")
-
-
-def test_the_lease_fence_is_the_same_in_each_statement() -> None:
-    fence = queries.JOB_CLAIM_HEAD[: queries.JOB_CLAIM_HEAD.index("FOR UPDATE )") + 12]
-    assert fence.startswith("WITH lease AS ( SELECT 1 FROM queuetopia_leases")
-    assert queries.JOB_NOTE_ERROR.startswith(fence)
-    assert queries.JOB_NOTE_ERROR.endswith("AND EXISTS (SELECT 1 FROM lease)")
+def test_the_rewind_is_the_same_in_each_statement() -> None:
+    """A job put back into its line behind a worker's floor counts a rewind the same
+    way whether a producer or an operator put it there (docs/design.md)."""
+    found = {
+        name: REWIND.findall(getattr(queries, name)) for name in ("JOB_INSERT_MANY", "JOB_RETRY")
+    }
+    assert all(len(rewinds) == 1 for rewinds in found.values()), found
+    assert found["JOB_INSERT_MANY"] == found["JOB_RETRY"]
 
 
 def test_both_enqueue_statements_differ_only_in_their_input() -> None:
     many, uniform = queries.JOB_INSERT_MANY, queries.JOB_INSERT_UNIFORM
     assert many.startswith("WITH input AS (") and uniform.startswith("WITH input AS (")
-    rest = "), per_queue AS ("
+    rest = "), locked AS MATERIALIZED ("
     assert many[many.index(rest) :] == uniform[uniform.index(rest) :]
 
 

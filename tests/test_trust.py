@@ -1,79 +1,82 @@
 """A worker that was paused or partitioned between claiming a job and starting it
 must not start it once its lease is past the local trust deadline: the lease may be
-another worker's by then (docs/guarantees.md)."""
+another worker's by then (docs/guarantees.md). The check is the very last step before
+the action's first line (Hold.started), for plain and `async def` actions alike."""
 
 from __future__ import annotations
 
-import threading
+import asyncio
 import time
-from collections.abc import Callable
-from typing import Any
 
 import psycopg
+import pytest
 
 from queuetopia import Queuetopia
-from queuetopia.completer import Completer
-from queuetopia.db import store
-from queuetopia.events import LogObserver, Observers
-from queuetopia.fairness import Skips, Turns
-from queuetopia.leases import Held
-from queuetopia.runner import Runner
+from queuetopia.models import Outcome
+from queuetopia.worker.executor import execute, execute_async
+from queuetopia.worker.holds import Hold
 
+from .helpers import claim
 from .test_processes import take_lease
 
 
-def runner_on(topia: Queuetopia, conn: psycopg.Connection[Any]) -> Runner:
-    def bookkeeping(fn: Callable[[psycopg.Connection[Any]], Any]) -> Any:
-        return fn(conn)
-
-    engine, stopping, observers = topia.engine, threading.Event(), Observers([LogObserver()])
-    completer = Completer(
-        topia.scope, "paused-node", engine.registry, bookkeeping, observers, stopping
-    )
-    return Runner(
-        completer,
-        engine.registry,
-        turns=Turns(),
-        skips=Skips(60.0),
-        stopping=stopping,
-        observers=observers,
-        max_result_bytes=engine.settings.max_result_bytes,
-    )
-
-
-def claim_and_drain(topia: Queuetopia, dsn: str, trusted_for: float) -> tuple[list[int], Held]:
-    """Claim the head of queue "q" and drain it with a lease trusted for `trusted_for`
+def claim_and_run(
+    topia: Queuetopia, dsn: str, trusted_for: float, kind: str
+) -> tuple[Outcome, Hold]:
+    """Claim the head of queue "q" and run it under a hold trusted for `trusted_for`
     more seconds (negative: the trust window ran out before the job could start);
-    return what the action ran and the lease as the runner left it."""
-    ran: list[int] = []
-
-    @topia.action("record")
-    def record() -> None:
-        ran.append(1)
-
-    topia.create_job("q", "record")
+    return how the attempt ended and the hold as it left it."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         lease = take_lease(conn, topia.scope, "owner")
         assert lease is not None
-        claimed = store.job_claim_head(conn, scope=topia.scope, lease=lease, node="node")
-        assert claimed.claimed and claimed.head is not None
-        held = Held(lease, trusted_until=time.monotonic() + trusted_for)
-        runner_on(topia, conn).drain(held, claimed.head)
-    return ran, held
+        claimed = claim(conn, topia.scope, lease, owner="owner")
+        assert claimed.job is not None
+    job, action = claimed.job, topia.actions[kind]
+    hold = Hold(lease, trusted_until=time.monotonic() + trusted_for)
+    if kind == "plain":
+        return execute(job, action, lambda e: hold.started(e, job)), hold
+    attempt = execute_async(job, action, lambda e: hold.started(e, job))
+    return asyncio.run(_in_a_task(attempt)), hold
 
 
-def test_a_claimed_job_does_not_start_past_the_trust_deadline(topia: Queuetopia, dsn: str) -> None:
+async def _in_a_task(attempt: object) -> Outcome:
+    return await asyncio.create_task(attempt)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def ran(topia: Queuetopia) -> list[str]:
+    ran: list[str] = []
+
+    @topia.action("plain")
+    def plain() -> None:
+        ran.append("plain")
+
+    @topia.action("coroutine")
+    async def coroutine() -> None:
+        ran.append("coroutine")
+
+    return ran
+
+
+@pytest.mark.parametrize("kind", ["plain", "coroutine"])
+def test_a_claimed_job_does_not_start_past_the_trust_deadline(
+    topia: Queuetopia, dsn: str, ran: list[str], kind: str
+) -> None:
     # Given a claim whose trust window ran out before its job could start (the process
-    # was stopped right after claiming), when its runner gets to the job,
-    ran, held = claim_and_drain(topia, dsn, trusted_for=-1.0)
+    # was stopped right after claiming), when the job gets to start,
+    topia.create_job("q", kind)
+    outcome, hold = claim_and_run(topia, dsn, -1.0, kind)
     # then the action never runs and the lease is no longer trusted.
     assert ran == []
-    assert held.lost
-    assert [job.state for job in topia.list_jobs()] != ["done"]
+    assert hold.lost
+    assert (outcome.ok, outcome.interrupted) == (False, "lease lost")
 
 
-def test_a_trusted_claim_runs_its_job(topia: Queuetopia, dsn: str) -> None:
-    ran, held = claim_and_drain(topia, dsn, trusted_for=30.0)
-    assert ran == [1]
-    assert not held.lost
-    assert [job.state for job in topia.list_jobs()] == ["done"]
+@pytest.mark.parametrize("kind", ["plain", "coroutine"])
+def test_a_trusted_claim_runs_its_job(
+    topia: Queuetopia, dsn: str, ran: list[str], kind: str
+) -> None:
+    topia.create_job("q", kind)
+    outcome, hold = claim_and_run(topia, dsn, 30.0, kind)
+    assert ran == [kind]
+    assert not hold.lost and outcome.ok

@@ -6,9 +6,9 @@ from __future__ import annotations
 import psycopg
 
 from queuetopia import Queuetopia
-from queuetopia.db import store
+from queuetopia.models import Found
 
-from .helpers import record
+from .helpers import claim, record
 from .test_processes import expire, take_lease
 
 
@@ -17,16 +17,16 @@ def test_a_worker_lost_record_carries_the_recovering_lease(topia: Queuetopia, ds
     with psycopg.connect(dsn, autocommit=True) as conn:
         old = take_lease(conn, topia.scope, "old-owner")
         assert old is not None
-        running = store.job_claim_head(conn, scope=topia.scope, lease=old, node="old").head
+        running = claim(conn, topia.scope, old, owner="old-owner").job
         assert running is not None and running.lease_id == old.lease_id
         expire(conn, topia.scope)
         new = take_lease(conn, topia.scope, "new-owner")
         assert new is not None
-        lost = store.job_claim_head(conn, scope=topia.scope, lease=new, node="new")
-        assert not lost.claimed and lost.head == running  # a lost worker's job, to recover
+        lost = claim(conn, topia.scope, new, owner="new-owner", zombies=True)
+        assert lost.found is Found.ZOMBIE and lost.job == running  # to recover
         recorded = record(
             conn, scope=topia.scope, lease=new, job=running, state="pending", error="worker lost",
-            backoff=60.0,
+            backoff=60.0, owner="new-owner",
         )  # fmt: skip
         assert recorded is not None and recorded.attempts == 1
         assert recorded.lease_id == new.lease_id != old.lease_id

@@ -19,6 +19,7 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
+from . import queries
 from .translate import Diagnose, connecting, schema_explained, translate_errors
 
 DSN_ENV = "QUEUETOPIA_DSN"
@@ -240,7 +241,8 @@ class Database:
         return conn
 
     async def connect_worker_async(self) -> psycopg.AsyncConnection[Any]:
-        """`connect_worker`, for the worker's event loop (its steps)."""
+        """`connect_worker`, for the worker's event loop, with the step prepared by name
+        (queries.JOB_STEP_PREPARE) unless prepared statements are off."""
         with connecting(self.dsn):
             conn = await BoundedAsyncConnection.connect(self.dsn, autocommit=True, **self.kwargs)
         await self._configure_async(conn)
@@ -251,6 +253,7 @@ class Database:
             with translate_errors():
                 await conn.execute("SET enable_seqscan = off")
                 await conn.execute("SET plan_cache_mode = force_generic_plan")
+                await conn.execute(queries.JOB_STEP_PREPARE)
         except BaseException:
             await conn.close()
             raise

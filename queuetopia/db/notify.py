@@ -13,7 +13,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from ..errors import QueuetopiaError
+from ..errors import QueuetopiaError, ValidationError
+from ..validation import check_name
 from .connections import Database
 from .queries import CHANNEL
 from .translate import translate_errors
@@ -35,6 +36,14 @@ def notify_payload(scope: str, queues: list[str]) -> str:
     if len(queues) > 1 and len(text.encode()) > MAX_PAYLOAD:
         return json.dumps([scope, ""], ensure_ascii=False, separators=(",", ":"))
     return text
+
+
+def _is_name(queue: str) -> bool:
+    try:
+        check_name("queue", queue)
+    except ValidationError:
+        return False
+    return True
 
 
 def parse_payload(payload: str) -> tuple[str, list[str]] | None:
@@ -131,4 +140,5 @@ class Listener:
         parsed = parse_payload(payload)
         if parsed is not None and parsed[0] == self._scope:
             for queue in parsed[1]:
-                self._on_notify(queue)
+                if queue == "" or _is_name(queue):  # a worker looks the queue up
+                    self._on_notify(queue)

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
-from psycopg import pq
+from psycopg import AsyncClientCursor, pq
 from psycopg.rows import tuple_row
 from psycopg.types.json import JsonbLoader, JsonLoader
 
@@ -83,12 +83,16 @@ def job_of(row: dict[str, Any]) -> Job:
 
 
 async def fetch_async(
-    conn: AsyncConn, statement: str, params: dict[str, Any]
+    conn: AsyncConn, statement: str, params: dict[str, Any], *, client_side: bool = False
 ) -> list[dict[str, Any]]:
+    """With `client_side`, the parameters are bound into the statement's text by the
+    client and it goes as a simple query: the way to EXECUTE a statement prepared by
+    name, as utility statements take no bind parameters."""
+    cursor = AsyncClientCursor(conn, row_factory=tuple_row) if client_side else None
     with translate_errors():
-        async with conn.cursor(row_factory=tuple_row) as cur:
+        async with cursor or conn.cursor(row_factory=tuple_row) as cur:
             _own_loaders(cur)
-            await cur.execute(statement, params)
+            await cur.execute(statement, params, prepare=False if client_side else None)
             names = _names_of(cur, statement)
             return (
                 []

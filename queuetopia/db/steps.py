@@ -39,10 +39,23 @@ def job_step(
 
 
 async def job_step_async(
-    conn: AsyncConn, *, scope: str, owner: str, node: str, ttl: float, items: Sequence[StepItem]
+    conn: AsyncConn,
+    *,
+    scope: str,
+    owner: str,
+    node: str,
+    ttl: float,
+    items: Sequence[StepItem],
+    prepared: bool = False,
 ) -> list[Step]:
+    """`job_step` on the worker's loop; with `prepared`, through the statement its
+    connection prepared (queries.JOB_STEP_PREPARE)."""
     params = _step_params(scope, owner, node, ttl, items)
-    return _steps(await fetch_async(conn, queries.JOB_STEP, params), items)
+    if prepared:
+        found = await fetch_async(conn, queries.JOB_STEP_EXECUTE, params, client_side=True)
+    else:
+        found = await fetch_async(conn, queries.JOB_STEP, params)
+    return _steps(found, items)
 
 
 def _step_params(
@@ -124,7 +137,7 @@ _STEP_ONLY = (
     "step_queue", "leased", "step_lease", "step_token", "step_floor_at", "step_floor_seq",
     "step_seen", "step_takeover", "recorded", "searched", "search_at", "search_seq", "quiet",
     "rewinds",
-    "paused", "seen_updated", "db_now", "outcome",
+    "paused", "rewinds_settled", "db_now", "outcome",
 )  # fmt: skip
 
 
@@ -186,12 +199,6 @@ def lease_renew(
         "floor_seqs": [None if floor is None else floor[1] for _, floor in leases],
     }
     return {row["queue"] for row in fetch(conn, queries.LEASE_RENEW, params)}
-
-
-def lease_owned(conn: Conn, *, scope: str, owner: str) -> list[Lease]:
-    """The live leases `owner` holds (after a step whose reply was lost)."""
-    found = fetch(conn, queries.LEASE_OWNED, {"scope": scope, "owner": owner})
-    return [Lease(r["queue"], r["lease_id"], r["token"]) for r in found]
 
 
 def queue_next_due(conn: Conn, *, scope: str, owner: str, queues: list[str] | None) -> float | None:

@@ -227,6 +227,8 @@ class Dispatcher:
     def _failed_step(self, item: StepItem) -> None:
         """The step failed for good: give the queue up (its lease, if any, runs out)."""
         self.acquiring.pop(item.queue, None)
+        if item.finish is not None:
+            self._failed.pop(item.finish.job.id, None)
         turn = self.turns.get(item.queue)
         if item.lease is not None and turn is not None and turn.hold.lease == item.lease:
             self._forget(turn)
@@ -278,6 +280,7 @@ class Dispatcher:
             self._start(turn, job)  # claimed now, or by a step whose reply was lost
             return
         self._free_slot()
+        turn.ran = 0  # the turn ends with the queue's line
         if job is not None and running:
             self._recover(turn, job)  # a job a vanished worker left running
             return

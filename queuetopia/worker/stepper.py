@@ -104,6 +104,7 @@ class Stepper:
                     node=self._node,
                     ttl=self._ttl,
                     items=items,
+                    prepared=self._database.prepare_threshold is not None,
                 )
             except (DatabaseUnavailable, DatabaseConflict) as exc:
                 await self._drop(exc)

@@ -4,8 +4,8 @@
 -- - Commit order (docs/guarantees.md, rule 1): the transaction-scoped advisory lock of
 --   each queue of the call, taken in key order so two bulk producers never deadlock,
 --   held until the caller's transaction commits: a second producer of the same queue
---   waits here. Only then are the jobs numbered (seq is the job's id, drawn from its
---   sequence in input order) and, for jobs due now, timed (`clock_timestamp()`), so
+--   waits here. Only then are the jobs numbered (seq, drawn from queuetopia_seq in
+--   input order) and, for jobs due now, timed (`clock_timestamp()`), so
 --   (scheduled_at, seq) follows commit order. Other queues never contend. No shared
 --   row is written for this (docs/design.md, "Order equals commit order").
 -- - The queue row is created by the first job of a queue, and its ready_at hint is
@@ -13,8 +13,7 @@
 --   already, or held by a worker, is not written at all.
 -- - A job scheduled before the moment it joins its queue (a time in the past) may
 --   land behind a worker's floor: it counts a rewind on the queue row, with the
---   earliest position rewound to (docs/design.md, "The floor"). While the lease holder
---   has seen every earlier rewind, the position starts afresh.
+--   earliest position rewound to (docs/design.md, "The floor").
 -- - A job whose unique_key is held by a job still in line in its queue is not
 --   written (the partial unique index decides, race-safe); `position` tells the
 --   caller which jobs were written.
@@ -38,10 +37,10 @@ WITH input AS (
                                 in_on_exhausted, in_unique_key, in_ord)
 ), locked AS MATERIALIZED (
     SELECT count(pg_advisory_xact_lock(1364479824, lock_key)) AS locks
-      FROM (SELECT DISTINCT queuetopia_lock_key(%(scope)s, in_queue) AS lock_key
+      FROM (SELECT DISTINCT queuetopia_lock_key(%(scope)s::text, in_queue) AS lock_key
               FROM input ORDER BY 1) AS keys
 ), numbered AS MATERIALIZED (
-    SELECT i.*, nextval('queuetopia_jobs_id_seq'::regclass) AS new_id,
+    SELECT i.*, nextval('queuetopia_seq') AS new_seq,
            clock_timestamp() AS joined_at,
            row_number() OVER (PARTITION BY in_queue ORDER BY in_ord) AS in_position
       FROM input i CROSS JOIN locked
@@ -63,11 +62,10 @@ WITH input AS (
        AND (q.ready_at IS NULL OR q.ready_at > pq_ready)
     RETURNING q.queue
 ), ins AS (
-    INSERT INTO queuetopia_jobs (id, scope, queue, seq, action, params, on_exhausted,
+    INSERT INTO queuetopia_jobs (scope, queue, seq, action, params, on_exhausted,
                                  max_attempts, timeout, max_backoff, meta, scheduled_at,
                                  unique_key)
-    OVERRIDING SYSTEM VALUE
-    SELECT new_id, %(scope)s, in_queue, new_id, in_action, in_params, in_on_exhausted,
+    SELECT %(scope)s, in_queue, new_seq, in_action, in_params, in_on_exhausted,
            in_max_attempts, in_timeout, in_max_backoff, %(meta)s, new_at, in_unique_key
       FROM timed
      ORDER BY in_ord
@@ -76,28 +74,27 @@ WITH input AS (
     RETURNING id, queue, seq, params, scheduled_at, inserted_at, updated_at
 ), behind AS (
     SELECT DISTINCT ON (queue) queue AS bq, scheduled_at AS b_at, seq AS b_seq
-      FROM ins JOIN timed ON new_id = id
+      FROM ins JOIN timed ON new_seq = seq
      WHERE new_at < joined_at
      ORDER BY queue, scheduled_at, seq
 ), rewound AS (
-    -- The rewind read from the row itself (q.*), as it is once this statement holds
+    -- The earliest position rewound to since the lease holder last looked (it clears
+    -- it then), read from the row itself (q.*), as it is once this statement holds
     -- the queue's lock, not from the statement's snapshot, taken before the wait.
     UPDATE queuetopia_queues q
        SET rewinds = q.rewinds + 1,
-           rewind_at = CASE WHEN q.rewind_at IS NULL OR coalesce(l_seen >= q.rewinds, false)
+           rewind_at = CASE WHEN q.rewind_at IS NULL
                                  OR (b_at, b_seq) < (q.rewind_at, q.rewind_seq)
                             THEN b_at ELSE q.rewind_at END,
-           rewind_seq = CASE WHEN q.rewind_at IS NULL OR coalesce(l_seen >= q.rewinds, false)
+           rewind_seq = CASE WHEN q.rewind_at IS NULL
                                   OR (b_at, b_seq) < (q.rewind_at, q.rewind_seq)
                              THEN b_seq ELSE q.rewind_seq END
-      FROM (SELECT behind.*, l.rewinds_seen AS l_seen
-              FROM behind
-              LEFT JOIN queuetopia_leases l ON l.scope = %(scope)s AND l.queue = bq) AS b
+      FROM behind
      WHERE q.scope = %(scope)s AND q.queue = bq
 ), wake AS (
     SELECT pg_notify('queuetopia', %(wake)s::text)
 )
 SELECT ins.*, in_position AS position
   FROM ins
-  JOIN numbered ON new_id = ins.id
+  JOIN numbered ON new_seq = ins.seq
  CROSS JOIN wake

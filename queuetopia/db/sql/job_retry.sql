@@ -16,7 +16,7 @@ WITH target AS (
        AND state IN ('pending', 'failed', 'cancelled')
 ), locked AS MATERIALIZED (
     SELECT count(pg_advisory_xact_lock(1364479824, lock_key)) AS locks
-      FROM (SELECT DISTINCT queuetopia_lock_key(%(scope)s, target_queue) AS lock_key
+      FROM (SELECT DISTINCT queuetopia_lock_key(%(scope)s::text, target_queue) AS lock_key
               FROM target ORDER BY 1) AS keys
 ), retried AS (
     UPDATE queuetopia_jobs t
@@ -46,19 +46,18 @@ WITH target AS (
       FROM retried
      ORDER BY queue, scheduled_at, seq
 ), rewound AS (
-    -- The rewind read from the row itself (q.*), as it is once this statement holds
+    -- The earliest position rewound to since the lease holder last looked (it clears
+    -- it then), read from the row itself (q.*), as it is once this statement holds
     -- the queue's lock, not from the statement's snapshot, taken before the wait.
     UPDATE queuetopia_queues q
        SET rewinds = q.rewinds + 1,
-           rewind_at = CASE WHEN q.rewind_at IS NULL OR coalesce(l_seen >= q.rewinds, false)
+           rewind_at = CASE WHEN q.rewind_at IS NULL
                                  OR (b_at, b_seq) < (q.rewind_at, q.rewind_seq)
                             THEN b_at ELSE q.rewind_at END,
-           rewind_seq = CASE WHEN q.rewind_at IS NULL OR coalesce(l_seen >= q.rewinds, false)
+           rewind_seq = CASE WHEN q.rewind_at IS NULL
                                   OR (b_at, b_seq) < (q.rewind_at, q.rewind_seq)
                              THEN b_seq ELSE q.rewind_seq END
-      FROM (SELECT behind.*, l.rewinds_seen AS l_seen
-              FROM behind
-              LEFT JOIN queuetopia_leases l ON l.scope = %(scope)s AND l.queue = bq) AS b
+      FROM behind
      WHERE q.scope = %(scope)s AND q.queue = bq
 )
 SELECT retried.* FROM retried

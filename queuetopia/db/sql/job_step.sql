@@ -18,7 +18,8 @@
 -- behind which nothing is in line, so the search never walks the index entries of the
 -- queue's done jobs, dead or not (docs/design.md, "The floor"). Where the queue row
 -- counts rewinds the item has not seen (a job put back before the floor), the search
--- starts at the rewind instead, and the lease records them as seen.
+-- starts at the rewind instead, the lease records them as seen and the queue row's
+-- rewind position is cleared.
 -- With in_zombies (a lease taken over from a vanished holder, or a step retried after
 -- its reply was lost), a job of the queue still marked running is returned instead of
 -- the head, even when it is not the head (an operator retried an earlier job while it
@@ -129,7 +130,7 @@ WITH input AS (
                         >= (coalesce(l_floor_at, '-infinity'), coalesce(l_floor_seq, 0))
                 THEN coalesce(l_floor_seq, 0) ELSE q.rewind_seq END AS s_seq,
            rec_id AS s_skip,
-           pg_try_advisory_xact_lock_shared(1364479824, queuetopia_lock_key(%(scope)s, lq))
+           pg_try_advisory_xact_lock_shared(1364479824, queuetopia_lock_key(%(scope)s::text, lq))
                AS s_quiet
       FROM lease
       JOIN input ON in_queue = lq
@@ -143,6 +144,19 @@ WITH input AS (
      WHERE l.scope = %(scope)s AND l.queue = sq AND l.lease_id = s_lease
        AND l.rewinds_seen < s_rewinds
     RETURNING l.queue
+), cleared AS (
+    -- The rewinds applied, the queue's rewind position is cleared, unless a producer
+    -- or an operator holds the queue row (SKIP LOCKED: a worker never waits for them;
+    -- the position stays, which only makes the next rewind search from further back).
+    UPDATE queuetopia_queues q SET rewind_at = NULL, rewind_seq = NULL
+      FROM search
+     WHERE q.scope = %(scope)s AND q.queue = sq AND q.rewinds = s_rewinds
+       AND q.ctid = ANY(ARRAY(
+           SELECT c.ctid FROM queuetopia_queues c
+            WHERE c.scope = %(scope)s AND c.queue = ANY(ARRAY(SELECT sq FROM search))
+              AND c.rewind_at IS NOT NULL
+              FOR NO KEY UPDATE SKIP LOCKED))
+    RETURNING q.queue
 ), zombie AS (
     SELECT sq AS zq, z.id AS zombie_id, z.lease_id IS DISTINCT FROM s_lease AS lost
       FROM search CROSS JOIN LATERAL (
@@ -196,7 +210,8 @@ SELECT in_queue AS step_queue, lq IS NOT NULL AS leased, l_lease AS step_lease,
        l_seen AS step_seen, l_zombies AS step_takeover, rec_id IS NOT NULL AS recorded,
        sq IS NOT NULL AS searched, nullif(s_at, '-infinity') AS search_at,
        s_seq AS search_seq, s_quiet AS quiet, s_rewinds AS rewinds,
-       s_paused AS paused, (SELECT count(*) FROM seen) AS seen_updated, now() AS db_now,
+       s_paused AS paused, (SELECT count(*) FROM seen) + (SELECT count(*) FROM cleared)
+           AS rewinds_settled, now() AS db_now,
        found.*
   FROM input
   LEFT JOIN lease ON lq = in_queue
