@@ -158,7 +158,10 @@ class _Drain:
         hold.searched(step)
         job = step.job
         if job is not None and job.state is JobState.RUNNING and step.found is not Found.CLAIMED:
-            self._record(hold, judge(job, lost(job), self._action(job), 0.0))
+            gone = lost(job)
+            finish = judge(job, gone, self._action(job), 0.0)
+            if self._record(hold, finish):
+                self._failed(hold, finish, gone)
             step = self._step(StepItem(hold.queue, hold.lease, hold.floor, hold.seen, claim=True))
             hold.searched(step)
             job = step.job

@@ -6,8 +6,8 @@ is shared with another thread but the holds (holds.py).
 
 A held queue keeps its lease while it has nothing to run (docs/design.md, "Holding
 queues"): a queue with a job now and then is claimed from its hold, with no lease
-written per job. It gives the lease back when it has been idle for IDLE_HOLD, when
-its turn is over while other queues wait for a slot, and when the worker stops."""
+written per job. It gives the lease back when it has been idle for lock_ttl, when its
+turn is over while other queues wait for a slot, and when the worker stops."""
 
 from __future__ import annotations
 
@@ -49,8 +49,6 @@ from .verdict import judge, lost
 
 logger = logging.getLogger("queuetopia.worker")
 
-# A held queue with nothing to run gives its lease back after this many seconds.
-IDLE_HOLD = 10.0
 # Retention: a small batch a minute keeps locks and vacuum work small.
 PRUNE_EVERY = 60.0
 PRUNE_BATCH = 500
@@ -293,9 +291,11 @@ class Dispatcher:
 
     def _recover(self, turn: Turn, job: Job) -> None:
         """Record the attempt of a job a vanished worker left running, then claim."""
-        action = self.kit.registry.get(job.action)
+        action, outcome = self.kit.registry.get(job.action), lost(job)
+        if self.kit.registry.failure_hooks(job.action):
+            self._failed[job.id] = outcome  # a failed attempt: the hooks run once recorded
         self._take_slot()
-        self._submit(turn, claim=True, finish=judge(job, lost(job), action, 0.0))
+        self._submit(turn, claim=True, finish=judge(job, outcome, action, 0.0))
 
     def _idle(self, turn: Turn, *, after: Finish | None) -> None:
         """The queue's slot is free: after an attempt recorded without a claim."""
@@ -450,14 +450,12 @@ class Dispatcher:
         self.fill()
 
     def _release_idle(self) -> None:
-        """Give back the queues that have had nothing to run for IDLE_HOLD."""
-        now = time.monotonic()
+        """Give back the queues that have had nothing to run for lock_ttl."""
+        since = time.monotonic() - self.kit.settings.lock_ttl
         idle = [
             t
             for t in self.turns.values()
-            if t.phase is Phase.IDLE
-            and now - t.idle_since >= IDLE_HOLD
-            and t.hold.queue not in self.due
+            if t.phase is Phase.IDLE and t.idle_since <= since and t.hold.queue not in self.due
         ]
         for start in range(0, len(idle), RELEASE_BATCH):
             self._release(idle[start : start + RELEASE_BATCH], wake=False)

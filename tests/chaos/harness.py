@@ -496,14 +496,15 @@ class Chaos:
         )
         return time.monotonic() - began
 
-    def wait_released(self, timeout: float | None = None, *, live_only: bool = False) -> None:
-        """Wait until no lease of the scope is left (expired ones included, unless
-        `live_only`)."""
-        live = " AND locked_until > now()" if live_only else ""
+    def wait_released(self, timeout: float | None = None) -> None:
+        """Wait until no live lease of the scope is left: a worker holds a queue with
+        nothing to run for up to lock_ttl, then releases it (its row stays, expired),
+        and a dead worker's lease runs out."""
         wait_for(
             lambda: (
                 self.db.value(
-                    "SELECT count(*) FROM queuetopia_leases WHERE scope = %s" + live,
+                    "SELECT count(*) FROM queuetopia_leases WHERE scope = %s"
+                    " AND locked_until > now()",
                     (self.scope,),
                 )
                 == 0
@@ -709,10 +710,9 @@ class Chaos:
                     lines.append(f"  worker {proc.pid}: {line['time']} {line['message']}")
         return lines
 
-    def assert_drained(self, *, live_only: bool = False) -> None:
-        """No lease (with `live_only`, no live one) and no running job left once the
-        work is done."""
-        self.wait_released(live_only=live_only)
+    def assert_drained(self) -> None:
+        """No live lease and no running job left once the work is done."""
+        self.wait_released()
         running = self.db.value(
             "SELECT count(*) FROM queuetopia_jobs WHERE scope = %s AND state = 'running'",
             (self.scope,),

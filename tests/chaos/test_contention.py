@@ -38,7 +38,10 @@ def test_exclusivity_under_contention(make_chaos: Callable[..., Chaos], sizes: S
     assert len(pids) == workers, "some worker took no part: there was no contention"
     assert chaos.stop_all() == [0] * workers
     assert (
-        chaos.db.value("SELECT count(*) FROM queuetopia_leases WHERE scope = %s", (chaos.scope,))
+        chaos.db.value(
+            "SELECT count(*) FROM queuetopia_leases WHERE scope = %s AND locked_until > now()",
+            (chaos.scope,),
+        )
         == 0
     )
     chaos.assert_no_password_in_logs()

@@ -18,8 +18,9 @@ from .harness import Chaos, now
 LOCK_TTL = 3.0
 IDLE_POLL = 60.0  # workers here never poll in time: only notifications wake them
 WAKE_BOUND = 2.0  # seconds from an enqueue to the start of its job, for an idle worker
-FINISH_SQL = "array_agg(rec.id) FROM rec"
-ACQUIRE_SQL = "taken_queue AS"  # a piece of the statement that takes leases and claims
+# Pieces of the steps (JOB_STEP, prepared by name: each step sends its batch as JSON).
+FINISH_SQL = '"in_state": "done"'  # a step that records a job done
+ACQUIRE_SQL = '"in_acquire": true'  # a step that takes a lease and claims its head
 
 
 def warnings_of(chaos: Chaos, proc: Any) -> list[str]:
@@ -27,18 +28,17 @@ def warnings_of(chaos: Chaos, proc: Any) -> list[str]:
 
 
 def kind_of(backend: dict[str, Any]) -> str:
-    """Which of a worker's connections this is, from the last statement it ran."""
+    """Which of a worker's four connections this is, from the last statement it ran:
+    the listener, the heartbeat, the steps (on the event loop) or the housekeeping."""
     query = " ".join((backend["query"] or "").split())
     if query in ("LISTEN queuetopia", "SELECT 1"):
         return "listener"
-    if "UPDATE queuetopia_leases" in query and "locked_until" in query:
+    if "held_floor_at" in query:
         return "heartbeat"
-    if "'claimed' AS outcome" in query or "array_agg(rec.id) FROM rec" in query:
-        return "runner"
-    if "DELETE FROM queuetopia_leases" in query:
-        return "runner"
-    if "INSERT INTO queuetopia_leases" in query or "ready_at" in query:
-        return "loop"
+    if "queuetopia_job_step" in query:
+        return "step"
+    if "queuetopia_" in query:
+        return "house"
     return "other"
 
 
@@ -121,23 +121,24 @@ def test_the_producer_pool_survives_a_database_restart(make_chaos: Callable[...,
 
 
 def test_terminating_each_kind_of_worker_connection(make_chaos: Callable[..., Chaos]) -> None:
-    """pg_terminate_backend on the listener, the heartbeat, a runner (while its job
-    runs) and the loop of one worker, while a job runs for 3 x lock_ttl: the job keeps
-    its lease and completes once, and the worker is woken by NOTIFY again."""
+    """pg_terminate_backend on the listener, the heartbeat, the steps' connection (while
+    a job runs) and the housekeeping's of one worker, while a job runs for 3 x
+    lock_ttl: the job keeps its lease and completes once, and the worker is woken by
+    NOTIFY again."""
     chaos = make_chaos(lock_ttl=LOCK_TTL, poll=IDLE_POLL)
     worker = chaos.worker(concurrency=2)
     long = chaos.enqueue("long", 0, sleep=3 * LOCK_TTL)
     wait_for(lambda: chaos.executions(job_id=long), timeout=30, what="the long job to start")
     wait_for(
         lambda: (
-            {"listener", "heartbeat", "runner", "loop"}
+            {"listener", "heartbeat", "step", "house"}
             <= {kind_of(b) for b in chaos.backends(worker)}
         ),
         timeout=30,
         what="every kind of connection to show up",
     )
     terminated: dict[str, int] = {}
-    for kind in ("heartbeat", "runner", "listener", "loop"):
+    for kind in ("heartbeat", "step", "listener", "house"):
         victims = [b for b in chaos.backends(worker) if kind_of(b) == kind]
         assert victims, kind
         for backend in victims:

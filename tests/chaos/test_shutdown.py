@@ -21,7 +21,10 @@ FIRST_PRUNE = 6.0
 
 def leases(chaos: Chaos) -> int:
     return int(
-        chaos.db.value("SELECT count(*) FROM queuetopia_leases WHERE scope = %s", (chaos.scope,))
+        chaos.db.value(
+            "SELECT count(*) FROM queuetopia_leases WHERE scope = %s AND locked_until > now()",
+            (chaos.scope,),
+        )
     )
 
 

@@ -70,7 +70,7 @@ def _soak(chaos: Chaos, log_server: ChaosServer, sizes: Sizes) -> None:
     assert len(exited) < len(soak.slots), "every worker exited"
     took = chaos.wait_done(chaos.count(), timeout=300)
     chaos.jobs = chaos.count()
-    chaos.assert_drained(live_only=True)  # a failover may keep a lost release's lease
+    chaos.assert_drained()
     copy_log(chaos.scope, log_server.dsn, chaos.server.primary_dsn)
     failed = chaos.count("failed")
     report = chaos.check(
