@@ -311,6 +311,8 @@ class StepItem:
     """What one step does to one queue (JOB_STEP): take its lease (`lease` None) or
     work under `lease`; record `finish`; with `claim`, claim the head, searched from
     `floor` (None: the start of the line), the queue's rewinds past `seen` applied.
+    Items that take a queue may outnumber the worker's free slots: as many of them
+    are taken, and their heads claimed, as have `claim` (one slot each).
     `zombies`: look for a job left running first. `retry`: an earlier try of this
     step may have committed with its reply lost (docs/design.md)."""
 
@@ -344,6 +346,7 @@ class Step:
     queue: str
     lease: Lease | None
     taken: bool
+    due: bool  # a queue to take was due (taken, or left for want of a slot)
     floor: Position | None
     seen: int
     takeover: bool

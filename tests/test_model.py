@@ -243,8 +243,9 @@ class QueueMachine(RuleBasedStateMachine):
             found = self.step(self.item(queue, claim=True))[0]
         else:
             found = take(self.conn, self.topia.scope, queue, owner=OWNER)
-            if found.lease is None:
-                raise AssertionError(f"{queue}: no worker holds it, yet it could not be taken")
+            if found.lease is None:  # not due by its hint (only ever early), or paused
+                assert self.runnable(queue) is None, f"{queue}: may run, could not be taken"
+                return
             self.holds[queue] = Hold(found.lease, time.monotonic() + TTL, found.floor, found.seen)
         self.holds[queue].searched(found)
         self.claimed(queue, found, backoff)

@@ -21,7 +21,7 @@ from psycopg.rows import dict_row
 
 from queuetopia import Job, JobState, Queuetopia
 from queuetopia.db import steps
-from queuetopia.models import Found, Lease, StepItem
+from queuetopia.models import Found, StepItem
 
 from .helpers import claim, record, wait_for
 from .helpers import step as run_step
@@ -172,10 +172,9 @@ def test_sigterm_finishes_the_running_job_releases_and_exits_0(
 # -- fencing (in process) ------------------------------------------------------------------
 
 
-def take_lease(conn: Conn, scope: str, owner: str, ttl: float = 30.0) -> Lease | None:
-    """Take queue "q" (claiming nothing), as the worker `owner`."""
-    taken = run_step(conn, scope, StepItem("q", None), owner=owner, ttl=ttl)
-    return taken.lease  # type: ignore[no-any-return]
+def take_lease(conn: Conn, scope: str, owner: str, ttl: float = 30.0) -> Any:
+    """Take queue "q" and claim its head, as the worker `owner`: the Step."""
+    return run_step(conn, scope, StepItem("q", None, claim=True), owner=owner, ttl=ttl)
 
 
 def expire(conn: Conn, scope: str) -> None:
@@ -188,9 +187,8 @@ def expire(conn: Conn, scope: str) -> None:
 def test_a_stale_claim_cannot_record_claim_renew_or_release(topia: Queuetopia, dsn: str) -> None:
     job = topia.create_job("q", "anything", {"x": 1})
     with psycopg.connect(dsn, autocommit=True) as conn:
-        old = take_lease(conn, topia.scope, "old-owner")
-        assert old is not None
-        first = claim(conn, topia.scope, old, owner="old-owner")
+        first = take_lease(conn, topia.scope, "old-owner")
+        old = first.lease
         assert first.found is Found.CLAIMED and first.job is not None and first.job.id == job.id
         running = first.job
         assert running.attempts == 1 and running.lease_id == old.lease_id
@@ -199,7 +197,9 @@ def test_a_stale_claim_cannot_record_claim_renew_or_release(topia: Queuetopia, d
         assert record(conn, scope=topia.scope, lease=old, job=running, state="done") is None
         assert topia.get_job(job.id) == running
 
-        new = take_lease(conn, topia.scope, "new-owner")
+        # The new holder sees the lost worker's job as it takes the queue.
+        seen = take_lease(conn, topia.scope, "new-owner")
+        new = seen.lease
         assert new is not None and new.token > old.token
         stale = record(
             conn, scope=topia.scope, lease=old, job=running, state="done", result={"stale": True}
@@ -216,8 +216,7 @@ def test_a_stale_claim_cannot_record_claim_renew_or_release(topia: Queuetopia, d
         ).fetchone()
         assert owner == ("new-owner", new.lease_id, True)  # the stale release took nothing
 
-        # The new holder sees the lost worker's job and records it as a failed attempt.
-        seen = claim(conn, topia.scope, new, owner="new-owner", zombies=True)
+        # It records the lost worker's job as a failed attempt.
         assert seen.found is Found.ZOMBIE and seen.job is not None
         assert seen.job.state == JobState.RUNNING and seen.job.id == job.id
         recovered = record(
@@ -259,7 +258,7 @@ def test_a_worker_whose_lease_was_taken_over_discards_its_outcome(
         )
         expire(conn, topia.scope)
         thief = take_lease(conn, topia.scope, "thief")
-        assert thief is not None
+        assert thief.lease is not None
         release.set()
         assert ended.wait(10)
         wait_for(lambda: not worker.running_queues, what="the worker to let the queue go")

@@ -23,12 +23,11 @@ NOT_STATEMENTS = {
     # The job columns, written out in full in each statement that returns jobs (see
     # test_every_copy_of_the_job_columns_is_whole); kept as the reference list.
     "JOB_COLUMNS",
-    # JOB_STEP as a worker's connection prepares it by name, and the EXECUTE of it.
-    "JOB_STEP_PREPARE",
+    # The EXECUTE of JOB_STEP as a worker's connection prepares it by name.
     "JOB_STEP_EXECUTE",
 }
 # Statements longer than psycopg's cache, and why they may be.
-LONG = {"JOB_STEP": "prepared by name on a worker's connection (queries.JOB_STEP_PREPARE)"}
+LONG = {"JOB_STEP": "prepared by name on a worker's connection (queries.job_step_prepare)"}
 
 # psycopg caches a statement's conversion only up to this length in bytes
 # (psycopg._queries.MAX_CACHED_STATEMENT_LENGTH); see queries.compact.
@@ -87,7 +86,7 @@ def test_every_statement_is_run_by_the_store() -> None:
     """A statement nobody runs is dead; a name the store runs must exist."""
     used = used_by_store()
     assert set(statements()) - used == set()
-    assert used - set(constants()) <= {"compact", "strip_comments"}
+    assert used - set(constants()) <= {"compact", "strip_comments", "job_step_prepare"}
 
 
 def test_the_statements_fit_psycopgs_cache() -> None:
@@ -97,7 +96,7 @@ def test_the_statements_fit_psycopgs_cache() -> None:
 
 
 def test_the_prepared_step_is_the_step_with_positional_parameters() -> None:
-    prepared = queries.JOB_STEP_PREPARE
+    prepared = queries.job_step_prepare()
     assert prepared.startswith("PREPARE queuetopia_job_step (text, text, text, float8, jsonb) AS ")
     assert "%(" not in prepared
     names = ("scope", "owner", "node", "ttl", "batch")

@@ -16,7 +16,6 @@ from queuetopia.models import Outcome
 from queuetopia.worker.executor import execute, execute_async
 from queuetopia.worker.holds import Hold
 
-from .helpers import claim
 from .test_processes import take_lease
 
 
@@ -27,10 +26,9 @@ def claim_and_run(
     more seconds (negative: the trust window ran out before the job could start);
     return how the attempt ended and the hold as it left it."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        lease = take_lease(conn, topia.scope, "owner")
-        assert lease is not None
-        claimed = claim(conn, topia.scope, lease, owner="owner")
-        assert claimed.job is not None
+        claimed = take_lease(conn, topia.scope, "owner")
+        lease = claimed.lease
+        assert lease is not None and claimed.job is not None
     job, action = claimed.job, topia.actions[kind]
     hold = Hold(lease, trusted_until=time.monotonic() + trusted_for)
     if kind == "plain":

@@ -242,7 +242,7 @@ class Database:
 
     async def connect_worker_async(self) -> psycopg.AsyncConnection[Any]:
         """`connect_worker`, for the worker's event loop, with the step prepared by name
-        (queries.JOB_STEP_PREPARE) unless prepared statements are off."""
+        (queries.job_step_prepare) unless prepared statements are off."""
         with connecting(self.dsn):
             conn = await BoundedAsyncConnection.connect(self.dsn, autocommit=True, **self.kwargs)
         await self._configure_async(conn)
@@ -253,7 +253,7 @@ class Database:
             with translate_errors():
                 await conn.execute("SET enable_seqscan = off")
                 await conn.execute("SET plan_cache_mode = force_generic_plan")
-                await conn.execute(queries.JOB_STEP_PREPARE)
+                await conn.execute(queries.job_step_prepare())
         except BaseException:
             await conn.close()
             raise

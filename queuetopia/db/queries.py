@@ -140,27 +140,24 @@ _load()
 
 # JOB_STEP is longer than psycopg's 4 KiB cache: converting its placeholders again at
 # every step cost 140 µs of client CPU. A worker's own connection prepares it once,
-# by name, with positional parameters, and each step sends only the short EXECUTE
-# (db/connections.py). Behind PgBouncer in transaction mode nothing may be prepared:
-# there the statement goes whole, and the conversion is paid.
+# by name, with positional parameters (job_step_prepare), and each step sends only the
+# short EXECUTE, its parameters bound by the client, as a utility statement takes no
+# bind parameters (db/connections.py). Behind PgBouncer in transaction mode nothing
+# may be prepared: there the statement goes whole, and the conversion is paid.
+JOB_STEP_EXECUTE: LiteralString = (
+    "EXECUTE queuetopia_job_step (%(scope)s::text, %(owner)s::text, %(node)s::text,"
+    " %(ttl)s::float8, %(batch)s::jsonb)"
+)
 
 
-def _positional(statement: LiteralString) -> LiteralString:
-    """JOB_STEP with its named placeholders made PREPARE's positional ones."""
-    return (
-        statement.replace("%(scope)s", "$1")
+def job_step_prepare() -> LiteralString:
+    """The PREPARE of JOB_STEP, its named placeholders made positional."""
+    step: LiteralString = globals()["JOB_STEP"]
+    statement = (
+        step.replace("%(scope)s", "$1")
         .replace("%(owner)s", "$2")
         .replace("%(node)s", "$3")
         .replace("%(ttl)s", "$4")
         .replace("%(batch)s", "$5")
     )
-
-
-JOB_STEP_PREPARE: LiteralString = (
-    "PREPARE queuetopia_job_step (text, text, text, float8, jsonb) AS "
-    + _positional(globals()["JOB_STEP"])
-)
-JOB_STEP_EXECUTE: LiteralString = (
-    "EXECUTE queuetopia_job_step (%(scope)s::text, %(owner)s::text, %(node)s::text,"
-    " %(ttl)s::float8, %(batch)s::jsonb)"
-)
+    return "PREPARE queuetopia_job_step (text, text, text, float8, jsonb) AS " + statement

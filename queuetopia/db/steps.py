@@ -118,6 +118,7 @@ def _step(row: dict[str, Any], item: StepItem) -> Step:
         queue=item.queue,
         lease=lease,
         taken=taken,
+        due=bool(row["due"]),
         floor=floor,
         seen=row["step_seen"] if taken else item.seen,
         takeover=bool(taken and row["step_takeover"]),
@@ -134,7 +135,7 @@ def _step(row: dict[str, Any], item: StepItem) -> Step:
 
 
 _STEP_ONLY = (
-    "step_queue", "leased", "step_lease", "step_token", "step_floor_at", "step_floor_seq",
+    "step_queue", "leased", "due", "step_lease", "step_token", "step_floor_at", "step_floor_seq",
     "step_seen", "step_takeover", "recorded", "searched", "search_at", "search_seq", "quiet",
     "rewinds",
     "paused", "rewinds_settled", "db_now", "outcome",

@@ -57,6 +57,8 @@ SCAN_PER_SLOT = 2
 SCAN_PAGE = 20
 # Releases go out in batches of at most this many leases.
 RELEASE_BATCH = 500
+# A step names at most this many queues to take.
+CANDIDATES = 256
 
 
 class Phase(Enum):
@@ -106,7 +108,9 @@ class Dispatcher:
         self.turns: dict[str, Turn] = {}
         self.due: dict[str, float] = {}  # queue -> since when (monotonic), oldest first
         self.busy = 0  # slots taken: attempts running, claims in flight
-        self.acquiring: dict[str, float] = {}  # queue -> when its acquiring step was sent
+        # Queues named to take, in a step in flight: when it was sent, and since when
+        # the queue was due.
+        self.acquiring: dict[str, tuple[float, float]] = {}
         self.releasing: set[str] = set()
         self.after_release: set[str] = set()  # due again once their release is done
         self.skips = Skips(kit.settings.poll_interval)
@@ -151,34 +155,57 @@ class Dispatcher:
     # -- claiming ----------------------------------------------------------------
 
     def fill(self) -> None:
-        """Claim due queues for the free slots, the longest waiting first."""
-        while not self.stopping and self.busy < self.kit.concurrency and self.due:
-            queue = next(iter(self.due))
+        """Claim due queues for the free slots, the longest waiting first: each held
+        queue takes a slot; queues to take are named by the batch, up to CANDIDATES,
+        and get the slots left (many named by notifications may not be due)."""
+        free = self.kit.concurrency - self.busy
+        if self.stopping or free <= 0:
+            return
+        held: list[Turn] = []
+        candidates: dict[str, float] = {}
+        for queue, since in list(self.due.items()):
+            if len(held) >= free or len(candidates) >= CANDIDATES:
+                break
             del self.due[queue]
-            self._claim(queue)
+            turn = self.turns.get(queue)
+            if turn is not None and turn.phase is Phase.IDLE:
+                held.append(turn)
+            elif turn is not None:
+                turn.wanted = True
+            elif queue in self.releasing or queue in self.acquiring:
+                self.after_release.add(queue)
+            else:
+                candidates[queue] = since
+        for turn in held:
+            self._cancel_timer(turn)
+            self._submit(turn, claim=True)
+        self._take(candidates, free - len(held))
         if self.busy < self.kit.concurrency and not self.due and self.scan_more:
             self.scan_now = True
             self._wake.set()
+
+    def _take(self, candidates: dict[str, float], slots: int) -> None:
+        """Name `candidates` to take, in one step, with `slots` slots for them."""
+        slots = min(slots, len(candidates))
+        if slots <= 0:
+            self._requeue(candidates)
+            return
+        self.busy += slots - 1
+        self._take_slot()
+        sent = time.monotonic()
+        for n, (queue, since) in enumerate(candidates.items()):
+            self.acquiring[queue] = (sent, since)
+            self.stepper.submit(StepItem(queue, None, claim=n < slots), self._stepped)
+
+    def _requeue(self, queues: dict[str, float]) -> None:
+        """Put queues back at the front of the due list, with the time they became due."""
+        if queues:
+            self.due = {**queues, **{q: t for q, t in self.due.items() if q not in queues}}
 
     @property
     def contended(self) -> bool:
         """Do other queues wait for a slot?"""
         return bool(self.due) or (self.scan_more and self.busy >= self.kit.concurrency)
-
-    def _claim(self, queue: str) -> None:
-        turn = self.turns.get(queue)
-        if turn is not None:
-            if turn.phase is not Phase.IDLE:
-                turn.wanted = True
-                return
-            self._cancel_timer(turn)
-            self._submit(turn, claim=True)
-        elif queue in self.releasing or queue in self.acquiring:
-            self.after_release.add(queue)
-        else:
-            self._take_slot()
-            self.acquiring[queue] = time.monotonic()
-            self.stepper.submit(StepItem(queue, None, claim=True), self._stepped)
 
     def _submit(self, turn: Turn, *, claim: bool, finish: Finish | None = None) -> None:
         hold = turn.hold
@@ -205,9 +232,10 @@ class Dispatcher:
             return
         turn = self._turn_of(item, step)
         if turn is None:
-            if item.claim:
+            if item.claim and item.lease is not None:
                 self._free_slot()
             self._settled(item.queue)
+            self.fill()
             return
         if item.finish is not None:
             self._recorded(turn, item.finish, step)
@@ -239,12 +267,19 @@ class Dispatcher:
         queue is not ours (not taken, or its lease is gone)."""
         queue = item.queue
         if item.lease is None:
-            sent = self.acquiring.pop(queue, time.monotonic())
+            now = time.monotonic()
+            sent, since = self.acquiring.pop(queue, (now, now))
+            # Slots follow the queues taken, whichever items carried them.
+            if step.lease is not None and not item.claim:
+                self._take_slot()
+            elif step.lease is None and item.claim:
+                self._free_slot()
             if step.lease is None:
+                if step.due:  # left for want of a slot: it keeps its place
+                    self._requeue({queue: since})
                 return None
-            taken = self.turns[queue] = Turn(
-                self.holds.take(step.lease, sent, step.floor, step.seen)
-            )
+            hold = self.holds.take(step.lease, sent, step.floor, step.seen)
+            taken = self.turns[queue] = Turn(hold)
             return taken
         turn = self.turns.get(queue)
         if turn is None or turn.hold.lease != item.lease:

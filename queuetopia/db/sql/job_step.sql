@@ -1,7 +1,11 @@
 -- One step of a worker's queues, in one statement and one commit: the heart of the
 -- product. Each item of the batch names a queue and may (in this order):
--- 1. take the queue's lease (in_acquire): an expired or released lease is taken over;
---    a live one, another worker's, is left alone. The new holder learns the queue's
+-- 1. take the queue's lease (in_acquire), if the queue exists, is due by its hint
+--    and is not paused (a notification names queues, and anyone may notify), and the
+--    worker has a slot for it: the items that take a queue name more queues than the
+--    worker has slots (those with in_claim), and the longest waiting due ones are
+--    taken. An expired or released lease is taken over; a live one, another
+--    worker's, is left alone. The new holder learns the queue's
 --    floor and whether the holder before vanished (takeover). A step retried after
 --    its reply was lost (in_retry) finds the lease its first try took as it is;
 -- 2. record the end of an attempt (in_id ...), fenced: only a job still running under
@@ -31,8 +35,9 @@
 -- step has vouched for (docs/design.md).
 -- No lock on any shared row: the lease row is read, not locked. A takeover that races
 -- a step meets it on the job rows, which every write here is fenced by.
--- One row per item, in no particular order: the lease (taken or held), whether the
--- attempt was recorded, and `outcome` 'claimed' (the job, now running), 'head' (the
+-- One row per item, in no particular order: the lease (taken or held), whether a
+-- queue to take was due (taken or not, for want of a slot), whether the attempt was
+-- recorded, and `outcome` 'claimed' (the job, now running), 'head' (the
 -- head as it is: not due, paused, blocked, or running under our lease: a claim whose
 -- reply was lost), 'zombie' (a lost worker's running job), or NULL (no job in line).
 -- The job columns are written out as queuetopia/queries.py's JOB_COLUMNS lists them
@@ -43,14 +48,30 @@ WITH input AS (
            in_floor_seq bigint, in_seen bigint, in_zombies bool, in_retry bool,
            in_id bigint, in_attempts int, in_job_lease uuid, in_state text, in_error text,
            in_result jsonb, in_backoff float8, in_claim bool)
+), candidate AS (
+    -- The queues to take that are due by their hint, not paused, and free (or ours,
+    -- when a retried step looks for what its first try took).
+    SELECT in_queue AS cq, q.ready_at AS c_ready
+      FROM input
+      JOIN queuetopia_queues q ON q.scope = %(scope)s AND q.queue = in_queue
+     WHERE in_acquire AND q.ready_at <= now() AND NOT q.paused
+       AND NOT EXISTS (
+           SELECT 1 FROM queuetopia_leases f
+            WHERE f.scope = %(scope)s AND f.queue = in_queue AND f.locked_until > now()
+              AND NOT (f.owner = %(owner)s AND coalesce(in_retry, false)))
+), chosen AS (
+    -- As many as the worker has slots for (one per item that claims), longest waiting
+    -- first: it names more queues than it has slots, as many may not be due.
+    SELECT cq FROM candidate
+     ORDER BY c_ready
+     LIMIT (SELECT count(*) FROM input WHERE in_acquire AND in_claim)
 ), took AS (
     INSERT INTO queuetopia_leases AS l (scope, queue, lease_id, token, owner, acquired_at,
                                         locked_until)
-    SELECT %(scope)s, in_queue, gen_random_uuid(), nextval('queuetopia_fence'), %(owner)s,
+    SELECT %(scope)s, cq, gen_random_uuid(), nextval('queuetopia_fence'), %(owner)s,
            now(), now() + make_interval(secs => %(ttl)s)
-      FROM input
-     WHERE in_acquire
-     ORDER BY in_queue
+      FROM chosen
+     ORDER BY cq
     ON CONFLICT (scope, queue) DO UPDATE
        SET lease_id = CASE WHEN l.locked_until <= now() THEN EXCLUDED.lease_id
                            ELSE l.lease_id END,
@@ -136,7 +157,7 @@ WITH input AS (
       JOIN input ON in_queue = lq
       JOIN queuetopia_queues q ON q.scope = %(scope)s AND q.queue = lq
       LEFT JOIN recorded ON rec_queue = lq
-     WHERE in_claim AND (in_id IS NULL OR rec_id IS NOT NULL)
+     WHERE (in_claim OR in_acquire) AND (in_id IS NULL OR rec_id IS NOT NULL)
        AND (rec_in_line IS NULL OR NOT rec_in_line)
 ), seen AS (
     UPDATE queuetopia_leases l SET rewinds_seen = s_rewinds
@@ -206,6 +227,7 @@ WITH input AS (
                           SELECT head_id FROM head WHERE head_id NOT IN (SELECT id FROM claimed)))
 )
 SELECT in_queue AS step_queue, lq IS NOT NULL AS leased, l_lease AS step_lease,
+       in_queue IN (SELECT cq FROM candidate) AS due,
        l_token AS step_token, l_floor_at AS step_floor_at, l_floor_seq AS step_floor_seq,
        l_seen AS step_seen, l_zombies AS step_takeover, rec_id IS NOT NULL AS recorded,
        sq IS NOT NULL AS searched, nullif(s_at, '-infinity') AS search_at,
