@@ -11,7 +11,6 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,74 +20,13 @@ from queuetopia import Queuetopia
 
 from . import db as dbmod
 from .apps import make_topia
-from .db import BenchDatabase, counters, queue_name, reset, stat_delta
+from .arrival import KEY_BY_KEY, enqueue_arrival
+from .context import Context
+from .db import counters, queue_name, reset, stat_delta
 from .procs import CpuMeter, Workers, proc_status
 from .verify import check_enqueued, check_ran, queue_gaps
 
 Metrics = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Sizes:
-    enqueue_single: int
-    enqueue_batches: int  # batches of 1,000
-    many_queues: tuple[int, int]
-    ordered: tuple[int, int]
-    one_queue: int
-    latency_samples: int
-    scale_big: tuple[int, int]  # queues x jobs per queue
-    scale_window: int  # jobs to run in the big set
-    scale_small: tuple[int, int]
-    memory: tuple[int, int]
-    floor_seconds: float
-    floor_clients: tuple[int, ...]
-    floor_pairs: int  # claim+finish pairs in all, split over the clients
-    logging: tuple[int, int]  # the ordered shape, smaller: rich logging is slow
-    growth_processes: tuple[int, ...] = (1, 2)  # the ordered drain with this many workers
-    growth_queues: tuple[int, ...] = (100, 1_000)  # the claim rate with this many queues
-
-
-SIZES = {
-    "smoke": Sizes(200, 2, (50, 4), (10, 10), 200, 10, (1_000, 5), 500, (20, 5), (50, 20), 1.0,
-                   (2,), 400, (10, 5)),
-    "quick": Sizes(2_000, 20, (1_000, 10), (100, 100), 5_000, 100, (10_000, 10), 5_000,
-                   (100, 10), (200, 100), 5.0, (2,), 10_000, (100, 20), (1, 2, 4, 8),
-                   (100, 10_000, 100_000)),
-    "full": Sizes(10_000, 100, (1_000, 10), (100, 100), 5_000, 300, (10_000, 100), 20_000,
-                  (100, 10), (1_000, 100), 10.0, (1, 2, 20), 20_000, (100, 20), (1, 2, 4, 8),
-                  (100, 10_000, 1_000_000)),
-}  # fmt: skip
-
-
-@dataclass
-class Context:
-    db: BenchDatabase
-    sizes: Sizes
-    concurrency: int
-    log_mode: str
-    timing: bool = True  # smoke: correctness only
-    log: Callable[[str], None] = print
-    profile_dir: Path | None = None
-
-    def workers(
-        self,
-        scope: str,
-        processes: int,
-        *,
-        record: str = "log",
-        log_mode: str | None = None,
-        poll_interval: float = 60.0,
-    ) -> Workers:
-        return Workers(
-            self.db.dsn,
-            scope,
-            processes,
-            self.concurrency,
-            log_mode or self.log_mode,
-            record,
-            poll_interval,
-            self.profile_dir,
-        )
 
 
 def _scope(name: str) -> str:
@@ -154,7 +92,7 @@ def enqueue_batch(ctx: Context) -> Metrics:
 # -- drains ---------------------------------------------------------------------------
 
 
-def _wait(
+def wait_for(
     conn: psycopg.Connection[Any],
     query: str,
     params: list[Any],
@@ -184,10 +122,16 @@ DONE_COUNT = "SELECT count(*) FROM queuetopia_jobs WHERE scope = %s AND state = 
 
 
 def drain(
-    ctx: Context, queues: int, per_queue: int, processes: int, log_mode: str | None = None
+    ctx: Context,
+    queues: int,
+    per_queue: int,
+    processes: int,
+    log_mode: str | None = None,
+    arrival: str = KEY_BY_KEY,
 ) -> Metrics:
     """Start idle workers, enqueue queues x per_queue no-op jobs through the API in one
-    transaction, and time from its commit to the last job's done_at."""
+    transaction, in the `arrival` order (bench/arrival.py), and time from its commit
+    to the last job's done_at."""
     n = queues * per_queue
     scope = _scope("drain")
     reset(ctx.db)
@@ -196,9 +140,8 @@ def drain(
     try:
         workers.start()
         with make_topia(ctx.db.dsn, scope) as topia, ctx.db.connect(autocommit=False) as conn:
-            noop = _noop(topia).options(connection=conn)
-            for q in range(queues):
-                noop.delay_many(queue_name(q), [{"i": k} for k in range(per_queue)])
+            shape = (queues, per_queue, arrival)
+            enqueue_arrival(topia, conn, "noop", shape, queue_name, lambda _q, k: {"i": k})
             before = counters(ctx.db)
             meter = CpuMeter(workers.pids, ctx.db.postmaster).start()
             conn.commit()
@@ -208,7 +151,7 @@ def drain(
             committed_at = row[0]
             committed_epoch = committed_at.timestamp()
             conn.autocommit = True
-            ok = _wait(conn, IN_LINE, [scope], lambda v: not v, workers, timeout=60 + n / 100)
+            ok = wait_for(conn, IN_LINE, [scope], lambda v: not v, workers, timeout=60 + n / 100)
             meter.stop()
             if not ok:
                 problems.append("timed out or a worker died before every job was done")
@@ -252,9 +195,9 @@ def many_queues(ctx: Context, processes: int) -> Metrics:
     return drain(ctx, q, per, processes)
 
 
-def ordered(ctx: Context, processes: int) -> Metrics:
+def ordered(ctx: Context, processes: int, arrival: str = KEY_BY_KEY) -> Metrics:
     q, per = ctx.sizes.ordered
-    return drain(ctx, q, per, processes)
+    return drain(ctx, q, per, processes, arrival=arrival)
 
 
 def logging_cost(ctx: Context, log_mode: str, processes: int = 2) -> Metrics:
@@ -264,7 +207,18 @@ def logging_cost(ctx: Context, log_mode: str, processes: int = 2) -> Metrics:
 
 
 def one_queue(ctx: Context, processes: int = 1) -> Metrics:
-    return drain(ctx, 1, ctx.sizes.one_queue, processes)
+    """One hot queue, and pgbench's one-client one-row update per commit right after
+    it on the same server: its ratio to that floor is from the same run."""
+    metrics = drain(ctx, 1, ctx.sizes.one_queue, processes)
+    exe = _pgbench(ctx)
+    if exe is None:
+        return metrics
+    commits = update_rate(ctx, exe, 1)
+    with ctx.db.connect() as conn:
+        conn.execute(FLOOR_DROP)
+    metrics["floor_1_client_commits_per_s"] = round(commits, 1)
+    metrics["x_floor"] = round(metrics["jobs_per_s"] / commits, 3) if commits else None
+    return metrics
 
 
 # -- latency --------------------------------------------------------------------------
@@ -289,7 +243,7 @@ def latency(ctx: Context, gap: float = 0.03, warmup: int = 5) -> Metrics:
                 order.append(job.id)
                 time.sleep(gap)
             with ctx.db.connect() as conn:
-                if not _wait(conn, IN_LINE, [scope], lambda v: not v, workers, timeout=30):
+                if not wait_for(conn, IN_LINE, [scope], lambda v: not v, workers, timeout=30):
                     problems.append("timed out before every job was done")
     finally:
         logs = workers.stop()
@@ -432,7 +386,7 @@ def claim_rate(
         with make_topia(ctx.db.dsn, scope) as topia:
             topia.notify()
         with ctx.db.connect() as conn:
-            if not _wait(
+            if not wait_for(
                 conn, DONE_COUNT, [scope], lambda v: v >= window, workers, 60 + window / 100, 0.05
             ):
                 problems.append("timed out or a worker died before the window was done")
@@ -547,6 +501,8 @@ CREATE TABLE bench_floor_jobs (
 CREATE INDEX bench_floor_jobs_pending ON bench_floor_jobs (id) WHERE state = 'pending';
 """
 
+FLOOR_DROP = "DROP TABLE IF EXISTS bench_floor_counter, bench_floor_jobs"
+
 FLOOR_UPDATE = """\\set id random(1, 100000)
 UPDATE bench_floor_counter SET n = n + 1 WHERE id = :id;
 """
@@ -558,6 +514,15 @@ FLOOR_PAIR = """UPDATE bench_floor_jobs SET state = 'running'
 RETURNING id AS job_id \\gset
 UPDATE bench_floor_jobs SET state = 'done', done_at = now() WHERE id = :job_id;
 """
+
+
+def update_rate(ctx: Context, exe: str, clients: int) -> float:
+    """pgbench's one-row UPDATE per commit, `clients` clients, for floor_seconds."""
+    with ctx.db.connect() as conn:
+        conn.execute(FLOOR_SETUP)
+    seconds = str(int(max(ctx.sizes.floor_seconds, 1)))
+    args = ["-c", str(clients), "-j", str(min(clients, 2)), "-T", seconds]
+    return _run_pgbench(ctx, exe, FLOOR_UPDATE, args)
 
 
 def _pgbench(ctx: Context) -> str | None:
@@ -595,14 +560,7 @@ def floor(ctx: Context, clients: int) -> Metrics:
         return {"problems": [], "skipped": "pgbench not found"}
     sizes = ctx.sizes
     threads = str(min(clients, 2))
-    with ctx.db.connect() as conn:
-        conn.execute(FLOOR_SETUP)
-    update_tps = _run_pgbench(
-        ctx,
-        exe,
-        FLOOR_UPDATE,
-        ["-c", str(clients), "-j", threads, "-T", str(int(max(sizes.floor_seconds, 1)))],
-    )
+    update_tps = update_rate(ctx, exe, clients)
     per_client = max(sizes.floor_pairs // clients, 1)
     total = per_client * clients
     with ctx.db.connect() as conn:
@@ -621,7 +579,7 @@ def floor(ctx: Context, clients: int) -> Metrics:
         ).fetchone()
         if row is None or row[0] != total or row[1] != total:
             problems.append(f"pgbench pair: expected {total} done rows, got {row}")
-        conn.execute("DROP TABLE IF EXISTS bench_floor_counter, bench_floor_jobs")
+        conn.execute(FLOOR_DROP)
     return {
         "clients": clients,
         "update_commits_per_s": round(update_tps, 1),
