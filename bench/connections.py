@@ -93,9 +93,12 @@ def per_worker(ctx: Context, concurrency: int) -> Metrics:
     if told:
         failures.append(f"the worker logged '{TOO_MANY}' {told} time(s)")
     killed = not workers.stopped_cleanly
+    notes: list[str] = []
     lost: list[str] | None = [] if told else None  # allowed after refusals (bench/iobound.py)
     with ctx.db.connect() as conn:
-        problems = check_ran(conn, scope, jobs, logs, complete=finished, killed=killed, lost=lost)
+        problems = check_ran(
+            conn, scope, jobs, logs, complete=finished, killed=killed, lost=lost, notes=notes
+        )
     failures += [f"after the refusals: {r}" for r in lost or []]
     if not ctx.timing and failures:
         problems += failures  # smoke sizes fit any engine
@@ -111,7 +114,7 @@ def per_worker(ctx: Context, concurrency: int) -> Metrics:
         "finished": finished,
         "too_many_clients_logged": told,
         "failure": "; ".join(failures) or None,
-        "warnings": warnings[:5],
+        "warnings": warnings[:5] + notes,
         "problems": problems,
     }
 

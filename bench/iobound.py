@@ -114,9 +114,17 @@ def _metrics(
     # Refused connections: the rules allow a job to run again after its attempt was
     # given up; that is part of this failure, not a wrong answer.
     lost: list[str] | None = [] if run.told or run.rejected else None
+    notes: list[str] = []
     with db.connect() as conn:
         problems = check_ran(
-            conn, scope, shape.jobs, logs, complete=run.finished, killed=run.killed, lost=lost
+            conn,
+            scope,
+            shape.jobs,
+            logs,
+            complete=run.finished,
+            killed=run.killed,
+            lost=lost,
+            notes=notes,
         )
         row = conn.execute(
             """SELECT count(*) FILTER (WHERE state = 'done'),
@@ -149,6 +157,6 @@ def _metrics(
         "max_connections": IO_MAX_CONNECTIONS,
         "failure": "; ".join(run.failures) or None,
         **meter,
-        "warnings": run.warnings[:5],
+        "warnings": run.warnings[:5] + notes,
         "problems": problems,
     }

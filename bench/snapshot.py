@@ -161,10 +161,13 @@ def _metrics(
     if not drained:
         failures.append(f"the backlog was not done {shape.drain_limit:g} s after the load")
     killed = not workers.stopped_cleanly
+    notes: list[str] = []
     with ctx.db.connect() as conn:
         timeline = Timeline.load(conn, scope)
         expected = produced.get("jobs", timeline.total)
-        problems = check_ran(conn, scope, expected, logs, complete=drained, killed=killed)
+        problems = check_ran(
+            conn, scope, expected, logs, complete=drained, killed=killed, notes=notes
+        )
     if not ctx.timing:
         problems += failures  # the smoke load is small enough for any engine
     rate = shape.rate + shape.hot_rate
@@ -183,6 +186,6 @@ def _metrics(
         "drained": drained,
         **summary,
         "failure": "; ".join(failures) or None,
-        "warnings": warnings[:5],
+        "warnings": warnings[:5] + notes,
         "problems": problems,
     }

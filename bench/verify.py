@@ -103,6 +103,7 @@ def check_ran(
     counted: int | None = None,
     killed: bool = False,
     lost: list[str] | None = None,
+    notes: list[str] | None = None,
 ) -> list[str]:
     """After a drain. `complete`: every job must be done; otherwise (a window of a big
     queue set) the done jobs of each queue must be a prefix of it. `logs`: the
@@ -113,7 +114,8 @@ def check_ran(
     rules allow a job whose outcome could not be written to stay `running` until its
     lease expires and to run again (rule 9 of docs/guarantees.md): those findings go
     to this list instead of being failures. Order and overlap are checked all the
-    same: a job run again must still come before its queue's next job."""
+    same: a job run again must still come before its queue's next job.
+    `notes`: where the database times' small inversions go (see _check_db_times)."""
     p = Problems()
     again = Problems() if lost is not None else p
     rows = conn.execute(
@@ -140,20 +142,8 @@ def check_ran(
     if reattempted or retried:
         again.add(f"{reattempted + retried} jobs attempted more than once or left with attempts")
 
-    overlap = conn.execute(
-        """
-        SELECT queue, seq, attempted_at, done_at, next_seq, next_attempted_at FROM (
-            SELECT queue, seq, attempted_at, done_at,
-                   lead(seq) OVER w AS next_seq, lead(attempted_at) OVER w AS next_attempted_at
-              FROM queuetopia_jobs
-             WHERE scope = %s AND state = 'done'
-            WINDOW w AS (PARTITION BY queue ORDER BY seq)) t
-         WHERE attempted_at > done_at OR next_attempted_at < done_at
-        """,
-        [scope],
-    ).fetchall()
-    if overlap:
-        p.add("jobs of one queue overlapped or ran out of order (database times)", overlap)
+    # the small-inversion allowance needs the workers' records to back it
+    _check_db_times(conn, scope, p, notes if logs is not None and not killed else None)
     if not complete:
         gaps = conn.execute(
             """
@@ -176,6 +166,44 @@ def check_ran(
     if lost is not None:
         lost += again.items
     return p.items
+
+
+# A job's attempted_at and done_at are now() of the transactions that wrote them: the
+# start of the transaction, taken before its snapshot. So a claim whose transaction
+# started (Bind) just before the previous job's outcome was written, and took its
+# snapshot (Execute) just after that commit, has an attempted_at a little earlier than
+# the previous done_at although it ran after it: seen once (0.11 ms) in 144,000 jobs
+# on a loaded machine. An inversion that small, where the workers' records show no
+# overlap (checked strictly in _check_logs), is a note; anything larger is a failure.
+CLOCK_TOLERANCE = 0.002  # seconds
+DB_TIMES = """
+SELECT queue, seq, attempted_at, done_at, next_seq, next_attempted_at,
+       extract(epoch FROM done_at - next_attempted_at)::float8 FROM (
+    SELECT queue, seq, attempted_at, done_at,
+           lead(seq) OVER w AS next_seq, lead(attempted_at) OVER w AS next_attempted_at
+      FROM queuetopia_jobs
+     WHERE scope = %s AND state = 'done'
+    WINDOW w AS (PARTITION BY queue ORDER BY seq)) t
+ WHERE attempted_at > done_at OR next_attempted_at < done_at
+"""
+
+
+def _check_db_times(
+    conn: psycopg.Connection[Any], scope: str, p: Problems, notes: list[str] | None
+) -> None:
+    rows = conn.execute(DB_TIMES, [scope]).fetchall()
+    small = [
+        r for r in rows if r[2] <= r[3] and r[6] is not None and r[6] < CLOCK_TOLERANCE
+    ] if notes is not None else []  # fmt: skip
+    overlap = [r[:6] for r in rows if r not in small]
+    if overlap:
+        p.add("jobs of one queue overlapped or ran out of order (database times)", overlap)
+    if small and notes is not None:
+        notes.append(
+            f"{len(small)} next attempted_at before the previous done_at by under "
+            f"{CLOCK_TOLERANCE * 1000:g} ms (each is its transaction's now(), taken before "
+            f"its snapshot; the workers saw no overlap): {[(r[0], r[1], r[4]) for r in small[:5]]}"
+        )
 
 
 def _check_logs(

@@ -162,8 +162,9 @@ def drain(
     if not workers.stopped_cleanly:
         problems.append("a worker did not stop cleanly on SIGTERM")
     after = counters(ctx.db)
+    notes: list[str] = []
     with ctx.db.connect() as conn:
-        problems += check_ran(conn, scope, n, logs)
+        problems += check_ran(conn, scope, n, logs, notes=notes)
         longest_gap, idle, stalls = queue_gaps(conn, scope, logs, committed_epoch)
         row = conn.execute(
             """SELECT extract(epoch FROM max(done_at) - %(t)s)::float8,
@@ -185,7 +186,7 @@ def drain(
         "stalls": len(stalls),
         **meter.per_job(n),
         **stat_delta(before, after, n),
-        "warnings": stalls[:5] + warnings[:5],
+        "warnings": stalls[:5] + warnings[:5] + notes,
         "problems": problems,
     }
 
@@ -250,7 +251,8 @@ def latency(ctx: Context, gap: float = 0.03, warmup: int = 5) -> Metrics:
         warnings = workers.warnings()
         workers.cleanup()
     with ctx.db.connect() as conn:
-        problems += check_ran(conn, scope, n + warmup, logs)
+        notes: list[str] = []
+        problems += check_ran(conn, scope, n + warmup, logs, notes=notes)
     started = {i: t0 for log in logs for i, t0 in zip(log.ids, log.t0, strict=True)}
     ended = {i: t1 for log in logs for i, t1 in zip(log.ids, log.t1, strict=True)}
     samples = []
@@ -270,7 +272,7 @@ def latency(ctx: Context, gap: float = 0.03, warmup: int = 5) -> Metrics:
         "p99_ms": round(_pct(samples, 99), 3),
         "max_ms": round(samples[-1], 3) if samples else 0.0,
         "not_idle": busy,
-        "warnings": warnings[:5],
+        "warnings": warnings[:5] + notes,
         "problems": problems,
     }
 
@@ -398,7 +400,8 @@ def claim_rate(
     if not workers.stopped_cleanly:
         problems.append("a worker did not stop cleanly on SIGTERM")
     with ctx.db.connect() as conn:
-        problems += check_ran(conn, scope, n, logs, complete=window == n)
+        notes: list[str] = []
+        problems += check_ran(conn, scope, n, logs, complete=window == n, notes=notes)
         longest_gap, idle, stalls = queue_gaps(conn, scope, logs)
         row = conn.execute(
             """SELECT count(*), extract(epoch FROM max(done_at) - min(attempted_at))::float8
@@ -421,7 +424,7 @@ def claim_rate(
         "stalls": len(stalls),
         **meter.per_job(ran),
         **stat_delta(before, after, ran),
-        "warnings": stalls[:5] + warnings[:5],
+        "warnings": stalls[:5] + warnings[:5] + notes,
         "problems": problems,
     }
 
