@@ -277,7 +277,7 @@ def _snapshot_windows(chosen: list[Result]) -> list[str]:
         return []
     head = ["window end s"]
     for r, _ in series:
-        tag = "held" if r["runs"][0].get("held") else "baseline"
+        tag = "baseline" if "baseline" in r["label"] else "held"
         head += [f"{tag}: jobs/s (hot)", f"{tag}: backlog s", f"{tag}: oldest wait s"]
     by_t = [{w["t"]: w for w in windows} for _, windows in series]
     lines = ["Per window (first run of each):", "", "| " + " | ".join(head) + " |"]
