@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +170,24 @@ def remaining(system: str, conn: Any) -> int:
 
 
 @dataclass
+class Outcome:
+    """What one drain of one system left, for its metrics."""
+
+    notes: list[str] = field(default_factory=list)  # reported, not failures
+    problems: list[str] = field(default_factory=list)
+    server_cpu: float = 0.0
+    stopped_at: float = 0.0  # wall clock when the bench stopped waiting
+    told: int = 0  # "too many clients" in the workers' output
+    done: int = 0  # jobs done, by the system's own tables
+    timed_out: bool = False
+
+    def failure(self, what: str) -> None:
+        """After refused connections, a lost record or a job run again is part of the
+        failure the refusals caused (bench/verify.py, check_ran's `lost`)."""
+        (self.notes if self.told else self.problems).append(what)
+
+
+@dataclass
 class Drain:
     system: str
     dsn: str
@@ -187,14 +205,17 @@ class Drain:
         enqueue_set(self.system, self.dsn, self.shape)
         tmp = Path(tempfile.mkdtemp(prefix=f"bench-{self.system}-"))
         procs = [self._spawn(tmp, p) for p in range(self.processes)]
-        notes, problems, server_cpu = self._wait(procs)
+        out = Outcome()
+        self._wait(procs, out)
         self._stop(procs)
-        rows, cpu = self._collect(tmp, problems)
-        told = sum(
+        out.told = sum(
             (tmp / f"out-{p}.log").read_text(errors="replace").lower().count(TOO_MANY)
             for p in range(self.processes)
         )
-        return {**self._metrics(rows, cpu, server_cpu, notes, problems), "too_many_clients": told}
+        with psycopg_connect(self.dsn) as conn:
+            out.done = self.shape.jobs - remaining(self.system, conn)
+        rows, cpu = self._collect(tmp, out)
+        return self._metrics(rows, cpu, out)
 
     def _spawn(self, tmp: Path, p: int) -> subprocess.Popen[bytes]:
         cmd = [sys.executable, str(ROOT / "bench" / "peers.py"), "worker", self.system]
@@ -206,11 +227,9 @@ class Drain:
         with open(tmp / f"out-{p}.log", "wb") as out:
             return subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
 
-    def _wait(self, procs: list[subprocess.Popen[bytes]]) -> tuple[list[str], list[str], float]:
+    def _wait(self, procs: list[subprocess.Popen[bytes]], out: Outcome) -> None:
         """Poll until every job is done; the server's CPU from the first finished job."""
         n = self.shape.jobs
-        notes: list[str] = []
-        problems: list[str] = []
         s0: float | None = None
         deadline = time.monotonic() + self.time_limit
         with psycopg_connect(self.dsn) as conn:
@@ -218,15 +237,18 @@ class Drain:
                 if s0 is None and left < n:
                     s0 = server_cpu_seconds(self.postmaster)
                 if any(p.poll() is not None for p in procs):
-                    problems.append("a worker died before every job was done")
+                    out.problems.append("a worker died before every job was done")
                     break
                 if time.monotonic() > deadline:
-                    notes.append(f"stopped after {self.time_limit:.0f}s: the rate is of what ran")
+                    out.notes.append(
+                        f"stopped after {self.time_limit:.0f}s: the rate is of what ran"
+                    )
                     break
                 time.sleep(0.02)
+        out.stopped_at = time.time()
         s1 = server_cpu_seconds(self.postmaster)
         time.sleep(0.5)  # let buffered completion writes land
-        return notes, problems, (s1 - s0) if s0 is not None and s1 is not None else 0.0
+        out.server_cpu = (s1 - s0) if s0 is not None and s1 is not None else 0.0
 
     @staticmethod
     def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
@@ -240,14 +262,14 @@ class Drain:
                 proc.kill()
                 proc.wait()
 
-    def _collect(self, tmp: Path, problems: list[str]) -> tuple[list[Row], float]:
+    def _collect(self, tmp: Path, out: Outcome) -> tuple[list[Row], float]:
         rows: list[Row] = []
         cpu = 0.0
         for p in range(self.processes):
             path = tmp / f"rec-{p}.json"
             if not path.exists():
                 log = (tmp / f"out-{p}.log").read_text(errors="replace")[-500:]
-                problems.append(f"worker {p} left no record: {log}")
+                out.failure(f"worker {p} left no record: {log}")
                 continue
             data = json.loads(path.read_text())
             rows += [tuple(r) for r in data["rows"]]  # type: ignore[misc]
@@ -255,49 +277,64 @@ class Drain:
                 cpu += data["cpu"][1] - data["cpu"][0]
         return rows, cpu
 
-    def _metrics(
-        self, rows: list[Row], cpu: float, server_cpu: float, notes: list[str], problems: list[str]
-    ) -> dict[str, Any]:
+    def _metrics(self, rows: list[Row], cpu: float, out: Outcome) -> dict[str, Any]:
+        """The rate: all jobs over the first start to the last end; a drain stopped at
+        its limit, the jobs done by then (the system's own count) over its time."""
         n = self.shape.jobs
+        finished = out.done >= n and not out.timed_out
         ordered = self.system not in PEERS or not self.shape.unordered
-        problems += verify(rows, n if not notes else None, ordered=ordered)
+        problems, again = verify(rows, n if finished else None, ordered, lost=bool(out.told))
+        out.problems += problems
+        for what in again:
+            out.failure(f"after the refusals: {what}")
         if not rows:
-            return {"jobs": n, "jobs_per_s": 0.0, "warnings": notes, "problems": problems}
-        elapsed = max(r[4] for r in rows) - min(r[3] for r in rows)
+            return {"jobs": n, "jobs_per_s": 0.0, "warnings": out.notes, "problems": out.problems}
+        first = min(r[3] for r in rows)
+        elapsed = (max(r[4] for r in rows) if finished else out.stopped_at) - first
+        ran = len({r[0] for r in rows})
         return {
             "jobs": n,
-            "ran": len(rows),
-            "finished": not notes and len(rows) >= n,
+            "ran": ran,
+            "done": out.done,
+            "finished": finished,
             "seconds": round(elapsed, 3),
-            "jobs_per_s": round(len(rows) / elapsed, 1) if elapsed > 0 else 0.0,
-            "worker_cpu_us_per_job": round(cpu / len(rows) * 1e6, 1),
-            "pg_cpu_us_per_job": round(server_cpu / len(rows) * 1e6, 1),
-            "warnings": notes,
-            "problems": problems,
+            "jobs_per_s": round((n if finished else out.done) / elapsed, 1) if elapsed > 0 else 0.0,
+            "worker_cpu_us_per_job": round(cpu / ran * 1e6, 1),
+            "pg_cpu_us_per_job": round(out.server_cpu / ran * 1e6, 1),
+            "too_many_clients": out.told,
+            "warnings": out.notes,
+            "problems": out.problems,
         }
 
 
-def verify(rows: list[Row], n: int | None, ordered: bool = True) -> list[str]:
+def verify(
+    rows: list[Row], n: int | None, ordered: bool = True, lost: bool = False
+) -> tuple[list[str], list[str]]:
     """Each job at most once (exactly once when `n` is given); `ordered`: per key in
     enqueue order and never overlapping (a peer run without ordering promises
-    neither, so only the once is checked)."""
-    problems = []
+    neither, so only the once is checked). `lost`: connections were refused, so a job
+    may have run again (its outcome not written): that, and a count short of `n`,
+    come back second, as part of the failure; order and overlap are checked all the
+    same. Returns (problems, what the refusals explain)."""
+    problems: list[str] = []
+    again = [] if lost else problems
     ids = [r[0] for r in rows]
     if len(ids) != len(set(ids)):
-        problems.append(f"{len(ids) - len(set(ids))} jobs ran more than once")
+        again.append(f"{len(ids) - len(set(ids))} jobs ran more than once")
     if n is not None and len(set(ids)) != n:
-        problems.append(f"{len(set(ids))} of {n} jobs ran")
+        again.append(f"{len(set(ids))} of {n} jobs ran")
     if not ordered:
-        return problems
-    by_key: dict[int, list[tuple[float, float, int]]] = defaultdict(list)
-    for _, key, i, t0, t1 in rows:
-        by_key[key].append((t0, t1, i))
+        return problems, again if lost else []
+    by_key: dict[int, list[tuple[float, float, int, int]]] = defaultdict(list)
+    for job_id, key, i, t0, t1 in rows:
+        by_key[key].append((t0, t1, i, job_id))
     bad = []
     for key, items in by_key.items():
         items.sort()
         for prev, cur in itertools.pairwise(items):
-            if cur[2] <= prev[2] or cur[0] < prev[1]:
+            rerun = lost and cur[3] == prev[3]  # the same job again, after its start
+            if (cur[2] <= prev[2] and not rerun) or cur[0] < prev[1]:
                 bad.append((key, prev[2], cur[2]))
     if bad:
         problems.append(f"{len(bad)} out-of-order or overlapping runs within a key: {bad[:5]}")
-    return problems
+    return problems, again if lost else []
