@@ -299,8 +299,9 @@ class Drain:
             "finished": finished,
             "seconds": round(elapsed, 3),
             "jobs_per_s": round((n if finished else out.done) / elapsed, 1) if elapsed > 0 else 0.0,
+            # the workers' CPU over the jobs in their records; the server's over all done
             "worker_cpu_us_per_job": round(cpu / ran * 1e6, 1),
-            "pg_cpu_us_per_job": round(out.server_cpu / ran * 1e6, 1),
+            "pg_cpu_us_per_job": round(out.server_cpu / (out.done or ran) * 1e6, 1),
             "too_many_clients": out.told,
             "warnings": out.notes,
             "problems": out.problems,
