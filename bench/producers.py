@@ -20,7 +20,7 @@ from typing import Any
 from .apps import make_topia
 from .context import Context
 from .db import queue_name, reset
-from .verify import check_queue_order
+from .verify import check_enqueued
 
 Metrics = dict[str, Any]
 BARRIER_TIMEOUT = 120.0
@@ -106,7 +106,7 @@ def enqueue_concurrent(ctx: Context) -> Metrics:
     reset(ctx.db)
     took = run_producers("queuetopia", ctx.db.dsn, scope, jobs, producers)
     with ctx.db.connect() as conn:
-        problems = check_queue_order(conn, scope, jobs + producers)
+        problems = check_enqueued(conn, scope, jobs + producers)
     return {
         "jobs": jobs,
         "producers": producers,

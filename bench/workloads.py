@@ -292,8 +292,9 @@ def _pct(values: list[float], pct: float) -> float:
 def _statement_costs(ctx: Context, scope: str, repeat: int = 15) -> Metrics:
     """Time the worker's poll and claim statements (each in a rolled-back
     transaction) and EXPLAIN ANALYZE LEASE_ACQUIRE."""
-    from queuetopia import queries
-
+    queries = _queries_module()
+    if queries is None:
+        return {"statements": "the engine has no queuetopia.queries (nor db.queries)"}
     params = {
         "scope": scope,
         "owner": "bench:0:explain",
@@ -344,6 +345,20 @@ def _statement_costs(ctx: Context, scope: str, repeat: int = 15) -> Metrics:
                 out["lease_acquire_plan"] = [f"EXPLAIN failed: {exc}"]
             conn.rollback()
     return out
+
+
+def _queries_module() -> Any:
+    """The engine's statements: queuetopia.queries, or queuetopia.db.queries since the
+    database layer moved (Engine v2). The names timed may not exist in either: those
+    are reported as not timed."""
+    import importlib
+
+    for name in ("queuetopia.queries", "queuetopia.db.queries"):
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    return None
 
 
 def scale(ctx: Context, which: str, processes: int = 2) -> Metrics:
