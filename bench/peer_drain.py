@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -204,17 +205,20 @@ class Drain:
         reset(self.system, self.dsn)
         enqueue_set(self.system, self.dsn, self.shape)
         tmp = Path(tempfile.mkdtemp(prefix=f"bench-{self.system}-"))
-        procs = [self._spawn(tmp, p) for p in range(self.processes)]
-        out = Outcome()
-        self._wait(procs, out)
-        self._stop(procs)
-        out.told = sum(
-            (tmp / f"out-{p}.log").read_text(errors="replace").lower().count(TOO_MANY)
-            for p in range(self.processes)
-        )
-        with psycopg_connect(self.dsn) as conn:
-            out.done = self.shape.jobs - remaining(self.system, conn)
-        rows, cpu = self._collect(tmp, out)
+        try:
+            procs = [self._spawn(tmp, p) for p in range(self.processes)]
+            out = Outcome()
+            self._wait(procs, out)
+            self._stop(procs)
+            out.told = sum(
+                (tmp / f"out-{p}.log").read_text(errors="replace").lower().count(TOO_MANY)
+                for p in range(self.processes)
+            )
+            with psycopg_connect(self.dsn) as conn:
+                out.done = self.shape.jobs - remaining(self.system, conn)
+            rows, cpu = self._collect(tmp, out)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)  # the records are read
         return self._metrics(rows, cpu, out)
 
     def _spawn(self, tmp: Path, p: int) -> subprocess.Popen[bytes]:
