@@ -4,6 +4,9 @@
 $QUEUETOPIA_DSN, the scope from $QUEUETOPIA_BENCH_SCOPE, and what ran is written at
 exit to $QUEUETOPIA_BENCH_LOG (if set); $QUEUETOPIA_BENCH_POLL sets the poll interval.
 
+`sleep_async` and `sleep_plain` wait `d` seconds (`await asyncio.sleep`, `time.sleep`)
+and record their run the same way: the I/O-bound workloads.
+
 The record is the benchmark's independent check that every job ran exactly once and
 that runs of one queue never overlapped: job id plus wall-clock start and end of the
 action, kept in compact arrays (24 bytes a job) under a lock. With
@@ -11,6 +14,7 @@ $QUEUETOPIA_BENCH_RECORD=count only a counter is kept (the memory workload)."""
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import json
 import os
@@ -79,6 +83,19 @@ def make_topia(dsn: str | None = None, scope: str | None = None) -> Queuetopia:
     @topia.action("noop")
     def noop(job: Job, i: int = 0) -> None:
         started = time.time()
+        RUNS.add(job.id, started, time.time())
+
+    # I/O-bound work: a job that waits `d` seconds, as on the network.
+    @topia.action("sleep_async")
+    async def sleep_async(job: Job, d: float, i: int = 0) -> None:
+        started = time.time()
+        await asyncio.sleep(d)
+        RUNS.add(job.id, started, time.time())
+
+    @topia.action("sleep_plain")
+    def sleep_plain(job: Job, d: float, i: int = 0) -> None:
+        started = time.time()
+        time.sleep(d)
         RUNS.add(job.id, started, time.time())
 
     return topia

@@ -85,21 +85,18 @@ def _pgserver_bin() -> str | None:
     return str(path) if path.is_dir() else None
 
 
-def open_database() -> BenchDatabase:
+def open_database(max_connections: int | None = None) -> BenchDatabase:
     """Start an embedded server (or use $QUEUETOPIA_BENCH_DSN), create a database of
-    our own with synchronous_commit=on, and migrate it."""
-    configured = os.environ.get(DSN_ENV)
+    our own with synchronous_commit=on, and migrate it. `max_connections`: a new
+    embedded server with that setting, whatever $QUEUETOPIA_BENCH_DSN says."""
+    configured = None if max_connections else os.environ.get(DSN_ENV)
     server = None
     directory = None
     if configured:
         admin = configured
     else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import pgserver
-
         directory = Path(tempfile.mkdtemp(prefix="queuetopia-bench-"))
-        server = pgserver.get_server(directory, cleanup_mode="delete")  # type: ignore[attr-defined]
+        server = _embedded(directory, max_connections)
         admin = str(server.get_uri())
     name = f"queuetopia_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(admin, autocommit=True) as conn:
@@ -111,7 +108,8 @@ def open_database() -> BenchDatabase:
     db = BenchDatabase(
         admin, dsn, name, server is not None, _pgserver_bin(), None, server, directory
     )
-    Queuetopia(dsn=dsn).migrate()
+    with Queuetopia(dsn=dsn) as topia:  # closed: its pool would hold a connection
+        topia.migrate()
     with db.connect() as conn:
         value = conn.execute("SHOW synchronous_commit").fetchone()
         if value is None or value[0] != "on":
@@ -120,6 +118,48 @@ def open_database() -> BenchDatabase:
         # while this backend still lives: its parent is the postmaster
         db.postmaster = _local_postmaster(row[0] if row else None)
     return db
+
+
+def _embedded(directory: Path, max_connections: int | None) -> Any:
+    """A pgserver in `directory`, deleted at exit. With `max_connections`, the setting
+    is written with ALTER SYSTEM and the server started again (a postmaster reads it
+    only at start): pgserver takes no server options of its own."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver
+
+        if max_connections is not None:
+            first = pgserver.get_server(directory, cleanup_mode="stop")  # type: ignore[attr-defined]
+            with psycopg.connect(str(first.get_uri()), autocommit=True) as conn:
+                conn.execute(f"ALTER SYSTEM SET max_connections = {int(max_connections)}")
+            first.cleanup()  # stops it, keeps the directory
+        return pgserver.get_server(directory, cleanup_mode="delete")  # type: ignore[attr-defined]
+
+
+def max_connections(db: BenchDatabase) -> int:
+    with db.connect() as conn:
+        row = conn.execute("SHOW max_connections").fetchone()
+    return int(row[0]) if row else 0
+
+
+def server_log_size(db: BenchDatabase) -> int | None:
+    """The embedded server's log size now, to read what it logs from here on."""
+    path = _server_log(db)
+    return path.stat().st_size if path is not None and path.exists() else None
+
+
+def server_log_since(db: BenchDatabase, offset: int | None) -> str:
+    path = _server_log(db)
+    if path is None or offset is None or not path.exists():
+        return ""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read().decode(errors="replace")
+
+
+def _server_log(db: BenchDatabase) -> Path | None:
+    """pgserver logs to `<pgdata>/log`; an external server's log is not ours to read."""
+    return db._dir / "log" if db._dir is not None and db.embedded else None
 
 
 def _local_postmaster(backend: int | None) -> int | None:

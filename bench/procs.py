@@ -158,6 +158,19 @@ class Workers:
                     lines.append(f"worker {i}: {line.strip()[:300]}")
         return lines
 
+    def count_in_output(self, needle: str) -> int:
+        """How often the workers' output says `needle` (case-insensitive)."""
+        needle = needle.lower()
+        return sum(self.output(i).lower().count(needle) for i in range(len(self.procs)))
+
+    def died(self) -> list[str]:
+        """The workers that exited by themselves, with their exit status."""
+        return [
+            f"worker {i} exited with status {p.returncode}"
+            for i, p in enumerate(self.procs)
+            if p.poll() is not None
+        ]
+
     def cleanup(self) -> None:
         for proc in self.procs:
             if proc.poll() is None:

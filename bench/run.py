@@ -24,10 +24,7 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,170 +32,12 @@ from typing import Any
 # the checkout this file lives in, for this process and the worker processes alike.
 sys.path.append(str(Path(__file__).resolve().parent.parent))
 
-from bench import workloads as w
+from bench.cases import Case, cases
+from bench.context import SIZES, Context
 from bench.db import open_database, settings
+from bench.report import report
 
 Metrics = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Case:
-    name: str  # workload name, what --only matches
-    label: str
-    fn: Callable[[w.Context], Metrics]
-    table: str
-    processes: int | None = None
-    # (metric, ">=" or "<=", value) targets from the performance issue
-    targets: tuple[tuple[str, str, float], ...] = ()
-    max_runs: int | None = None  # a long case whose result varies little
-
-
-def cases(sizes: w.Sizes, peers: bool) -> list[Case]:
-    mq, mper = sizes.many_queues
-    oq, oper = sizes.ordered
-    out: list[Case] = []
-    for clients in sizes.floor_clients:
-        out.append(
-            Case(
-                "floor",
-                f"pgbench, {clients} client(s)",
-                partial(w.floor, clients=clients),
-                "floor",
-            )
-        )
-    out += [
-        Case(
-            "enqueue_single",
-            f"enqueue: .delay, 1 job per transaction ({sizes.enqueue_single:,} jobs)",
-            w.enqueue_single,
-            "throughput",
-            targets=(("jobs_per_s", ">=", 2500),),
-        ),
-        Case(
-            "enqueue_batch",
-            f"enqueue: delay_many x 1,000 ({sizes.enqueue_batches * 1000:,} jobs)",
-            w.enqueue_batch,
-            "throughput",
-            targets=(("jobs_per_s", ">=", 30000),),
-        ),
-    ]
-    for processes in (1, 2):
-        out.append(
-            Case(
-                "many_queues",
-                f"many queues: {mq:,} x {mper}",
-                partial(w.many_queues, processes=processes),
-                "throughput",
-                processes,
-                (("jobs_per_s", ">=", 5000),) if processes == 2 else (),
-            )
-        )
-    for processes in (1, 2):
-        out.append(
-            Case(
-                "ordered",
-                f"ordered: {oq:,} x {oper}",
-                partial(w.ordered, processes=processes),
-                "throughput",
-                processes,
-                (("jobs_per_s", ">=", 6000),) if processes == 2 else (),
-            )
-        )
-    lq, lper = sizes.logging
-    for mode in ("off", "cli", "json"):
-        out.append(
-            Case(
-                "logging",
-                f"ordered: {lq:,} x {lper}, worker logging "
-                + {"off": "off", "cli": "as `queuetopia worker`", "json": "--log-format json"}[
-                    mode
-                ],
-                partial(w.logging_cost, log_mode=mode),
-                "throughput",
-                2,
-            )
-        )
-    out.append(
-        Case(
-            "one_queue",
-            f"one queue: 1 x {sizes.one_queue:,}",
-            w.one_queue,
-            "throughput",
-            1,
-            (("jobs_per_s", ">=", 2000),),
-        )
-    )
-    out.append(
-        Case(
-            "latency",
-            f"latency: idle worker, {sizes.latency_samples} jobs one at a time",
-            w.latency,
-            "latency",
-            1,
-            (("p50_ms", "<=", 2.0), ("p99_ms", "<=", 5.0)),
-        )
-    )
-    bq, bper = sizes.scale_big
-    sq, sper = sizes.scale_small
-    out.append(
-        Case(
-            "scale",
-            f"scale: {sq * sper:,} pending ({sq:,} queues)",
-            partial(w.scale, which="small"),
-            "scale",
-            2,
-        )
-    )
-    out.append(
-        Case(
-            "scale",
-            f"scale: {bq * bper:,} pending ({bq:,} queues), first {sizes.scale_window:,}",
-            partial(w.scale, which="big"),
-            "scale",
-            2,
-        )
-    )
-    for processes in sizes.growth_processes:
-        out.append(
-            Case(
-                "growth",
-                f"growth: ordered {oq:,} x {oper}, {processes} worker procs",
-                partial(w.ordered, processes=processes),
-                "growth",
-                processes,
-            )
-        )
-    for queues in sizes.growth_queues:
-        out.append(
-            Case(
-                "growth",
-                f"growth: claim rate with {queues:,} queues",
-                partial(w.growth_queues, queues=queues),
-                "growth",
-                2,
-                max_runs=1,
-            )
-        )
-    mq2, mper2 = sizes.memory
-    out.append(
-        Case(
-            "memory",
-            f"memory: 1 worker draining {mq2 * mper2:,} jobs ({mq2:,} queues)",
-            w.memory,
-            "memory",
-            1,
-            (("peak_rss_mb", "<=", 80),),
-            max_runs=1,
-        )
-    )
-    if peers:
-        from bench import peers as peermod
-
-        out += [
-            Case(f"peers_{wl.name}", wl.label, fn, "peers", wl.processes or None)
-            for wl, fn in peermod.cases(sizes)
-        ]
-    return out
 
 
 # -- running ------------------------------------------------------------------------
@@ -222,7 +61,7 @@ def meets(value: Any, op: str, target: float) -> bool | None:
     return value >= target if op == ">=" else value <= target
 
 
-def run_case(case: Case, ctx: w.Context, runs: int) -> dict[str, Any]:
+def run_case(case: Case, ctx: Context, runs: int) -> dict[str, Any]:
     results: list[Metrics] = []
     problems: list[str] = []
     warnings: list[str] = []
@@ -313,277 +152,6 @@ def git_rev() -> str:
     return f"{root} at {rev}" + (" (queuetopia/ modified)" if dirty else "")
 
 
-# -- report --------------------------------------------------------------------------
-
-
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        if abs(v) >= 100:
-            return f"{v:,.0f}"
-        return f"{v:,.2f}"
-    if isinstance(v, int):
-        return f"{v:,}"
-    return str(v)
-
-
-def _verdict(result: dict[str, Any], timing: bool) -> str:
-    if not result["ok"]:
-        return "**WRONG**"
-    if not timing:
-        return "ok"
-    marks = []
-    for name, ok in result["targets"].items():
-        if ok is None:
-            continue
-        marks.append(("meets " if ok else "misses ") + name)
-    return "; ".join(marks) if marks else "ok"
-
-
-def report(doc: dict[str, Any]) -> str:
-    timing = doc["mode"] != "smoke"
-    results = doc["results"]
-    lines = [
-        "# Queuetopia benchmark",
-        "",
-        f"Command: `{doc['command']}`",
-        "",
-        f"- mode {doc['mode']}, {doc['runs']} run(s) per case (medians), worker concurrency "
-        f"{doc['concurrency']}, worker logging `{doc['worker_log']}`, engine {doc['git']}",
-        f"- machine: {doc['machine']['nproc']} CPUs ({doc['machine']['cpu']}), "
-        f"{doc['machine']['memory']} RAM, Python {doc['machine']['python']}; "
-        f"load average before {tuple(round(x, 2) for x in doc['machine']['load_before'])}, "
-        f"after {tuple(round(x, 2) for x in doc.get('load_after', ()))}",
-        f"- PostgreSQL {doc['postgres'].get('server_version')} ({doc['database']}): "
-        + ", ".join(
-            f"{k}={v}" for k, v in doc["postgres"].items() if k not in ("version", "server_version")
-        ),
-        "",
-    ]
-
-    def table(name: str, header: list[str], row: Callable[[dict[str, Any]], list[Any]]) -> None:
-        chosen = [r for r in results if r["table"] == name]
-        if not chosen:
-            return
-        lines.append("| " + " | ".join(header) + " |")
-        lines.append("|" + "---|" * len(header))
-        for r in chosen:
-            lines.append("| " + " | ".join(_fmt(v) for v in row(r)) + " |")
-        lines.append("")
-
-    def runs_of(r: dict[str, Any], key: str) -> str:
-        return " / ".join(_fmt(m.get(key)) for m in r["runs"])
-
-    lines.append("## Throughput (no-op jobs)")
-    lines.append("")
-    table(
-        "throughput",
-        ["workload", "worker procs", "jobs/s (median)", "runs", "worker CPU µs/job",
-         "PG CPU µs/job", "commits/job", "WAL B/job", "stalls", "load avg", "result"],
-        lambda r: [
-            r["label"],
-            r["processes"] or "-",
-            r["median"].get("jobs_per_s"),
-            runs_of(r, "jobs_per_s"),
-            r["median"].get("worker_cpu_us_per_job"),
-            r["median"].get("pg_cpu_us_per_job"),
-            r["median"].get("commits_per_job"),
-            r["median"].get("wal_bytes_per_job"),
-            sum(m.get("stalls", 0) for m in r["runs"]) if r["processes"] else None,
-            r.get("load"),
-            _verdict(r, timing),
-        ],
-    )  # fmt: skip
-    lines.append("## Latency (enqueue commit -> action start)")
-    lines.append("")
-    table(
-        "latency",
-        ["workload", "samples", "p50 ms", "p95 ms", "p99 ms", "max ms", "result"],
-        lambda r: [
-            r["label"],
-            r["median"].get("samples"),
-            r["median"].get("p50_ms"),
-            r["median"].get("p95_ms"),
-            r["median"].get("p99_ms"),
-            r["median"].get("max_ms"),
-            _verdict(r, timing),
-        ],
-    )
-    lines.append("## Scale (2 worker processes; statements timed in rolled-back transactions)")
-    lines.append("")
-    table(
-        "scale",
-        ["set", "claim rate jobs/s", "LEASE_ACQUIRE ms", "(EXPLAIN ms)", "JOB_CLAIM_HEAD ms",
-         "QUEUE_ANY_DUE ms", "QUEUE_NEXT_DUE ms", "worker CPU µs/job", "PG CPU µs/job",
-         "load s", "result"],
-        lambda r: [
-            r["label"],
-            r["median"].get("jobs_per_s"),
-            r["median"].get("LEASE_ACQUIRE_ms"),
-            r["median"].get("LEASE_ACQUIRE_explain_ms"),
-            r["median"].get("JOB_CLAIM_HEAD_ms"),
-            r["median"].get("QUEUE_ANY_DUE_ms"),
-            r["median"].get("QUEUE_NEXT_DUE_ms"),
-            r["median"].get("worker_cpu_us_per_job"),
-            r["median"].get("pg_cpu_us_per_job"),
-            r["median"].get("load_seconds"),
-            _verdict(r, timing),
-        ],
-    )  # fmt: skip
-    scale = [r for r in results if r["table"] == "scale" and r["ok"]]
-    if len(scale) == 2 and timing:
-        small, big = (r["median"].get("jobs_per_s") or 0 for r in scale)
-        ratio = big / small if small else 0.0
-        doc["scale_ratio"] = round(ratio, 3)
-        verdict = "meets" if ratio >= 0.8 else "misses"
-        lines.append(f"Claim rate at scale / small: **{ratio:.0%}** ({verdict} target >= 80%)")
-        lines.append("")
-    lines.append("## Growth (worker processes; queues)")
-    lines.append("")
-    table(
-        "growth",
-        ["workload", "worker procs", "jobs/s (median)", "runs", "worker CPU µs/job",
-         "PG CPU µs/job", "result"],
-        lambda r: [
-            r["label"],
-            r["processes"],
-            r["median"].get("jobs_per_s"),
-            runs_of(r, "jobs_per_s"),
-            r["median"].get("worker_cpu_us_per_job"),
-            r["median"].get("pg_cpu_us_per_job"),
-            _verdict(r, timing),
-        ],
-    )  # fmt: skip
-    lines.append("## Memory")
-    lines.append("")
-    table(
-        "memory",
-        ["workload", "RSS idle MB", "peak RSS (VmHWM) MB", "RSS at end MB", "jobs/s",
-         "result"],
-        lambda r: [
-            r["label"],
-            r["median"].get("rss_idle_mb"),
-            r["median"].get("peak_rss_mb"),
-            r["median"].get("rss_end_mb"),
-            r["median"].get("jobs_per_s"),
-            _verdict(r, timing),
-        ],
-    )  # fmt: skip
-    lines.append("## Floor: what PostgreSQL itself does on this server (pgbench, -M prepared)")
-    lines.append("")
-    table(
-        "floor",
-        ["pgbench", "1-row UPDATE commits/s", "claim+finish jobs/s (2 commits/job)", "result"],
-        lambda r: [
-            r["label"],
-            r["median"].get("update_commits_per_s"),
-            r["median"].get("claim_finish_jobs_per_s"),
-            _verdict(r, timing) if "skipped" not in r["median"] else r["median"]["skipped"],
-        ],
-    )
-    floors = [
-        r["median"].get("claim_finish_jobs_per_s")
-        for r in results
-        if r["table"] == "floor" and r["median"].get("clients") == 2
-    ]
-    if floors and floors[0] and timing:
-        best = floors[0]
-        lines.append(
-            f"Queuetopia as a fraction of the 2-client claim+finish floor ({best:,.0f}/s):"
-        )
-        lines.append("")
-        for r in results:
-            if r["table"] == "throughput" and r["processes"] and r["median"].get("jobs_per_s"):
-                frac = r["median"]["jobs_per_s"] / best
-                lines.append(f"- {r['label']}, {r['processes']} proc: {frac:.0%}")
-        lines.append("")
-    if any(r["table"] == "peers" for r in results):
-        lines.extend(peer_tables([r for r in results if r["table"] == "peers"], timing))
-    failures = [p for r in results for p in r["problems"]]
-    lines.append("## Correctness")
-    lines.append("")
-    if failures:
-        lines.append(f"**{len(failures)} correctness failure(s):**")
-        lines.extend(f"- {p}" for p in failures)
-    else:
-        lines.append(
-            "Every run verified: all jobs done exactly once (database attempts and the "
-            "workers' own records), per-queue order kept, no overlap within a queue."
-        )
-    lines.append("")
-    notes = [f"{r['label']}: {x}" for r in results for x in r.get("warnings", [])]
-    if notes:
-        lines.append("Warnings the workers logged (not correctness failures):")
-        lines.append("")
-        lines.extend(f"- {x}" for x in notes[:20])
-        lines.append("")
-    return "\n".join(lines)
-
-
-SYSTEM_NAMES = {
-    "queuetopia_async": "queuetopia `async def`",
-    "queuetopia_plain": "queuetopia plain",
-    "pgqueuer": "PgQueuer",
-    "procrastinate": "procrastinate",
-}
-PEER_TARGETS = {  # workload name, processes -> multiple of the best peer's jobs/s
-    ("peers_enqueue_single", None): 2.0,
-    ("peers_enqueue_fanout", None): 1.5,
-    ("peers_ordered", 2): 2.0,
-    ("peers_many_queues", 2): 1.5,
-}
-
-
-def peer_tables(results: list[dict[str, Any]], timing: bool) -> list[str]:
-    """Side by side: jobs/s per system (medians), queuetopia's ratio to the best peer
-    (the median of the ratios of each run), and CPU per job."""
-    lines = ["## Side by side with the peers (same server, same run, same body)", ""]
-    names = list(SYSTEM_NAMES)
-    head = ["workload", "procs", *(SYSTEM_NAMES[n] + " jobs/s" for n in names)]
-    head += ["async / best peer", "plain / best peer", "target", "result"]
-    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in results:
-        m = r["median"]
-        target = PEER_TARGETS.get((r["name"], r["processes"]))
-        cells = [r["label"], r["processes"] or "-"]
-        cells += [m.get(f"{n}.jobs_per_s") for n in names]
-        ratios = [m.get("queuetopia_async.x_best_peer"), m.get("queuetopia_plain.x_best_peer")]
-        cells += [None if x is None else f"{x:.2f}x" for x in ratios]
-        verdict = _verdict(r, False)
-        if target and timing and verdict == "ok":
-            met = all(x is not None and x >= target for x in ratios)
-            verdict = ("meets" if met else "misses") + f" >= {target:g}x"
-        cells += [f">= {target:g}x" if target else "-", verdict]
-        lines.append("| " + " | ".join(_fmt(v) for v in cells) + " |")
-    lines.append("")
-    lines.append("CPU per job (µs), worker processes / PostgreSQL server:")
-    lines.append("")
-    head = ["workload", "procs", *(SYSTEM_NAMES[n] for n in names)]
-    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in results:
-        m = r["median"]
-        if m.get("queuetopia_plain.worker_cpu_us_per_job") is None:
-            continue
-        cells = [r["label"], r["processes"] or "-"]
-        for n in names:
-            w, p = m.get(f"{n}.worker_cpu_us_per_job"), m.get(f"{n}.pg_cpu_us_per_job")
-            cells.append(f"{_fmt(w)} / {_fmt(p)}")
-        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
-    lines.append("")
-    for r in results:
-        m = r["median"]
-        if m.get("floor.update_commits_per_s"):
-            lines.append(
-                f"One queue against pgbench's 1-client one-row-update-per-commit rate "
-                f"({m['floor.update_commits_per_s']:,.0f}/s, same run): `async def` "
-                f"{_fmt(m.get('queuetopia_async.x_floor'))}x, plain "
-                f"{_fmt(m.get('queuetopia_plain.x_floor'))}x (target >= 0.5x)."
-            )
-            lines.append("")
-    return lines
-
-
 # -- main -----------------------------------------------------------------------------
 
 
@@ -612,12 +180,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     mode_name = "smoke" if args.smoke else "quick" if args.quick else "full"
-    sizes = w.SIZES[mode_name]
+    sizes = SIZES[mode_name]
     runs = args.runs or (3 if mode_name == "full" else 1)
     selected = cases(sizes, args.peers)
     if args.list:
         for c in selected:
-            print(f"{c.name:16} {c.label}")
+            print(f"{c.name:26} {c.label}" + (f" [{c.processes} proc]" if c.processes else ""))
         return 0
     if args.only:
         wanted = {n for item in args.only for n in item.split(",")}
@@ -645,18 +213,21 @@ def main(argv: list[str] | None = None) -> int:
     where = "$QUEUETOPIA_BENCH_DSN" if os.environ.get("QUEUETOPIA_BENCH_DSN") else "embedded"
     log(f"starting PostgreSQL ({where})")
     db = open_database()
+    ctx = Context(
+        db, sizes, args.concurrency, args.worker_log, mode_name != "smoke", log, args.profile
+    )
     try:
         doc["postgres"] = settings(db)
         doc["database"] = "embedded pgserver" if db.embedded else "$QUEUETOPIA_BENCH_DSN"
-        ctx = w.Context(
-            db, sizes, args.concurrency, args.worker_log, mode_name != "smoke", log, args.profile
-        )
         results = []
         for case in selected:
             log(f"{case.label}" + (f" [{case.processes} proc]" if case.processes else ""))
-            results.append(run_case(case, ctx, min(runs, case.max_runs or runs)))
+            # a long case runs once, unless --runs asks for more
+            times = runs if args.runs else min(runs, case.max_runs or runs)
+            results.append(run_case(case, ctx, times))
         doc["results"] = results
     finally:
+        ctx.close()  # a server of its own for the I/O workloads, if one was needed
         db.close()
     doc["machine"]["load_after"] = os.getloadavg()
     doc["load_after"] = os.getloadavg()

@@ -21,6 +21,13 @@ import psycopg
 from .procs import WorkerLog
 
 MAX_LISTED = 5
+DISORDER = """
+SELECT queue, seq, i, prev_i FROM (
+    SELECT queue, seq, (params->>'i')::int AS i,
+           lag((params->>'i')::int) OVER (PARTITION BY queue ORDER BY seq) AS prev_i
+      FROM queuetopia_jobs WHERE scope = %s) t
+ WHERE prev_i IS NOT NULL AND i <= prev_i
+"""
 
 
 class Problems:
@@ -39,33 +46,25 @@ class Problems:
 
 
 def check_enqueued(conn: psycopg.Connection[Any], scope: str, expected: int) -> list[str]:
-    """After an enqueue run: the count, gapless per-queue seq, and list order kept."""
+    """After an enqueue run: the count, and per queue each seq once and list order kept
+    (params.i grows with seq). Not that seq runs 1..n: rule 1 of docs/guarantees.md
+    orders a queue by commit, and Engine v2 draws seq from one sequence for all queues
+    (the queue rows' last_seq is no longer kept)."""
     p = Problems()
     row = conn.execute("SELECT count(*) FROM queuetopia_jobs WHERE scope = %s", [scope]).fetchone()
     if row is None or row[0] != expected:
         p.add(f"expected {expected} jobs, found {row[0] if row else None}")
     bad = conn.execute(
         """
-        SELECT q.queue, q.last_seq, count(j.*), min(j.seq), max(j.seq)
-          FROM queuetopia_queues q JOIN queuetopia_jobs j USING (scope, queue)
-         WHERE q.scope = %s
-         GROUP BY q.queue, q.last_seq
-        HAVING count(j.*) <> q.last_seq OR min(j.seq) <> 1 OR max(j.seq) <> q.last_seq
+        SELECT queue, count(*), count(DISTINCT seq)
+          FROM queuetopia_jobs WHERE scope = %s GROUP BY queue
+        HAVING count(DISTINCT seq) <> count(*)
         """,
         [scope],
     ).fetchall()
     if bad:
-        p.add("per-queue seq is not 1..last_seq", bad)
-    disorder = conn.execute(
-        """
-        SELECT queue, seq, i, prev_i FROM (
-            SELECT queue, seq, (params->>'i')::int AS i,
-                   lag((params->>'i')::int) OVER (PARTITION BY queue ORDER BY seq) AS prev_i
-              FROM queuetopia_jobs WHERE scope = %s) t
-         WHERE prev_i IS NOT NULL AND i <= prev_i
-        """,
-        [scope],
-    ).fetchall()
+        p.add("a seq used twice in a queue", bad)
+    disorder = conn.execute(DISORDER, [scope]).fetchall()
     if disorder:
         p.add("enqueue order not kept (params.i not increasing with seq)", disorder)
     return p.items
@@ -79,11 +78,23 @@ def check_ran(
     *,
     complete: bool = True,
     counted: int | None = None,
+    killed: bool = False,
+    lost: list[str] | None = None,
+    notes: list[str] | None = None,
 ) -> list[str]:
     """After a drain. `complete`: every job must be done; otherwise (a window of a big
     queue set) the done jobs of each queue must be a prefix of it. `logs`: the
-    workers' records (None: only `counted`, the sum of their counters, is known)."""
+    workers' records (None: only `counted`, the sum of their counters, is known).
+    `killed`: a worker was killed, so its running jobs stay `running` (until their
+    lease expires) and it left no record; only the database is checked.
+    `lost`: the run lost database connections (the server refused them). Then the
+    rules allow a job whose outcome could not be written to stay `running` until its
+    lease expires and to run again (rule 9 of docs/guarantees.md): those findings go
+    to this list instead of being failures. Order and overlap are checked all the
+    same: a job run again must still come before its queue's next job.
+    `notes`: where the database times' small inversions go (see _check_db_times)."""
     p = Problems()
+    again = Problems() if lost is not None else p
     rows = conn.execute(
         """
         SELECT count(*), count(*) FILTER (WHERE state = 'done'),
@@ -101,27 +112,15 @@ def check_ran(
         p.add(f"expected {expected} jobs in the table, found {total}")
     if complete and done != expected:
         p.add(f"{expected - done} of {expected} jobs not done")
-    if running:
-        p.add(f"{running} jobs left running after the workers stopped")
+    if running and not killed:
+        again.add(f"{running} jobs left running after the workers stopped")
     if other:
         p.add(f"{other} jobs failed or cancelled")
     if reattempted or retried:
-        p.add(f"{reattempted + retried} jobs attempted more than once or left with attempts")
+        again.add(f"{reattempted + retried} jobs attempted more than once or left with attempts")
 
-    overlap = conn.execute(
-        """
-        SELECT queue, seq, attempted_at, done_at, next_seq, next_attempted_at FROM (
-            SELECT queue, seq, attempted_at, done_at,
-                   lead(seq) OVER w AS next_seq, lead(attempted_at) OVER w AS next_attempted_at
-              FROM queuetopia_jobs
-             WHERE scope = %s AND state = 'done'
-            WINDOW w AS (PARTITION BY queue ORDER BY seq)) t
-         WHERE attempted_at > done_at OR next_attempted_at < done_at
-        """,
-        [scope],
-    ).fetchall()
-    if overlap:
-        p.add("jobs of one queue overlapped or ran out of order (database times)", overlap)
+    # the small-inversion allowance needs the workers' records to back it
+    _check_db_times(conn, scope, p, notes if logs is not None and not killed else None)
     if not complete:
         gaps = conn.execute(
             """
@@ -136,27 +135,78 @@ def check_ran(
         if gaps:
             p.add("a job ran before an earlier job of its queue", gaps)
 
-    if logs is None:
+    if not killed and logs is None:
         if counted is not None and counted != done:
-            p.add(f"the actions counted {counted} runs, the database has {done} done jobs")
-        return p.items
-    _check_logs(conn, scope, logs, done, p)
+            again.add(f"the actions counted {counted} runs, the database has {done} done jobs")
+    elif not killed and logs is not None:
+        _check_logs(conn, scope, logs, done, p, again)
+    if lost is not None:
+        lost += again.items
     return p.items
 
 
-def _check_logs(
-    conn: psycopg.Connection[Any], scope: str, logs: list[WorkerLog], done: int, p: Problems
+# A job's attempted_at and done_at are now() of the transactions that wrote them: the
+# start of the transaction (at Bind), read before its snapshot (at Execute), and
+# between the two come the plan (a cached plan invalidated by autovacuum's ANALYZE is
+# planned again: milliseconds for the engine's big statements), waits for locks on the
+# plan's relations, and the CPU scheduler. So a claim whose transaction started just
+# before the previous job's outcome was written, and took its snapshot just after that
+# commit, carries an attempted_at earlier than the previous done_at although it ran
+# after it. Seen on the current engine under the snapshot workload's steady load on a
+# loaded 2-core machine: 0.11 ms once in 144,000 jobs, 4.1 ms once in another run.
+# The database cannot order two transactions finer than that; the workers' records
+# (checked strictly in _check_logs) can. So an inversion under CLOCK_TOLERANCE that the
+# workers' records back is a note; anything larger is a failure.
+CLOCK_TOLERANCE = 0.02  # seconds
+DB_TIMES = """
+SELECT queue, seq, attempted_at, done_at, next_seq, next_attempted_at,
+       extract(epoch FROM done_at - next_attempted_at)::float8 FROM (
+    SELECT queue, seq, attempted_at, done_at,
+           lead(seq) OVER w AS next_seq, lead(attempted_at) OVER w AS next_attempted_at
+      FROM queuetopia_jobs
+     WHERE scope = %s AND state = 'done'
+    WINDOW w AS (PARTITION BY queue ORDER BY seq)) t
+ WHERE attempted_at > done_at OR next_attempted_at < done_at
+"""
+
+
+def _check_db_times(
+    conn: psycopg.Connection[Any], scope: str, p: Problems, notes: list[str] | None
 ) -> None:
+    rows = conn.execute(DB_TIMES, [scope]).fetchall()
+    small = [
+        r for r in rows if r[2] <= r[3] and r[6] is not None and r[6] < CLOCK_TOLERANCE
+    ] if notes is not None else []  # fmt: skip
+    overlap = [r[:6] for r in rows if r not in small]
+    if overlap:
+        p.add("jobs of one queue overlapped or ran out of order (database times)", overlap)
+    if small and notes is not None:
+        notes.append(
+            f"{len(small)} next attempted_at before the previous done_at by under "
+            f"{CLOCK_TOLERANCE * 1000:g} ms (each is its transaction's now(), taken before "
+            f"its snapshot; the workers saw no overlap): {[(r[0], r[1], r[4]) for r in small[:5]]}"
+        )
+
+
+def _check_logs(
+    conn: psycopg.Connection[Any],
+    scope: str,
+    logs: list[WorkerLog],
+    done: int,
+    p: Problems,
+    again: Problems,
+) -> None:
+    """Against the workers' records; `again` takes the re-runs (`p` unless allowed)."""
     runs: dict[int, list[tuple[float, float]]] = defaultdict(list)
     for log in logs:
         for job_id, t0, t1 in zip(log.ids, log.t0, log.t1, strict=True):
             runs[job_id].append((t0, t1))
     twice = [(job_id, len(r)) for job_id, r in runs.items() if len(r) > 1]
     if twice:
-        p.add("jobs ran more than once (worker records)", twice)
+        again.add("jobs ran more than once (worker records)", twice)
     ran_count = sum(len(r) for r in runs.values())
     if ran_count != done:
-        p.add(f"the actions recorded {ran_count} runs, the database has {done} done jobs")
+        again.add(f"the actions recorded {ran_count} runs, the database has {done} done jobs")
     db_jobs = conn.execute(
         "SELECT id, queue, seq FROM queuetopia_jobs WHERE scope = %s AND state = 'done'",
         [scope],
@@ -167,7 +217,7 @@ def _check_logs(
     if missing:
         p.add("done in the database but never run by an action", missing)
     if extra:
-        p.add("run by an action but not done in the database", extra)
+        again.add("run by an action but not done in the database", extra)
     by_queue: dict[str, list[tuple[float, float, int, int]]] = defaultdict(list)
     for job_id, queue, seq in db_jobs:
         for t0, t1 in runs.get(job_id, []):
@@ -176,7 +226,8 @@ def _check_logs(
     for queue, items in by_queue.items():
         items.sort()
         for prev, cur in itertools.pairwise(items):
-            if cur[2] <= prev[2] or cur[0] < prev[1]:
+            rerun = cur[3] == prev[3] and again is not p  # the same job again, allowed
+            if (cur[2] <= prev[2] and not rerun) or cur[0] < prev[1]:
                 bad.append((queue, prev[2], cur[2], round(cur[0] - prev[1], 6)))
     if bad:
         p.add("actions of one queue ran out of order or overlapped (worker records)", bad)

@@ -32,16 +32,14 @@ def _setup_logging(mode: str) -> None:
 
 
 def _announce_ready(worker: object, path: Path, timeout: float = 60.0) -> None:
-    """Write `path` once the worker's listener is connected (or after a grace period
-    when the engine does not expose that)."""
+    """Write `path` once the worker's listener is connected (its public
+    `listener_healthy`), or after a grace period when the engine does not say."""
+    if not hasattr(type(worker), "listener_healthy"):
+        time.sleep(1.0)
+        path.write_text(str(os.getpid()))
+        return
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        listener = getattr(worker, "_listener", None)
-        if listener is not None and getattr(listener, "healthy", False):
-            break
-        if listener is not None and not hasattr(listener, "healthy"):
-            time.sleep(1.0)
-            break
+    while time.monotonic() < deadline and not getattr(worker, "listener_healthy", False):
         time.sleep(0.01)
     path.write_text(str(os.getpid()))
 

@@ -11,84 +11,23 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from queuetopia import Queuetopia
 
 from . import db as dbmod
 from .apps import make_topia
-from .db import BenchDatabase, counters, queue_name, reset, stat_delta
+from .arrival import KEY_BY_KEY, enqueue_arrival
+from .context import Context
+from .db import counters, queue_name, reset, stat_delta
 from .procs import CpuMeter, Workers, proc_status
 from .verify import check_enqueued, check_ran, queue_gaps
 
 Metrics = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Sizes:
-    enqueue_single: int
-    enqueue_batches: int  # batches of 1,000
-    many_queues: tuple[int, int]
-    ordered: tuple[int, int]
-    one_queue: int
-    latency_samples: int
-    scale_big: tuple[int, int]  # queues x jobs per queue
-    scale_window: int  # jobs to run in the big set
-    scale_small: tuple[int, int]
-    memory: tuple[int, int]
-    floor_seconds: float
-    floor_clients: tuple[int, ...]
-    floor_pairs: int  # claim+finish pairs in all, split over the clients
-    logging: tuple[int, int]  # the ordered shape, smaller: rich logging is slow
-    growth_processes: tuple[int, ...] = (1, 2)  # the ordered drain with this many workers
-    growth_queues: tuple[int, ...] = (100, 1_000)  # the claim rate with this many queues
-
-
-SIZES = {
-    "smoke": Sizes(200, 2, (50, 4), (10, 10), 200, 10, (1_000, 5), 500, (20, 5), (50, 20), 1.0,
-                   (2,), 400, (10, 5)),
-    "quick": Sizes(2_000, 20, (1_000, 10), (100, 100), 5_000, 100, (10_000, 10), 5_000,
-                   (100, 10), (200, 100), 5.0, (2,), 10_000, (100, 20), (1, 2, 4, 8),
-                   (100, 10_000, 100_000)),
-    "full": Sizes(10_000, 100, (1_000, 10), (100, 100), 5_000, 300, (10_000, 100), 20_000,
-                  (100, 10), (1_000, 100), 10.0, (1, 2, 20), 20_000, (100, 20), (1, 2, 4, 8),
-                  (100, 10_000, 1_000_000)),
-}  # fmt: skip
-
-
-@dataclass
-class Context:
-    db: BenchDatabase
-    sizes: Sizes
-    concurrency: int
-    log_mode: str
-    timing: bool = True  # smoke: correctness only
-    log: Callable[[str], None] = print
-    profile_dir: Path | None = None
-
-    def workers(
-        self,
-        scope: str,
-        processes: int,
-        *,
-        record: str = "log",
-        log_mode: str | None = None,
-        poll_interval: float = 60.0,
-    ) -> Workers:
-        return Workers(
-            self.db.dsn,
-            scope,
-            processes,
-            self.concurrency,
-            log_mode or self.log_mode,
-            record,
-            poll_interval,
-            self.profile_dir,
-        )
 
 
 def _scope(name: str) -> str:
@@ -154,7 +93,7 @@ def enqueue_batch(ctx: Context) -> Metrics:
 # -- drains ---------------------------------------------------------------------------
 
 
-def _wait(
+def wait_for(
     conn: psycopg.Connection[Any],
     query: str,
     params: list[Any],
@@ -184,10 +123,16 @@ DONE_COUNT = "SELECT count(*) FROM queuetopia_jobs WHERE scope = %s AND state = 
 
 
 def drain(
-    ctx: Context, queues: int, per_queue: int, processes: int, log_mode: str | None = None
+    ctx: Context,
+    queues: int,
+    per_queue: int,
+    processes: int,
+    log_mode: str | None = None,
+    arrival: str = KEY_BY_KEY,
 ) -> Metrics:
     """Start idle workers, enqueue queues x per_queue no-op jobs through the API in one
-    transaction, and time from its commit to the last job's done_at."""
+    transaction, in the `arrival` order (bench/arrival.py), and time from its commit
+    to the last job's done_at."""
     n = queues * per_queue
     scope = _scope("drain")
     reset(ctx.db)
@@ -196,9 +141,8 @@ def drain(
     try:
         workers.start()
         with make_topia(ctx.db.dsn, scope) as topia, ctx.db.connect(autocommit=False) as conn:
-            noop = _noop(topia).options(connection=conn)
-            for q in range(queues):
-                noop.delay_many(queue_name(q), [{"i": k} for k in range(per_queue)])
+            shape = (queues, per_queue, arrival)
+            enqueue_arrival(topia, conn, "noop", shape, queue_name, lambda _q, k: {"i": k})
             before = counters(ctx.db)
             meter = CpuMeter(workers.pids, ctx.db.postmaster).start()
             conn.commit()
@@ -208,7 +152,7 @@ def drain(
             committed_at = row[0]
             committed_epoch = committed_at.timestamp()
             conn.autocommit = True
-            ok = _wait(conn, IN_LINE, [scope], lambda v: not v, workers, timeout=60 + n / 100)
+            ok = wait_for(conn, IN_LINE, [scope], lambda v: not v, workers, timeout=60 + n / 100)
             meter.stop()
             if not ok:
                 problems.append("timed out or a worker died before every job was done")
@@ -219,8 +163,9 @@ def drain(
     if not workers.stopped_cleanly:
         problems.append("a worker did not stop cleanly on SIGTERM")
     after = counters(ctx.db)
+    notes: list[str] = []
     with ctx.db.connect() as conn:
-        problems += check_ran(conn, scope, n, logs)
+        problems += check_ran(conn, scope, n, logs, notes=notes)
         longest_gap, idle, stalls = queue_gaps(conn, scope, logs, committed_epoch)
         row = conn.execute(
             """SELECT extract(epoch FROM max(done_at) - %(t)s)::float8,
@@ -242,7 +187,7 @@ def drain(
         "stalls": len(stalls),
         **meter.per_job(n),
         **stat_delta(before, after, n),
-        "warnings": stalls[:5] + warnings[:5],
+        "warnings": stalls[:5] + warnings[:5] + notes,
         "problems": problems,
     }
 
@@ -252,9 +197,9 @@ def many_queues(ctx: Context, processes: int) -> Metrics:
     return drain(ctx, q, per, processes)
 
 
-def ordered(ctx: Context, processes: int) -> Metrics:
+def ordered(ctx: Context, processes: int, arrival: str = KEY_BY_KEY) -> Metrics:
     q, per = ctx.sizes.ordered
-    return drain(ctx, q, per, processes)
+    return drain(ctx, q, per, processes, arrival=arrival)
 
 
 def logging_cost(ctx: Context, log_mode: str, processes: int = 2) -> Metrics:
@@ -264,7 +209,18 @@ def logging_cost(ctx: Context, log_mode: str, processes: int = 2) -> Metrics:
 
 
 def one_queue(ctx: Context, processes: int = 1) -> Metrics:
-    return drain(ctx, 1, ctx.sizes.one_queue, processes)
+    """One hot queue, and pgbench's one-client one-row update per commit right after
+    it on the same server: its ratio to that floor is from the same run."""
+    metrics = drain(ctx, 1, ctx.sizes.one_queue, processes)
+    exe = _pgbench(ctx)
+    if exe is None:
+        return metrics
+    commits = update_rate(ctx, exe, 1)
+    with ctx.db.connect() as conn:
+        conn.execute(FLOOR_DROP)
+    metrics["floor_1_client_commits_per_s"] = round(commits, 1)
+    metrics["x_floor"] = round(metrics["jobs_per_s"] / commits, 3) if commits else None
+    return metrics
 
 
 # -- latency --------------------------------------------------------------------------
@@ -289,14 +245,15 @@ def latency(ctx: Context, gap: float = 0.03, warmup: int = 5) -> Metrics:
                 order.append(job.id)
                 time.sleep(gap)
             with ctx.db.connect() as conn:
-                if not _wait(conn, IN_LINE, [scope], lambda v: not v, workers, timeout=30):
+                if not wait_for(conn, IN_LINE, [scope], lambda v: not v, workers, timeout=30):
                     problems.append("timed out before every job was done")
     finally:
         logs = workers.stop()
         warnings = workers.warnings()
         workers.cleanup()
     with ctx.db.connect() as conn:
-        problems += check_ran(conn, scope, n + warmup, logs)
+        notes: list[str] = []
+        problems += check_ran(conn, scope, n + warmup, logs, notes=notes)
     started = {i: t0 for log in logs for i, t0 in zip(log.ids, log.t0, strict=True)}
     ended = {i: t1 for log in logs for i, t1 in zip(log.ids, log.t1, strict=True)}
     samples = []
@@ -316,7 +273,7 @@ def latency(ctx: Context, gap: float = 0.03, warmup: int = 5) -> Metrics:
         "p99_ms": round(_pct(samples, 99), 3),
         "max_ms": round(samples[-1], 3) if samples else 0.0,
         "not_idle": busy,
-        "warnings": warnings[:5],
+        "warnings": warnings[:5] + notes,
         "problems": problems,
     }
 
@@ -336,8 +293,9 @@ def _pct(values: list[float], pct: float) -> float:
 def _statement_costs(ctx: Context, scope: str, repeat: int = 15) -> Metrics:
     """Time the worker's poll and claim statements (each in a rolled-back
     transaction) and EXPLAIN ANALYZE LEASE_ACQUIRE."""
-    from queuetopia.db import queries
-
+    queries = _queries_module()
+    if queries is None:
+        return {"statements": "the engine has no queuetopia.queries (nor db.queries)"}
     params = {
         "scope": scope,
         "owner": "bench:0:explain",
@@ -348,8 +306,13 @@ def _statement_costs(ctx: Context, scope: str, repeat: int = 15) -> Metrics:
         "queue": queue_name(1),
         "lease_id": uuid.uuid4(),
         "node": "bench:0",
+        # Engine v2: one step that takes the queue and claims its head.
+        "batch": Jsonb([{"in_queue": queue_name(1), "in_acquire": True, "in_claim": True}]),
     }
-    names = ("LEASE_ACQUIRE", "QUEUE_ANY_DUE", "QUEUE_NEXT_DUE", "JOB_CLAIM_HEAD")
+    names = (
+        "LEASE_ACQUIRE", "QUEUE_ANY_DUE", "QUEUE_NEXT_DUE", "JOB_CLAIM_HEAD",  # before v2
+        "QUEUE_DUE", "JOB_STEP",  # engine v2
+    )  # fmt: skip
     out: Metrics = {}
     with ctx.db.connect(autocommit=False) as conn:
         for name in names:
@@ -372,7 +335,7 @@ def _statement_costs(ctx: Context, scope: str, repeat: int = 15) -> Metrics:
                 out[f"{name}_error"] = str(exc).splitlines()[0]
                 continue
             out[f"{name}_ms"] = round(statistics.median(times), 3)
-        statement = getattr(queries, "LEASE_ACQUIRE", None)
+        statement = getattr(queries, "LEASE_ACQUIRE", None) or getattr(queries, "JOB_STEP", None)
         if statement is not None:
             try:
                 rows = conn.execute(
@@ -388,6 +351,20 @@ def _statement_costs(ctx: Context, scope: str, repeat: int = 15) -> Metrics:
                 out["lease_acquire_plan"] = [f"EXPLAIN failed: {exc}"]
             conn.rollback()
     return out
+
+
+def _queries_module() -> Any:
+    """The engine's statements: queuetopia.queries, or queuetopia.db.queries since the
+    database layer moved (Engine v2). The names timed may not exist in either: those
+    are reported as not timed."""
+    import importlib
+
+    for name in ("queuetopia.queries", "queuetopia.db.queries"):
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    return None
 
 
 def scale(ctx: Context, which: str, processes: int = 2) -> Metrics:
@@ -432,7 +409,7 @@ def claim_rate(
         with make_topia(ctx.db.dsn, scope) as topia:
             topia.notify()
         with ctx.db.connect() as conn:
-            if not _wait(
+            if not wait_for(
                 conn, DONE_COUNT, [scope], lambda v: v >= window, workers, 60 + window / 100, 0.05
             ):
                 problems.append("timed out or a worker died before the window was done")
@@ -444,7 +421,8 @@ def claim_rate(
     if not workers.stopped_cleanly:
         problems.append("a worker did not stop cleanly on SIGTERM")
     with ctx.db.connect() as conn:
-        problems += check_ran(conn, scope, n, logs, complete=window == n)
+        notes: list[str] = []
+        problems += check_ran(conn, scope, n, logs, complete=window == n, notes=notes)
         longest_gap, idle, stalls = queue_gaps(conn, scope, logs)
         row = conn.execute(
             """SELECT count(*), extract(epoch FROM max(done_at) - min(attempted_at))::float8
@@ -467,7 +445,7 @@ def claim_rate(
         "stalls": len(stalls),
         **meter.per_job(ran),
         **stat_delta(before, after, ran),
-        "warnings": stalls[:5] + warnings[:5],
+        "warnings": stalls[:5] + warnings[:5] + notes,
         "problems": problems,
     }
 
@@ -547,6 +525,8 @@ CREATE TABLE bench_floor_jobs (
 CREATE INDEX bench_floor_jobs_pending ON bench_floor_jobs (id) WHERE state = 'pending';
 """
 
+FLOOR_DROP = "DROP TABLE IF EXISTS bench_floor_counter, bench_floor_jobs"
+
 FLOOR_UPDATE = """\\set id random(1, 100000)
 UPDATE bench_floor_counter SET n = n + 1 WHERE id = :id;
 """
@@ -558,6 +538,15 @@ FLOOR_PAIR = """UPDATE bench_floor_jobs SET state = 'running'
 RETURNING id AS job_id \\gset
 UPDATE bench_floor_jobs SET state = 'done', done_at = now() WHERE id = :job_id;
 """
+
+
+def update_rate(ctx: Context, exe: str, clients: int) -> float:
+    """pgbench's one-row UPDATE per commit, `clients` clients, for floor_seconds."""
+    with ctx.db.connect() as conn:
+        conn.execute(FLOOR_SETUP)
+    seconds = str(int(max(ctx.sizes.floor_seconds, 1)))
+    args = ["-c", str(clients), "-j", str(min(clients, 2)), "-T", seconds]
+    return _run_pgbench(ctx, exe, FLOOR_UPDATE, args)
 
 
 def _pgbench(ctx: Context) -> str | None:
@@ -595,14 +584,7 @@ def floor(ctx: Context, clients: int) -> Metrics:
         return {"problems": [], "skipped": "pgbench not found"}
     sizes = ctx.sizes
     threads = str(min(clients, 2))
-    with ctx.db.connect() as conn:
-        conn.execute(FLOOR_SETUP)
-    update_tps = _run_pgbench(
-        ctx,
-        exe,
-        FLOOR_UPDATE,
-        ["-c", str(clients), "-j", threads, "-T", str(int(max(sizes.floor_seconds, 1)))],
-    )
+    update_tps = update_rate(ctx, exe, clients)
     per_client = max(sizes.floor_pairs // clients, 1)
     total = per_client * clients
     with ctx.db.connect() as conn:
@@ -621,7 +603,7 @@ def floor(ctx: Context, clients: int) -> Metrics:
         ).fetchone()
         if row is None or row[0] != total or row[1] != total:
             problems.append(f"pgbench pair: expected {total} done rows, got {row}")
-        conn.execute("DROP TABLE IF EXISTS bench_floor_counter, bench_floor_jobs")
+        conn.execute(FLOOR_DROP)
     return {
         "clients": clients,
         "update_commits_per_s": round(update_tps, 1),
