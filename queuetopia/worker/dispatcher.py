@@ -76,6 +76,7 @@ class Turn:
     started: float = 0.0  # when its current turn began (monotonic)
     ran: int = 0  # attempts in the current turn
     wanted: bool = False  # a notification came while it was busy: look again
+    hooking: bool = False  # failure hooks run: its next job waits for them
     idle_since: float = field(default_factory=time.monotonic)
     timer: asyncio.TimerHandle | None = None
 
@@ -168,10 +169,10 @@ class Dispatcher:
                 break
             del self.due[queue]
             turn = self.turns.get(queue)
-            if turn is not None and turn.phase is Phase.IDLE:
+            if turn is not None and turn.phase is Phase.IDLE and not turn.hooking:
                 held.append(turn)
             elif turn is not None:
-                turn.wanted = True
+                turn.wanted = turn.wanted or not turn.hooking
             elif queue in self.releasing or queue in self.acquiring:
                 self.after_release.add(queue)
             else:
@@ -303,7 +304,8 @@ class Dispatcher:
             logger.warning("parked job %d of queue %r: %s", job.id, job.queue, finish.error)
             self.kit.observers.job_parked(job)
         if failed is not None:
-            self._background(self._hooks(turn.hold, job, failed))
+            turn.hooking = True
+            self._background(self._hooks(turn, job, failed))
 
     def _found(self, turn: Turn, step: Step) -> None:
         job = step.job
@@ -390,8 +392,18 @@ class Dispatcher:
         if not outcome.ok and self.kit.registry.failure_hooks(job.action):
             self._failed[job.id] = outcome  # the hooks run once it is recorded
 
-    async def _hooks(self, hold: Hold, job: Job, outcome: Outcome) -> None:
-        """Call the failure hooks, with the job as recorded."""
+    async def _hooks(self, turn: Turn, job: Job, outcome: Outcome) -> None:
+        """Call the failure hooks, with the job as recorded; the queue's next job waits
+        for them (docs/retries.md)."""
+        try:
+            await self._call_hooks(turn.hold, job, outcome)
+        finally:
+            turn.hooking = False
+            if self.turns.get(turn.hold.queue) is turn and turn.phase is Phase.IDLE:
+                self.due.setdefault(turn.hold.queue, time.monotonic())
+                self.fill()
+
+    async def _call_hooks(self, hold: Hold, job: Job, outcome: Outcome) -> None:
         scope = self.scope
         recorded = await self.house(lambda c: store.job_get(c, scope=scope, job_id=job.id)) or job
         hooked = self.kit.registry.failure_hooks(job.action)

@@ -21,6 +21,7 @@ from ..db import steps
 from ..db.connections import Database
 from ..db.rows import AsyncConn
 from ..errors import DatabaseConflict, DatabaseUnavailable
+from ..events import first_line
 from ..models import Step, StepItem
 
 logger = logging.getLogger("queuetopia.worker")
@@ -110,7 +111,12 @@ class Stepper:
                 await self._drop(exc)
                 if self._stopped():
                     raise
-                logger.warning("step failed (%s); retrying in %.2fs", type(exc).__name__, delay)
+                logger.warning(
+                    "step failed (%s: %s); retrying in %.2fs",
+                    type(exc).__name__,
+                    first_line(str(exc)),
+                    delay,
+                )
                 await asyncio.sleep(random.uniform(delay / 2, delay))
                 delay = min(delay * 2, RETRY_MAX)
                 if isinstance(exc, DatabaseUnavailable):
