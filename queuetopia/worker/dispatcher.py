@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from enum import Enum
@@ -59,6 +61,9 @@ SCAN_PAGE = 20
 RELEASE_BATCH = 500
 # A step names at most this many queues to take.
 CANDIDATES = 256
+# A held queue that has waited this long for a slot is handed off (given back, with a
+# notification): a worker with a free slot takes it.
+HANDOFF = 1.0
 
 
 class Phase(Enum):
@@ -107,7 +112,8 @@ class Dispatcher:
             ended=self._ended,
         )
         self.turns: dict[str, Turn] = {}
-        self.due: dict[str, float] = {}  # queue -> since when (monotonic), oldest first
+        # queue -> since when it is due (monotonic), oldest first: popped from the front
+        self.due: OrderedDict[str, float] = OrderedDict()
         self.busy = 0  # slots taken: attempts running, claims in flight
         # Queues named to take, in a step in flight: when it was sent, and since when
         # the queue was due.
@@ -119,9 +125,12 @@ class Dispatcher:
         self.scan_now = True
         self.scan_more = False  # the last poll found a full page: more may be due
         self.next_scan = 0.0
-        self.running: tuple[str, ...] = ()  # queues with a job in flight, for other threads
+        self.running: set[str] = set()  # queues with a job in flight
+        self._running_lock = threading.Lock()  # other threads read it (running_queues)
         self._failed: dict[int, Outcome] = {}  # failed attempts whose hooks wait for the record
         self._tasks: set[asyncio.Task[None]] = set()
+        self._to_release: list[tuple[steps.Release, bool]] = []
+        self._releaser: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._quiet = asyncio.Event()  # set whenever no slot is busy
 
@@ -164,10 +173,8 @@ class Dispatcher:
             return
         held: list[Turn] = []
         candidates: dict[str, float] = {}
-        for queue, since in list(self.due.items()):
-            if len(held) >= free or len(candidates) >= CANDIDATES:
-                break
-            del self.due[queue]
+        while self.due and len(held) < free and len(candidates) < CANDIDATES:
+            queue, since = self.due.popitem(last=False)
             turn = self.turns.get(queue)
             if turn is not None and turn.phase is Phase.IDLE and not turn.hooking:
                 held.append(turn)
@@ -200,8 +207,9 @@ class Dispatcher:
 
     def _requeue(self, queues: dict[str, float]) -> None:
         """Put queues back at the front of the due list, with the time they became due."""
-        if queues:
-            self.due = {**queues, **{q: t for q, t in self.due.items() if q not in queues}}
+        for queue, since in reversed(queues.items()):
+            self.due[queue] = since
+            self.due.move_to_end(queue, last=False)
 
     @property
     def contended(self) -> bool:
@@ -347,9 +355,8 @@ class Dispatcher:
             if after.job.on_exhausted != "block" or state is Verdict.PARKED:
                 self.due.setdefault(turn.hold.queue, time.monotonic())  # it moves on
         elif state is Verdict.DONE:
-            # Its turn is over while other queues wait: give it back, so that any worker
-            # with a free slot may take it, and wake them.
-            self._release([turn], wake=True)
+            # Its turn is over while other queues wait: behind them (it keeps its lease;
+            # if it waits long, the handoff gives it to a worker with a free slot).
             self.due.setdefault(turn.hold.queue, time.monotonic())
             return
         self._again_if_wanted(turn)
@@ -371,10 +378,11 @@ class Dispatcher:
         if turn.phase is not Phase.RUNNING and turn.ran == 0:
             turn.started = time.monotonic()
         turn.phase = Phase.RUNNING
-        self._running_changed()
+        self._running(turn.hold.queue, True)
         self.runner.start(turn.hold, job)
 
     def _ended(self, hold: Hold, job: Job, outcome: Outcome, ran: float) -> None:
+        self._running(hold.queue, False)
         turn = self.turns.get(hold.queue)
         if turn is None or turn.hold is not hold:
             logger.warning("outcome of job %d of queue %r discarded: lease lost", job.id, job.queue)
@@ -388,7 +396,8 @@ class Dispatcher:
             turn.ran = 0
             self._free_slot()
         self._submit(turn, claim=go_on, finish=finish)
-        self._running_changed()
+        if not go_on:
+            self.fill()  # the slot goes to the queue that has waited longest
         if not outcome.ok and self.kit.registry.failure_hooks(job.action):
             self._failed[job.id] = outcome  # the hooks run once it is recorded
 
@@ -428,8 +437,17 @@ class Dispatcher:
         self._tasks.add(task)  # the loop keeps only weak references
         task.add_done_callback(self._tasks.discard)
 
-    def _running_changed(self) -> None:
-        self.running = tuple(q for q, t in self.turns.items() if t.phase is Phase.RUNNING)
+    def _running(self, queue: str, running: bool) -> None:
+        with self._running_lock:
+            if running:
+                self.running.add(queue)
+            else:
+                self.running.discard(queue)
+
+    def running_queues(self) -> list[str]:
+        """The queues with a job in flight (from any thread)."""
+        with self._running_lock:
+            return list(self.running)
 
     # -- holding and giving back ---------------------------------------------------------
 
@@ -456,13 +474,12 @@ class Dispatcher:
         if self.turns.get(turn.hold.queue) is turn:
             del self.turns[turn.hold.queue]
         self.holds.give_back(turn.hold)
-        self._running_changed()
         self._settled(turn.hold.queue)
 
     def _release(self, turns: list[Turn], *, wake: bool) -> None:
-        """Give the queues of `turns` back (in the background): their leases stay in
-        the database, released, with their floors."""
-        releases = []
+        """Give the queues of `turns` back: their leases stay in the database,
+        released, with their floors. The releases go out in batches (one statement
+        each), one batch at a time; with `wake`, the other workers are told."""
         for turn in turns:
             hold = turn.hold
             self._cancel_timer(turn)
@@ -470,18 +487,27 @@ class Dispatcher:
             self.holds.give_back(hold)
             if not hold.lost:
                 self.releasing.add(hold.queue)
-                releases.append((hold.lease, hold.floor, hold.seen))
-        if releases:
-            self._background(self._released(releases, wake))
+                self._to_release.append(((hold.lease, hold.floor, hold.seen), wake))
+        if self._to_release and self._releaser is None:
+            self._releaser = asyncio.get_running_loop().create_task(self._releases())
 
-    async def _released(self, releases: list[steps.Release], wake: bool) -> None:
+    async def _releases(self) -> None:
+        try:
+            while self._to_release:
+                batch = self._to_release[:RELEASE_BATCH]
+                del self._to_release[:RELEASE_BATCH]
+                await self._released([r for r, _ in batch], [r[0].queue for r, w in batch if w])
+        finally:
+            self._releaser = None
+
+    async def _released(self, releases: list[steps.Release], wake: list[str]) -> None:
         scope = self.scope
         queues = [lease.queue for lease, _, _ in releases]
 
         def release(conn: Conn) -> dict[str, bool]:
             settled = steps.lease_release(conn, scope=scope, releases=releases)
             if wake:
-                store.scope_notify(conn, scope, *queues)
+                store.scope_notify(conn, scope, *wake)
             return settled
 
         try:
@@ -497,15 +523,25 @@ class Dispatcher:
         self.fill()
 
     def _release_idle(self) -> None:
-        """Give back the queues that have had nothing to run for lock_ttl."""
-        since = time.monotonic() - self.kit.settings.lock_ttl
+        """Give back the queues that have had nothing to run for lock_ttl, and hand
+        off those that have waited for a slot for HANDOFF: any worker with a free slot
+        may take them (they are told), this one included."""
+        now = time.monotonic()
+        since = now - self.kit.settings.lock_ttl
         idle = [
             t
             for t in self.turns.values()
             if t.phase is Phase.IDLE and t.idle_since <= since and t.hold.queue not in self.due
         ]
-        for start in range(0, len(idle), RELEASE_BATCH):
-            self._release(idle[start : start + RELEASE_BATCH], wake=False)
+        self._release(idle, wake=False)
+        waiting = []
+        for queue, due_since in self.due.items():
+            if due_since > now - HANDOFF:
+                break
+            turn = self.turns.get(queue)
+            if turn is not None and turn.phase is Phase.IDLE and not turn.hooking:
+                waiting.append(turn)
+        self._release(waiting, wake=True)
 
     # -- the loop ------------------------------------------------------------------
 
@@ -597,7 +633,7 @@ class Dispatcher:
         `hurry`), interrupt the rest and give them `grace` to be recorded; give every
         queue back, waking the other workers for those with work left."""
         self.stopping = True
-        busy = set(self.due) | set(self.running)
+        busy = set(self.due) | set(self.running_queues())
         self.due.clear()
         self._wake.set()
         if not await self._drained(timeout, hurry):
@@ -608,7 +644,7 @@ class Dispatcher:
         turns = list(self.turns.values())
         self._release([t for t in turns if t.hold.queue in busy], wake=True)
         self._release([t for t in turns if t.hold.queue not in busy], wake=False)
-        while self.releasing:
+        while self.releasing or self._releaser is not None:
             await asyncio.sleep(0.01)
 
     async def _drained(self, seconds: float, hurry: asyncio.Event | None) -> bool:

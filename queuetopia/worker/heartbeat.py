@@ -95,6 +95,8 @@ class Heartbeat:
         for hold in held:
             if renewed is not None and hold.queue in renewed:
                 self._holds.renewed(hold, started)
+            elif self._holds.get(hold.queue) is not hold:
+                continue  # given back while it was renewed: not lost, released
             elif renewed is not None or time.monotonic() > hold.trusted_until:
                 self._lose(hold)
 

@@ -102,7 +102,7 @@ class Worker:
     @property
     def running_queues(self) -> list[str]:
         """The queues this worker runs a job of now."""
-        return list(self._dispatcher.running) if self._dispatcher else []
+        return self._dispatcher.running_queues() if self._dispatcher else []
 
     @property
     def held_queues(self) -> list[str]:
@@ -256,7 +256,7 @@ class Worker:
     def _close(self, loop: asyncio.AbstractEventLoop, dispatcher: Dispatcher) -> None:
         if self._listener:
             self._listener.stop()
-        if not dispatcher.running:
+        if not dispatcher.running_queues():
             # A job stuck in a C call keeps its heartbeat, so no retry can overlap it.
             if self._heartbeat:
                 self._heartbeat.stop()

@@ -35,6 +35,10 @@
 -- step has vouched for (docs/design.md).
 -- No lock on any shared row: the lease row is read, not locked. A takeover that races
 -- a step meets it on the job rows, which every write here is fenced by.
+-- Plans: a batch holds hundreds of items, so each CTE reaches tables by their keys
+-- from the items (a nested loop over the items, an index probe each), and CTEs meet
+-- each other only in hash joins on the queue; a join filter over two CTEs would
+-- compare every item with every other.
 -- One row per item, in no particular order: the lease (taken or held), whether a
 -- queue to take was due (taken or not, for want of a slot), whether the attempt was
 -- recorded, and `outcome` 'claimed' (the job, now running), 'head' (the
@@ -88,17 +92,19 @@ WITH input AS (
     RETURNING l.queue AS took_queue, l.lease_id AS took_lease, l.token AS took_token,
               l.floor_at AS took_floor_at, l.floor_seq AS took_floor_seq,
               l.rewinds_seen AS took_seen, l.takeover AS took_takeover
-), lease AS (
-    SELECT in_queue AS lq, l.lease_id AS l_lease, NULL::bigint AS l_token,
-           in_floor_at AS l_floor_at, in_floor_seq AS l_floor_seq, in_seen AS l_seen,
+), item AS (
+    -- Each item with the lease it works under: ours and live, or taken now.
+    SELECT input.*, l.lease_id AS l_lease, NULL::bigint AS l_token, in_floor_at AS l_floor_at,
+           in_floor_seq AS l_floor_seq, in_seen AS l_seen,
            coalesce(in_zombies, false) AS l_zombies
-      FROM queuetopia_leases l JOIN input ON l.queue = in_queue AND l.lease_id = in_lease
-     WHERE l.scope = %(scope)s AND l.queue = ANY(ARRAY(SELECT in_queue FROM input))
-       AND l.locked_until > now()
+      FROM input
+      JOIN queuetopia_leases l
+        ON l.scope = %(scope)s AND l.queue = in_queue AND l.lease_id = in_lease
+     WHERE l.locked_until > now()
     UNION ALL
-    SELECT took_queue, took_lease, took_token, took_floor_at, took_floor_seq, took_seen,
-           took_takeover
-      FROM took
+    SELECT input.*, took_lease, took_token, took_floor_at, took_floor_seq, took_seen,
+           took_takeover OR coalesce(in_zombies, false)
+      FROM took JOIN input ON in_queue = took_queue
 ), rec AS (
     UPDATE queuetopia_jobs j
        SET state = CASE WHEN in_state = 'parked' THEN 'failed' ELSE in_state END,
@@ -123,25 +129,23 @@ WITH input AS (
                            'error', left(in_error, 2000)))
            END,
            updated_at = now()
-      FROM input JOIN lease ON lq = in_queue
-     WHERE j.id = ANY(ARRAY(SELECT in_id FROM input)) AND j.id = in_id
-       AND j.scope = %(scope)s AND j.queue = in_queue
+      FROM item
+     WHERE j.id = in_id AND j.scope = %(scope)s AND j.queue = in_queue
        AND j.state = 'running' AND j.lease_id = in_job_lease
     RETURNING j.id AS rec_id, j.queue AS rec_queue, j.in_line AS rec_in_line
 ), already AS (
     SELECT j.id AS done_id, j.queue AS done_queue, j.in_line AS done_in_line
-      FROM queuetopia_jobs j JOIN input ON j.id = in_id
-     WHERE j.id = ANY(ARRAY(SELECT in_id FROM input WHERE in_retry))
-       AND j.scope = %(scope)s AND j.state <> 'running' AND j.lease_id = in_lease
-       AND j.attempts = in_attempts
+      FROM input JOIN queuetopia_jobs j ON j.id = in_id
+     WHERE in_retry AND j.scope = %(scope)s AND j.state <> 'running'
+       AND j.lease_id = in_lease AND j.attempts = in_attempts
 ), recorded AS (
     SELECT rec_id, rec_queue, rec_in_line FROM rec
     UNION ALL
     SELECT done_id, done_queue, done_in_line FROM already
 ), search AS (
     -- The items whose head is looked for, and where each search starts.
-    SELECT lq AS sq, l_lease AS s_lease, l_zombies AS s_zombies,
-           q.paused AS s_paused, q.rewinds AS s_rewinds,
+    SELECT in_queue AS sq, l_lease AS s_lease, l_zombies AS s_zombies, l_seen AS s_seen,
+           q.paused AS s_paused, q.rewinds AS s_rewinds, q.rewind_at IS NOT NULL AS s_rewound,
            CASE WHEN q.rewind_at IS NULL OR q.rewinds <= l_seen
                      OR (q.rewind_at, q.rewind_seq)
                         >= (coalesce(l_floor_at, '-infinity'), coalesce(l_floor_seq, 0))
@@ -151,19 +155,19 @@ WITH input AS (
                         >= (coalesce(l_floor_at, '-infinity'), coalesce(l_floor_seq, 0))
                 THEN coalesce(l_floor_seq, 0) ELSE q.rewind_seq END AS s_seq,
            rec_id AS s_skip,
-           pg_try_advisory_xact_lock_shared(1364479824, queuetopia_lock_key(%(scope)s::text, lq))
+           pg_try_advisory_xact_lock_shared(1364479824,
+                                            queuetopia_lock_key(%(scope)s::text, in_queue))
                AS s_quiet
-      FROM lease
-      JOIN input ON in_queue = lq
-      JOIN queuetopia_queues q ON q.scope = %(scope)s AND q.queue = lq
-      LEFT JOIN recorded ON rec_queue = lq
+      FROM item
+      JOIN queuetopia_queues q ON q.scope = %(scope)s AND q.queue = in_queue
+      LEFT JOIN recorded ON rec_queue = in_queue
      WHERE (in_claim OR in_acquire) AND (in_id IS NULL OR rec_id IS NOT NULL)
        AND (rec_in_line IS NULL OR NOT rec_in_line)
 ), seen AS (
     UPDATE queuetopia_leases l SET rewinds_seen = s_rewinds
       FROM search
      WHERE l.scope = %(scope)s AND l.queue = sq AND l.lease_id = s_lease
-       AND l.rewinds_seen < s_rewinds
+       AND s_rewinds > s_seen AND l.rewinds_seen < s_rewinds
     RETURNING l.queue
 ), cleared AS (
     -- The rewinds applied, the queue's rewind position is cleared, unless a producer
@@ -172,11 +176,11 @@ WITH input AS (
     UPDATE queuetopia_queues q SET rewind_at = NULL, rewind_seq = NULL
       FROM search
      WHERE q.scope = %(scope)s AND q.queue = sq AND q.rewinds = s_rewinds
-       AND q.ctid = ANY(ARRAY(
-           SELECT c.ctid FROM queuetopia_queues c
-            WHERE c.scope = %(scope)s AND c.queue = ANY(ARRAY(SELECT sq FROM search))
-              AND c.rewind_at IS NOT NULL
-              FOR NO KEY UPDATE SKIP LOCKED))
+       AND s_rewound AND q.ctid = ANY(ARRAY(
+           SELECT c.ctid FROM search
+             JOIN queuetopia_queues c ON c.scope = %(scope)s AND c.queue = sq
+            WHERE s_rewound AND c.rewind_at IS NOT NULL
+              FOR NO KEY UPDATE OF c SKIP LOCKED))
     RETURNING q.queue
 ), zombie AS (
     SELECT sq AS zq, z.id AS zombie_id, z.lease_id IS DISTINCT FROM s_lease AS lost
@@ -195,39 +199,39 @@ WITH input AS (
               AND h.id IS DISTINCT FROM s_skip
             ORDER BY h.scheduled_at, h.seq
             LIMIT 1) AS n
-     WHERE NOT EXISTS (SELECT 1 FROM zombie WHERE zq = sq)
+     WHERE sq NOT IN (SELECT zq FROM zombie)
 ), claimed AS (
     UPDATE queuetopia_jobs j
        SET state = 'running', attempts = j.attempts + 1, attempted_at = now(),
            attempted_by = %(node)s, lease_id = head_lease, next_attempt_at = NULL,
            updated_at = now()
       FROM head
-     WHERE j.id = ANY(ARRAY(SELECT head_id FROM head)) AND j.id = head_id
-       AND j.state = 'pending' AND NOT head_paused
+     WHERE j.id = head_id AND j.state = 'pending' AND NOT head_paused
        AND j.scheduled_at <= now() AND coalesce(j.next_attempt_at, j.scheduled_at) <= now()
     RETURNING id, scope, queue, seq, action, params, state, on_exhausted, attempts, max_attempts,
               timeout, max_backoff, scheduled_at, attempted_at, attempted_by, next_attempt_at,
               failing_since, done_at, error, result, lease_id, inserted_at, updated_at, meta,
               unique_key, nullif(attempt_log, '[]') AS attempt_log,
               nullif(operator_log, '[]') AS operator_log
+), unclaimed AS (
+    -- The heads not claimed, and the jobs left running, returned as they are.
+    SELECT zq AS uq, zombie_id AS u_id, lost AS u_lost FROM zombie
+    UNION ALL
+    SELECT hq, head_id, false FROM head
+     WHERE head_id NOT IN (SELECT id FROM claimed)
 ), found AS (
     SELECT 'claimed' AS outcome, claimed.* FROM claimed
     UNION ALL
-    SELECT CASE WHEN lost THEN 'zombie' ELSE 'head' END AS outcome,
+    SELECT CASE WHEN u_lost THEN 'zombie' ELSE 'head' END AS outcome,
            id, scope, queue, seq, action, params, state, on_exhausted, attempts, max_attempts,
            timeout, max_backoff, scheduled_at, attempted_at, attempted_by, next_attempt_at,
            failing_since, done_at, error, result, lease_id, inserted_at, updated_at, meta,
            unique_key, nullif(attempt_log, '[]') AS attempt_log,
            nullif(operator_log, '[]') AS operator_log
-      FROM queuetopia_jobs
-      LEFT JOIN zombie ON zombie_id = id
-      LEFT JOIN head ON head_id = id
-     WHERE id = ANY(ARRAY(SELECT zombie_id FROM zombie
-                          UNION ALL
-                          SELECT head_id FROM head WHERE head_id NOT IN (SELECT id FROM claimed)))
+      FROM unclaimed JOIN queuetopia_jobs ON id = u_id
 )
-SELECT in_queue AS step_queue, lq IS NOT NULL AS leased, l_lease AS step_lease,
-       in_queue IN (SELECT cq FROM candidate) AS due,
+SELECT input.in_queue AS step_queue, iq IS NOT NULL AS leased, l_lease AS step_lease,
+       input.in_queue IN (SELECT cq FROM candidate) AS due,
        l_token AS step_token, l_floor_at AS step_floor_at, l_floor_seq AS step_floor_seq,
        l_seen AS step_seen, l_zombies AS step_takeover, rec_id IS NOT NULL AS recorded,
        sq IS NOT NULL AS searched, nullif(s_at, '-infinity') AS search_at,
@@ -236,7 +240,8 @@ SELECT in_queue AS step_queue, lq IS NOT NULL AS leased, l_lease AS step_lease,
            AS rewinds_settled, now() AS db_now,
        found.*
   FROM input
-  LEFT JOIN lease ON lq = in_queue
-  LEFT JOIN recorded ON rec_queue = in_queue
-  LEFT JOIN search ON sq = in_queue
-  LEFT JOIN found ON found.queue = in_queue
+  LEFT JOIN (SELECT in_queue AS iq, l_lease, l_token, l_floor_at, l_floor_seq, l_seen,
+                    l_zombies FROM item) AS item ON iq = input.in_queue
+  LEFT JOIN recorded ON rec_queue = input.in_queue
+  LEFT JOIN search ON sq = input.in_queue
+  LEFT JOIN found ON found.queue = input.in_queue
