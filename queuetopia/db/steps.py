@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from psycopg.types.json import Jsonb
 
-from ..models import Finish, Found, Job, Lease, Position, Step, StepItem
+from ..models import Found, Job, Lease, Position, Step, StepItem
 from . import queries
 from .rows import AsyncConn, Conn, fetch, fetch_async, job_of, transaction
 from .store import job_prune_batch
@@ -61,13 +62,14 @@ async def job_step_async(
 def _step_params(
     scope: str, owner: str, node: str, ttl: float, items: Sequence[StepItem]
 ) -> dict[str, Any]:
-    batch = Jsonb([_item_record(item) for item in items])
+    finishes = {str(i.finish.job.id): _finish_record(i) for i in items if i.finish is not None}
+    batch = Jsonb({"items": [_item_record(item) for item in items], "finishes": finishes})
     return {"scope": scope, "owner": owner, "node": node, "ttl": float(ttl), "batch": batch}
 
 
 def _item_record(item: StepItem) -> dict[str, Any]:
-    floor, lease = item.floor, item.lease
-    record: dict[str, Any] = {
+    floor, lease, finish = item.floor, item.lease, item.finish
+    return {
         "in_queue": item.queue,
         # 32 hex digits: PostgreSQL reads a uuid without its dashes, and .hex costs a
         # third of str().
@@ -79,71 +81,85 @@ def _item_record(item: StepItem) -> dict[str, Any]:
         "in_zombies": item.zombies,
         "in_retry": item.retry,
         "in_claim": item.claim,
+        "in_id": None if finish is None else finish.job.id,
+        "in_attempts": None if finish is None else finish.job.attempts,
     }
-    if item.finish is not None:
-        record.update(_finish_record(item.finish))
-    return record
 
 
-def _finish_record(f: Finish) -> dict[str, Any]:
+def _finish_record(item: StepItem) -> dict[str, Any]:
+    f, lease = item.finish, item.lease
+    assert f is not None
     job_lease = f.job.lease_id
     return {
-        "in_id": f.job.id,
-        "in_attempts": f.job.attempts,
-        "in_job_lease": None if job_lease is None else job_lease.hex,
-        "in_state": f.state,
-        "in_error": f.error,
-        "in_result": f.result,
-        "in_backoff": f.backoff,
+        "queue": item.queue,
+        "lease": None if lease is None else lease.lease_id.hex,
+        "job_lease": None if job_lease is None else job_lease.hex,
+        "state": f.state,
+        "error": f.error,
+        "result": f.result,
+        "backoff": f.backoff,
     }
 
 
 def _steps(found: list[dict[str, Any]], items: Sequence[StepItem]) -> list[Step]:
-    by_queue = {row["step_queue"]: row for row in found}
-    return [_step(by_queue[item.queue], item) for item in items]
+    """The reply's rows put together: one `step` row (what the step did, by queue)
+    and one row per job found (sql/job_step.sql)."""
+    jobs: dict[str, dict[str, Any]] = {}
+    for row in found:
+        if row["step"] is None:
+            jobs[row["queue"]] = row
+        else:
+            reply = _Reply(row["step"], row["db_now"])
+    return [reply.step(item, jobs.get(item.queue)) for item in items]
 
 
-def _step(row: dict[str, Any], item: StepItem) -> Step:
-    taken = item.lease is None and row["leased"]
-    lease = None
-    if row["leased"]:
-        token = row["step_token"] if taken else item.lease.token  # type: ignore[union-attr]
-        lease = Lease(item.queue, row["step_lease"], token)
-    floor = item.floor
-    if taken:
-        at, seq = row["step_floor_at"], row["step_floor_seq"]
-        floor = None if at is None else (at, seq)
-    searched, outcome, now = row["search_at"], row["outcome"], row["db_now"]
-    return Step(
-        queue=item.queue,
-        lease=lease,
-        taken=taken,
-        due=bool(row["due"]),
-        floor=floor,
-        seen=row["step_seen"] if taken else item.seen,
-        takeover=bool(taken and row["step_takeover"]),
-        recorded=bool(row["recorded"]),
-        searched=bool(row["searched"]),
-        searched_from=None if searched is None else (searched, row["search_seq"]),
-        quiet=bool(row["quiet"]),
-        rewinds=row["rewinds"] or 0,
-        paused=bool(row["paused"]),
-        found=None if outcome is None else Found(outcome),
-        job=None if outcome is None else _job(row),  # last: it takes the step's columns out
-        db_now=now,
-    )
+class _Reply:
+    """The `step` object of JOB_STEP's reply, read per item."""
+
+    def __init__(self, summary: dict[str, Any], now: datetime) -> None:
+        self.held = set(summary["held"])
+        self.taken: dict[str, list[Any]] = summary["taken"]
+        self.due = set(summary["due"])
+        self.recorded = set(summary["recorded"])
+        self.searched: dict[str, list[Any]] = summary["searched"]
+        self.rewound: dict[str, list[Any]] = summary["rewound"]
+        self.now = now
+
+    def step(self, item: StepItem, row: dict[str, Any] | None) -> Step:
+        queue, lease, floor, seen = item.queue, item.lease, item.floor, item.seen
+        took = self.taken.get(queue) if lease is None else None
+        if took is not None:
+            lease = Lease(queue, UUID(took[0]), took[1])
+            floor, seen = _position(took[2], took[3]), took[4]
+        elif queue not in self.held:
+            lease = None
+        search, rewound = self.searched.get(queue), self.rewound.get(queue)
+        return Step(
+            queue=queue,
+            lease=lease,
+            taken=took is not None,
+            due=queue in self.due,
+            floor=floor,
+            seen=seen,
+            takeover=bool(took and took[5]),
+            recorded=queue in self.recorded,
+            searched=search is not None,
+            searched_from=floor if rewound is None else _position(*rewound),
+            quiet=bool(search and search[0]),
+            rewinds=search[1] if search else 0,
+            paused=bool(search and search[2]),
+            found=None if row is None else Found(row["outcome"]),
+            job=None if row is None else _job(row),
+            db_now=self.now,
+        )
 
 
-_STEP_ONLY = (
-    "step_queue", "leased", "due", "step_lease", "step_token", "step_floor_at", "step_floor_seq",
-    "step_seen", "step_takeover", "recorded", "searched", "search_at", "search_seq", "quiet",
-    "rewinds",
-    "paused", "rewinds_settled", "db_now", "outcome",
-)  # fmt: skip
+def _position(at: str | None, seq: int) -> Position | None:
+    return None if at is None else (datetime.fromisoformat(at), seq)
 
 
 def _job(row: dict[str, Any]) -> Job:
-    for name in _STEP_ONLY:
+    for name in ("step", "db_now", "outcome"):
         del row[name]
     return job_of(row)
 

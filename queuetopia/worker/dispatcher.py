@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -59,8 +60,13 @@ SCAN_PER_SLOT = 2
 SCAN_PAGE = 20
 # Releases go out in batches of at most this many leases.
 RELEASE_BATCH = 500
-# A step names at most this many queues to take.
+# A step names queues to take for its free slots: as many per slot as it takes to
+# find one due, by the share of those named lately that were (a notification names
+# queues that may not be due, or that another worker takes first), twice over, and
+# at most CANDIDATES. Naming many more than the slots costs each item's work and
+# keeps them from the other workers for the step.
 CANDIDATES = 256
+DUE_SHARE_WEIGHT = 0.05  # of each named queue, in the moving share of due ones
 # A held queue that has waited this long for a slot is handed off (given back, with a
 # notification): a worker with a free slot takes it.
 HANDOFF = 1.0
@@ -122,6 +128,7 @@ class Dispatcher:
         self.after_release: set[str] = set()  # due again once their release is done
         self.skips = Skips(kit.settings.poll_interval)
         self.stopping = False
+        self.due_share = 1.0  # of the queues named to take lately, the share found due
         self.scan_now = True
         self.scan_more = False  # the last poll found a full page: more may be due
         self.next_scan = 0.0
@@ -166,14 +173,15 @@ class Dispatcher:
 
     def fill(self) -> None:
         """Claim due queues for the free slots, the longest waiting first: each held
-        queue takes a slot; queues to take are named by the batch, up to CANDIDATES,
-        and get the slots left (many named by notifications may not be due)."""
+        queue takes a slot; queues to take are named by the batch, several per free
+        slot (see CANDIDATES), and get the slots left."""
         free = self.kit.concurrency - self.busy
         if self.stopping or free <= 0:
             return
         held: list[Turn] = []
         candidates: dict[str, float] = {}
-        while self.due and len(held) < free and len(candidates) < CANDIDATES:
+        reach = min(CANDIDATES, math.ceil(2 * free / max(self.due_share, 2 / CANDIDATES)))
+        while self.due and len(held) < free and len(candidates) < reach:
             queue, since = self.due.popitem(last=False)
             turn = self.turns.get(queue)
             if turn is not None and turn.phase is Phase.IDLE and not turn.hooking:
@@ -278,6 +286,7 @@ class Dispatcher:
         if item.lease is None:
             now = time.monotonic()
             sent, since = self.acquiring.pop(queue, (now, now))
+            self.due_share += DUE_SHARE_WEIGHT * (step.due - self.due_share)
             # Slots follow the queues taken, whichever items carried them.
             if step.lease is not None and not item.claim:
                 self._take_slot()

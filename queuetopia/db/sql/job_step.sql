@@ -1,5 +1,6 @@
 -- One step of a worker's queues, in one statement and one commit: the heart of the
--- product. Each item of the batch names a queue and may (in this order):
+-- product. The batch is {"items": [...], "finishes": {job id: {...}}}. Each item
+-- names a queue and may (in this order):
 -- 1. take the queue's lease (in_acquire), if the queue exists, is due by its hint
 --    and is not paused (a notification names queues, and anyone may notify), and the
 --    worker has a slot for it: the items that take a queue name more queues than the
@@ -8,9 +9,10 @@
 --    worker's, is left alone. The new holder learns the queue's
 --    floor and whether the holder before vanished (takeover). A step retried after
 --    its reply was lost (in_retry) finds the lease its first try took as it is;
--- 2. record the end of an attempt (in_id ...), fenced: only a job still running under
---    in_job_lease, in a queue whose lease is ours and live (docs/guarantees.md, rule
---    10). in_job_lease is our lease, or, for a lost worker's job, its dead lease. A
+-- 2. record the end of an attempt (in_id; the end in `finishes`), fenced: only a job
+--    still running under the finish's job_lease, in a queue whose lease is ours and
+--    live (docs/guarantees.md, rule 10). job_lease is our lease, or, for a lost
+--    worker's job, its dead lease. An item that takes a lease records nothing. A
 --    retried step counts as recorded an attempt its first try recorded (`already`);
 -- 3. claim the queue's head (in_claim), unless the attempt just recorded left it in
 --    line (a retry, a blocking failure): the head is the first job in line by
@@ -35,34 +37,55 @@
 -- step has vouched for (docs/design.md).
 -- No lock on any shared row: the lease row is read, not locked. A takeover that races
 -- a step meets it on the job rows, which every write here is fenced by.
--- Plans: a batch holds hundreds of items, so each CTE reaches tables by their keys
--- from the items (a nested loop over the items, an index probe each), and CTEs meet
--- each other only in hash joins on the queue; a join filter over two CTEs would
--- compare every item with every other.
--- One row per item, in no particular order: the lease (taken or held), whether a
--- queue to take was due (taken or not, for want of a slot), whether the attempt was
--- recorded, and `outcome` 'claimed' (the job, now running), 'head' (the
--- head as it is: not due, paused, blocked, or running under our lease: a claim whose
--- reply was lost), 'zombie' (a lost worker's running job), or NULL (no job in line).
+-- Plans: a batch holds hundreds of items and the planner's estimates for it are
+-- guesses (a fresh table has no statistics, the batch's size is unknown), so no plan
+-- may compare every item with every other (a nested loop rescanning a CTE once per
+-- item: 256 items, 65,536 comparisons, 20 ms). By construction, whatever the
+-- estimates: a table is reached from the items through a LATERAL subquery (OFFSET 0
+-- keeps it apart: it runs once per item, an index probe on its key); an UPDATE finds
+-- its rows by their keys in an array (`= ANY` of a one-row CTE, an index condition)
+-- and each row's values by its key in a jsonb object (`finishes`, or a one-row
+-- CTE's); CTEs meet each other only through such objects or in hashed `NOT IN`
+-- lists. Each such CTE is MATERIALIZED: inlined, it would be computed again per row.
+-- The reply is one row per job found, and one row whose `step` (a jsonb object) says
+-- what the step did, by queue; queuetopia/db/steps.py puts them together:
+-- held [queues whose lease, ours, is still live], taken {queue: [lease, token,
+-- floor_at, floor_seq, seen, takeover]}, due [queues to take that were due, taken or
+-- not, for want of a slot], recorded [queues whose attempt was recorded], searched
+-- {queue: [quiet, rewinds, paused]} and rewound {queue: [search_at, search_seq]} for
+-- the searches that started at a rewind rather than at the floor. A found job's
+-- `outcome` is 'claimed' (the job, now running), 'head' (the head as it is: not due,
+-- paused, blocked, or running under our lease: a claim whose reply was lost) or
+-- 'zombie' (a lost worker's running job).
 -- The job columns are written out as queuetopia/queries.py's JOB_COLUMNS lists them
 -- (an empty log comes back as NULL); tests/test_queries.py checks every copy.
 WITH input AS (
-    SELECT * FROM jsonb_to_recordset(%(batch)s::jsonb) AS batch(
+    SELECT * FROM jsonb_to_recordset(%(batch)s::jsonb -> 'items') AS batch(
            in_queue text, in_lease uuid, in_acquire bool, in_floor_at timestamptz,
            in_floor_seq bigint, in_seen bigint, in_zombies bool, in_retry bool,
-           in_id bigint, in_attempts int, in_job_lease uuid, in_state text, in_error text,
-           in_result jsonb, in_backoff float8, in_claim bool)
+           in_id bigint, in_attempts int, in_claim bool)
 ), candidate AS (
     -- The queues to take that are due by their hint, not paused, and free (or ours,
-    -- when a retried step looks for what its first try took).
-    SELECT in_queue AS cq, q.ready_at AS c_ready
-      FROM input
-      JOIN queuetopia_queues q ON q.scope = %(scope)s AND q.queue = in_queue
-     WHERE in_acquire AND q.ready_at <= now() AND NOT q.paused
-       AND NOT EXISTS (
-           SELECT 1 FROM queuetopia_leases f
-            WHERE f.scope = %(scope)s AND f.queue = in_queue AND f.locked_until > now()
-              AND NOT (f.owner = %(owner)s AND coalesce(in_retry, false)))
+    -- when a retried step looks for what its first try took), and that no other
+    -- step is taking: two workers told of the same queues would otherwise meet on
+    -- its lease row, one waiting for the other's commit to find it taken. The try
+    -- lock (class 1364479825) is the step's until it commits.
+    SELECT in_queue AS cq, c_ready
+      FROM input CROSS JOIN LATERAL (
+           SELECT q.ready_at AS c_ready FROM queuetopia_queues q
+            WHERE q.scope = %(scope)s AND q.queue = in_queue AND q.ready_at <= now()
+              AND NOT q.paused
+              AND CASE WHEN EXISTS (
+                           SELECT 1 FROM queuetopia_leases f
+                            WHERE f.scope = %(scope)s AND f.queue = in_queue
+                              AND f.locked_until > now()
+                              AND NOT (f.owner = %(owner)s AND coalesce(in_retry, false)))
+                       THEN false  -- (CASE: the lock is tried last, on free queues only)
+                       ELSE pg_try_advisory_xact_lock(
+                                1364479825, queuetopia_lock_key(%(scope)s::text, in_queue))
+                  END
+           OFFSET 0) AS c
+     WHERE in_acquire
 ), chosen AS (
     -- As many as the worker has slots for (one per item that claims), longest waiting
     -- first: it names more queues than it has slots, as many may not be due.
@@ -88,98 +111,144 @@ WITH input AS (
            released = false
      WHERE l.locked_until <= now()
         OR (l.owner = EXCLUDED.owner
-            AND (SELECT in_retry FROM input WHERE in_queue = l.queue LIMIT 1))
+            AND (SELECT bool_or(in_retry) FROM input WHERE in_queue = l.queue))
     RETURNING l.queue AS took_queue, l.lease_id AS took_lease, l.token AS took_token,
               l.floor_at AS took_floor_at, l.floor_seq AS took_floor_seq,
               l.rewinds_seen AS took_seen, l.takeover AS took_takeover
+), taken AS MATERIALIZED (
+    SELECT coalesce(jsonb_object_agg(took_queue, jsonb_build_array(
+               took_lease, took_token, took_floor_at, took_floor_seq, took_seen,
+               took_takeover)), '{}') AS t_map
+      FROM took
 ), item AS (
-    -- Each item with the lease it works under: ours and live, or taken now.
-    SELECT input.*, l.lease_id AS l_lease, NULL::bigint AS l_token, in_floor_at AS l_floor_at,
+    -- Each item with the lease it works under: ours and live, or taken now. An item
+    -- that takes a lease records no attempt (it has none under the new lease).
+    SELECT input.*, h.lease_id AS l_lease, NULL::bigint AS l_token, in_floor_at AS l_floor_at,
            in_floor_seq AS l_floor_seq, in_seen AS l_seen,
            coalesce(in_zombies, false) AS l_zombies
-      FROM input
-      JOIN queuetopia_leases l
-        ON l.scope = %(scope)s AND l.queue = in_queue AND l.lease_id = in_lease
-     WHERE l.locked_until > now()
+      FROM input CROSS JOIN LATERAL (
+           SELECT l.lease_id FROM queuetopia_leases l
+            WHERE l.scope = %(scope)s AND l.queue = in_queue AND l.lease_id = in_lease
+              AND l.locked_until > now()
+           OFFSET 0) AS h
     UNION ALL
-    SELECT input.*, took_lease, took_token, took_floor_at, took_floor_seq, took_seen,
-           took_takeover OR coalesce(in_zombies, false)
-      FROM took JOIN input ON in_queue = took_queue
+    SELECT input.*, (t->>0)::uuid, (t->>1)::bigint, (t->>2)::timestamptz, (t->>3)::bigint,
+           (t->>4)::bigint, (t->>5)::bool OR coalesce(in_zombies, false)
+      FROM input CROSS JOIN taken CROSS JOIN LATERAL (SELECT t_map -> in_queue) AS x(t)
+     WHERE in_acquire AND t IS NOT NULL
+), recs AS MATERIALIZED (
+    -- The attempts to record: the items' jobs under a live lease of ours. Each one's
+    -- end is in the batch's `finishes`, by job id.
+    SELECT coalesce(array_agg(in_id), '{}') AS r_ids
+      FROM item
+     WHERE in_id IS NOT NULL AND NOT in_acquire
 ), rec AS (
     UPDATE queuetopia_jobs j
-       SET state = CASE WHEN in_state = 'parked' THEN 'failed' ELSE in_state END,
-           lease_id = l_lease,
-           on_exhausted = CASE WHEN in_state = 'parked' THEN 'skip' ELSE j.on_exhausted END,
-           done_at = CASE WHEN in_state IN ('done', 'failed', 'parked') THEN now() END,
-           result = in_result,
-           error = coalesce(in_error, j.error),
-           next_attempt_at = CASE WHEN in_state = 'pending'
-                                  THEN now() + make_interval(secs => in_backoff) END,
-           failing_since = CASE WHEN in_state = 'done' THEN NULL
-                                ELSE coalesce(j.failing_since, now()) END,
-           attempt_log = CASE
-               WHEN in_state = 'done' AND j.attempt_log = '[]' THEN j.attempt_log
-               ELSE (CASE WHEN jsonb_array_length(j.attempt_log) >= 20
-                          THEN j.attempt_log - 0 ELSE j.attempt_log END)
-                    || jsonb_build_array(jsonb_build_object(
-                           'attempt', j.attempts, 'started_at', j.attempted_at,
-                           'ended_at', now(), 'node', j.attempted_by,
-                           'outcome', CASE in_state WHEN 'pending' THEN 'retry'
-                                                    ELSE in_state END,
-                           'error', left(in_error, 2000)))
-           END,
-           updated_at = now()
-      FROM item
-     WHERE j.id = in_id AND j.scope = %(scope)s AND j.queue = in_queue
-       AND j.state = 'running' AND j.lease_id = in_job_lease
+       SET (state, lease_id, on_exhausted, done_at, result, error, next_attempt_at,
+            failing_since, attempt_log, updated_at) = (
+           SELECT CASE WHEN f.state = 'parked' THEN 'failed' ELSE f.state END,
+                  f.lease,
+                  CASE WHEN f.state = 'parked' THEN 'skip' ELSE j.on_exhausted END,
+                  CASE WHEN f.state IN ('done', 'failed', 'parked') THEN now() END,
+                  f.result,
+                  coalesce(f.error, j.error),
+                  CASE WHEN f.state = 'pending'
+                       THEN now() + make_interval(secs => f.backoff) END,
+                  CASE WHEN f.state = 'done' THEN NULL
+                       ELSE coalesce(j.failing_since, now()) END,
+                  CASE
+                      WHEN f.state = 'done' AND j.attempt_log = '[]' THEN j.attempt_log
+                      ELSE (CASE WHEN jsonb_array_length(j.attempt_log) >= 20
+                                 THEN j.attempt_log - 0 ELSE j.attempt_log END)
+                           || jsonb_build_array(jsonb_build_object(
+                                  'attempt', j.attempts, 'started_at', j.attempted_at,
+                                  'ended_at', now(), 'node', j.attempted_by,
+                                  'outcome', CASE f.state WHEN 'pending' THEN 'retry'
+                                                          ELSE f.state END,
+                                  'error', left(f.error, 2000)))
+                  END,
+                  now()
+             FROM jsonb_to_record(%(batch)s::jsonb -> 'finishes' -> j.id::text)
+                  AS f(lease uuid, state text, error text, result jsonb, backoff float8))
+     WHERE j.id = ANY((SELECT r_ids FROM recs)::bigint[]) AND j.scope = %(scope)s
+       -- A value the planner cannot see: with the literal it may scan the partial
+       -- index of the running jobs, every one of the scope, for each step.
+       AND j.state = (SELECT 'running')
+       AND j.queue = %(batch)s::jsonb -> 'finishes' -> j.id::text ->> 'queue'
+       AND j.lease_id = (%(batch)s::jsonb -> 'finishes' -> j.id::text ->> 'job_lease')::uuid
     RETURNING j.id AS rec_id, j.queue AS rec_queue, j.in_line AS rec_in_line
 ), already AS (
-    SELECT j.id AS done_id, j.queue AS done_queue, j.in_line AS done_in_line
-      FROM input JOIN queuetopia_jobs j ON j.id = in_id
-     WHERE in_retry AND j.scope = %(scope)s AND j.state <> 'running'
-       AND j.lease_id = in_lease AND j.attempts = in_attempts
+    SELECT j.*
+      FROM input CROSS JOIN LATERAL (
+           SELECT j.id AS done_id, j.queue AS done_queue, j.in_line AS done_in_line
+             FROM queuetopia_jobs j
+            WHERE j.id = in_id AND j.scope = %(scope)s AND j.state <> 'running'
+              AND j.lease_id = in_lease AND j.attempts = in_attempts
+           OFFSET 0) AS j
+     WHERE in_retry
 ), recorded AS (
     SELECT rec_id, rec_queue, rec_in_line FROM rec
     UNION ALL
     SELECT done_id, done_queue, done_in_line FROM already
+), done AS MATERIALIZED (
+    SELECT coalesce(jsonb_object_agg(rec_queue, jsonb_build_array(rec_id, rec_in_line)), '{}')
+               AS d_map
+      FROM recorded
 ), search AS (
-    -- The items whose head is looked for, and where each search starts.
+    -- The items whose head is looked for, and where each search starts: the floor, or
+    -- the queue's rewind position (s_rewind).
     SELECT in_queue AS sq, l_lease AS s_lease, l_zombies AS s_zombies, l_seen AS s_seen,
            q.paused AS s_paused, q.rewinds AS s_rewinds, q.rewind_at IS NOT NULL AS s_rewound,
-           CASE WHEN q.rewind_at IS NULL OR q.rewinds <= l_seen
-                     OR (q.rewind_at, q.rewind_seq)
-                        >= (coalesce(l_floor_at, '-infinity'), coalesce(l_floor_seq, 0))
-                THEN coalesce(l_floor_at, '-infinity') ELSE q.rewind_at END AS s_at,
-           CASE WHEN q.rewind_at IS NULL OR q.rewinds <= l_seen
-                     OR (q.rewind_at, q.rewind_seq)
-                        >= (coalesce(l_floor_at, '-infinity'), coalesce(l_floor_seq, 0))
-                THEN coalesce(l_floor_seq, 0) ELSE q.rewind_seq END AS s_seq,
-           rec_id AS s_skip,
+           w.rewind AS s_rewind,
+           CASE WHEN w.rewind THEN q.rewind_at ELSE coalesce(l_floor_at, '-infinity') END
+               AS s_at,
+           CASE WHEN w.rewind THEN q.rewind_seq ELSE coalesce(l_floor_seq, 0) END AS s_seq,
+           (d->>0)::bigint AS s_skip,
            pg_try_advisory_xact_lock_shared(1364479824,
                                             queuetopia_lock_key(%(scope)s::text, in_queue))
                AS s_quiet
-      FROM item
-      JOIN queuetopia_queues q ON q.scope = %(scope)s AND q.queue = in_queue
-      LEFT JOIN recorded ON rec_queue = in_queue
-     WHERE (in_claim OR in_acquire) AND (in_id IS NULL OR rec_id IS NOT NULL)
-       AND (rec_in_line IS NULL OR NOT rec_in_line)
-), seen AS (
-    UPDATE queuetopia_leases l SET rewinds_seen = s_rewinds
+      FROM item CROSS JOIN done CROSS JOIN LATERAL (SELECT d_map -> in_queue) AS r(d)
+      CROSS JOIN LATERAL (
+           SELECT q.paused, q.rewinds, q.rewind_at, q.rewind_seq FROM queuetopia_queues q
+            WHERE q.scope = %(scope)s AND q.queue = in_queue
+           OFFSET 0) AS q
+      CROSS JOIN LATERAL (
+           SELECT q.rewind_at IS NOT NULL AND q.rewinds > l_seen
+                  AND (q.rewind_at, q.rewind_seq)
+                      < (coalesce(l_floor_at, '-infinity'), coalesce(l_floor_seq, 0))
+           ) AS w(rewind)
+     WHERE (in_claim OR in_acquire) AND (in_id IS NULL OR d IS NOT NULL)
+       AND NOT coalesce((d->>1)::bool, false)
+), unseen AS MATERIALIZED (
+    -- The rewinds to apply, by queue: [lease, rewinds], and the queues' rewind
+    -- positions to clear.
+    SELECT coalesce(jsonb_object_agg(sq, jsonb_build_array(s_lease, s_rewinds))
+                        FILTER (WHERE s_rewinds > s_seen), '{}') AS w_map,
+           coalesce(array_agg(sq) FILTER (WHERE s_rewinds > s_seen), '{}') AS w_queues,
+           coalesce(jsonb_object_agg(sq, s_rewinds) FILTER (WHERE s_rewound), '{}') AS c_map,
+           coalesce(array_agg(sq) FILTER (WHERE s_rewound), '{}') AS c_queues
       FROM search
-     WHERE l.scope = %(scope)s AND l.queue = sq AND l.lease_id = s_lease
-       AND s_rewinds > s_seen AND l.rewinds_seen < s_rewinds
+     WHERE s_rewinds > s_seen OR s_rewound
+), seen AS (
+    UPDATE queuetopia_leases l
+       SET rewinds_seen = ((SELECT w_map FROM unseen) -> l.queue ->> 1)::bigint
+     WHERE (SELECT w_queues FROM unseen) <> '{}'  -- rare: not even a scan without one
+       AND l.scope = %(scope)s AND l.queue = ANY((SELECT w_queues FROM unseen)::text[])
+       AND l.lease_id = ((SELECT w_map FROM unseen) -> l.queue ->> 0)::uuid
+       AND l.rewinds_seen < ((SELECT w_map FROM unseen) -> l.queue ->> 1)::bigint
     RETURNING l.queue
 ), cleared AS (
     -- The rewinds applied, the queue's rewind position is cleared, unless a producer
     -- or an operator holds the queue row (SKIP LOCKED: a worker never waits for them;
     -- the position stays, which only makes the next rewind search from further back).
     UPDATE queuetopia_queues q SET rewind_at = NULL, rewind_seq = NULL
-      FROM search
-     WHERE q.scope = %(scope)s AND q.queue = sq AND q.rewinds = s_rewinds
-       AND s_rewound AND q.ctid = ANY(ARRAY(
-           SELECT c.ctid FROM search
-             JOIN queuetopia_queues c ON c.scope = %(scope)s AND c.queue = sq
-            WHERE s_rewound AND c.rewind_at IS NOT NULL
+     WHERE (SELECT c_queues FROM unseen) <> '{}'
+       AND q.scope = %(scope)s AND q.queue = ANY((SELECT c_queues FROM unseen)::text[])
+       AND q.rewinds = ((SELECT c_map FROM unseen) ->> q.queue)::bigint
+       AND q.ctid = ANY(ARRAY(
+           SELECT c.ctid FROM queuetopia_queues c
+            WHERE c.scope = %(scope)s AND c.rewind_at IS NOT NULL
+              AND c.queue = ANY((SELECT c_queues FROM unseen)::text[])
               FOR NO KEY UPDATE OF c SKIP LOCKED))
     RETURNING q.queue
 ), zombie AS (
@@ -200,14 +269,21 @@ WITH input AS (
             ORDER BY h.scheduled_at, h.seq
             LIMIT 1) AS n
      WHERE sq NOT IN (SELECT zq FROM zombie)
+), heads AS MATERIALIZED (
+    -- The heads to claim, by job id: the lease each is claimed under.
+    SELECT coalesce(array_agg(head_id), '{}') AS h_ids,
+           jsonb_object_agg(head_id::text, head_lease) AS h_map
+      FROM head
+     WHERE NOT head_paused
 ), claimed AS (
     UPDATE queuetopia_jobs j
        SET state = 'running', attempts = j.attempts + 1, attempted_at = now(),
-           attempted_by = %(node)s, lease_id = head_lease, next_attempt_at = NULL,
-           updated_at = now()
-      FROM head
-     WHERE j.id = head_id AND j.state = 'pending' AND NOT head_paused
-       AND j.scheduled_at <= now() AND coalesce(j.next_attempt_at, j.scheduled_at) <= now()
+           attempted_by = %(node)s,
+           lease_id = ((SELECT h_map FROM heads) ->> j.id::text)::uuid,
+           next_attempt_at = NULL, updated_at = now()
+     WHERE j.id = ANY((SELECT h_ids FROM heads)::bigint[]) AND j.state = 'pending'
+       AND j.scheduled_at <= now()
+       AND coalesce(j.next_attempt_at, j.scheduled_at) <= now()
     RETURNING id, scope, queue, seq, action, params, state, on_exhausted, attempts, max_attempts,
               timeout, max_backoff, scheduled_at, attempted_at, attempted_by, next_attempt_at,
               failing_since, done_at, error, result, lease_id, inserted_at, updated_at, meta,
@@ -215,33 +291,39 @@ WITH input AS (
               nullif(operator_log, '[]') AS operator_log
 ), unclaimed AS (
     -- The heads not claimed, and the jobs left running, returned as they are.
-    SELECT zq AS uq, zombie_id AS u_id, lost AS u_lost FROM zombie
+    SELECT zombie_id AS u_id, lost AS u_lost FROM zombie
     UNION ALL
-    SELECT hq, head_id, false FROM head
+    SELECT head_id, false FROM head
      WHERE head_id NOT IN (SELECT id FROM claimed)
 ), found AS (
     SELECT 'claimed' AS outcome, claimed.* FROM claimed
     UNION ALL
-    SELECT CASE WHEN u_lost THEN 'zombie' ELSE 'head' END AS outcome,
-           id, scope, queue, seq, action, params, state, on_exhausted, attempts, max_attempts,
-           timeout, max_backoff, scheduled_at, attempted_at, attempted_by, next_attempt_at,
-           failing_since, done_at, error, result, lease_id, inserted_at, updated_at, meta,
-           unique_key, nullif(attempt_log, '[]') AS attempt_log,
-           nullif(operator_log, '[]') AS operator_log
-      FROM unclaimed JOIN queuetopia_jobs ON id = u_id
+    SELECT CASE WHEN u_lost THEN 'zombie' ELSE 'head' END, j.*
+      FROM unclaimed CROSS JOIN LATERAL (
+           SELECT id, scope, queue, seq, action, params, state, on_exhausted, attempts,
+                  max_attempts, timeout, max_backoff, scheduled_at, attempted_at,
+                  attempted_by, next_attempt_at, failing_since, done_at, error, result,
+                  lease_id, inserted_at, updated_at, meta, unique_key,
+                  nullif(attempt_log, '[]') AS attempt_log,
+                  nullif(operator_log, '[]') AS operator_log
+             FROM queuetopia_jobs
+            WHERE id = u_id
+           OFFSET 0) AS j
+), step AS (
+    SELECT jsonb_build_object(
+               'held', (SELECT coalesce(jsonb_agg(in_queue), '[]') FROM item
+                         WHERE NOT in_acquire),
+               'taken', (SELECT t_map FROM taken),
+               'due', (SELECT coalesce(jsonb_agg(cq), '[]') FROM candidate),
+               'recorded', (SELECT coalesce(jsonb_agg(rec_queue), '[]') FROM recorded),
+               'searched', (SELECT coalesce(jsonb_object_agg(sq, jsonb_build_array(
+                                       s_quiet, s_rewinds, s_paused)), '{}')
+                              FROM search),
+               'rewound', (SELECT coalesce(jsonb_object_agg(sq, jsonb_build_array(
+                                      s_at, s_seq)), '{}')
+                             FROM search WHERE s_rewind))
+               AS step, now() AS db_now
 )
-SELECT input.in_queue AS step_queue, iq IS NOT NULL AS leased, l_lease AS step_lease,
-       input.in_queue IN (SELECT cq FROM candidate) AS due,
-       l_token AS step_token, l_floor_at AS step_floor_at, l_floor_seq AS step_floor_seq,
-       l_seen AS step_seen, l_zombies AS step_takeover, rec_id IS NOT NULL AS recorded,
-       sq IS NOT NULL AS searched, nullif(s_at, '-infinity') AS search_at,
-       s_seq AS search_seq, s_quiet AS quiet, s_rewinds AS rewinds,
-       s_paused AS paused, (SELECT count(*) FROM seen) + (SELECT count(*) FROM cleared)
-           AS rewinds_settled, now() AS db_now,
-       found.*
-  FROM input
-  LEFT JOIN (SELECT in_queue AS iq, l_lease, l_token, l_floor_at, l_floor_seq, l_seen,
-                    l_zombies FROM item) AS item ON iq = input.in_queue
-  LEFT JOIN recorded ON rec_queue = input.in_queue
-  LEFT JOIN search ON sq = input.in_queue
-  LEFT JOIN found ON found.queue = input.in_queue
+SELECT step.*, found.* FROM step LEFT JOIN found ON false
+UNION ALL
+SELECT NULL, NULL, found.* FROM found
