@@ -19,7 +19,7 @@ LOCK_TTL = 3.0
 IDLE_POLL = 60.0  # workers here never poll in time: only notifications wake them
 WAKE_BOUND = 2.0  # seconds from an enqueue to the start of its job, for an idle worker
 # Pieces of the steps (JOB_STEP, prepared by name: each step sends its batch as JSON).
-FINISH_SQL = '"in_state": "done"'  # a step that records a job done
+FINISH_SQL = '"state": "done"'  # a step that records a job done
 ACQUIRE_SQL = '"in_acquire": true'  # a step that takes a lease and claims its head
 
 

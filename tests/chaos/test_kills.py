@@ -64,7 +64,7 @@ def test_sigkill_chaos(make_chaos: Callable[..., Chaos], sizes: Sizes) -> None:
     chaos.assert_no_password_in_logs()
 
 
-FINISH_SQL = '"in_state": "done"'  # a piece of a step that records a job done (its JSON batch)
+FINISH_SQL = '"state": "done"'  # a piece of a step that records a job done (its JSON batch)
 
 
 @pytest.mark.parametrize("when", ["before", "after"])

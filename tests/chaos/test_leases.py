@@ -17,7 +17,7 @@ from .harness import Chaos, now
 
 LOCK_TTL = 2.0
 POLL = 1.0
-FINISH_SQL = '"in_state": "done"'  # a piece of a step that records a job done (its JSON batch)
+FINISH_SQL = '"state": "done"'  # a piece of a step that records a job done (its JSON batch)
 
 
 def warnings_of(chaos: Chaos, proc: Any) -> list[str]:
