@@ -55,7 +55,9 @@ logger = logging.getLogger("queuetopia.worker")
 # Retention: a small batch a minute keeps locks and vacuum work small.
 PRUNE_EVERY = 60.0
 PRUNE_BATCH = 500
-# A poll asks for up to this many due queues per free slot (and at least one page).
+# A poll asks for up to this many due queues per slot (and at least one page): enough
+# to fill every slot from the due list, as one look costs about as much as the due
+# queues that other holders serve, however few it asks for.
 SCAN_PER_SLOT = 2
 SCAN_PAGE = 20
 # Releases go out in batches of at most this many leases.
@@ -140,6 +142,9 @@ class Dispatcher:
         self._releaser: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._quiet = asyncio.Event()  # set whenever no slot is busy
+        # The slots a step frees and takes are counted for all its items before any
+        # is filled again: its items free and take them in no useful order.
+        stepper.on_settled(self.fill)
 
     # -- events ------------------------------------------------------------------
 
@@ -252,7 +257,6 @@ class Dispatcher:
             if item.claim and item.lease is not None:
                 self._free_slot()
             self._settled(item.queue)
-            self.fill()
             return
         if item.finish is not None:
             self._recorded(turn, item.finish, step)
@@ -265,7 +269,6 @@ class Dispatcher:
             if item.claim:
                 self._free_slot()
             self._idle(turn, after=item.finish if step.recorded else None)
-        self.fill()
 
     def _failed_step(self, item: StepItem) -> None:
         """The step failed for good: give the queue up (its lease, if any, runs out)."""
@@ -591,11 +594,13 @@ class Dispatcher:
         next: the next due time, or the end of another worker's lease on a due queue."""
         self.scan_now = False
         k, scope = self.kit, self.scope
-        limit = max(SCAN_PAGE, SCAN_PER_SLOT * (k.concurrency - self.busy))
+        limit = max(SCAN_PAGE, SCAN_PER_SLOT * k.concurrency)
         skip = self.skips.active()
 
         def scan(conn: Conn) -> tuple[list[str], float | None]:
             found = steps.queue_due(conn, scope=scope, limit=limit, queues=k.queues, skip=skip)
+            if len(found) >= limit:
+                return found, None  # more are due: the next look comes when these are taken
             due_in = steps.queue_next_due(conn, scope=scope, owner=k.owner, queues=k.queues)
             return found, due_in
 

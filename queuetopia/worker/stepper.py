@@ -53,6 +53,11 @@ class Stepper:
         self._pending: list[tuple[StepItem, Done]] = []
         self._task: asyncio.Task[None] | None = None
         self._conn: AsyncConn | None = None
+        self._settled: Callable[[], None] = lambda: None
+
+    def on_settled(self, settled: Callable[[], None]) -> None:
+        """Call `settled` on the loop once every item of a step has been told."""
+        self._settled = settled
 
     @property
     def idle(self) -> bool:
@@ -75,6 +80,10 @@ class Stepper:
                         done(item, step)
                     except Exception:
                         logger.exception("worker failed on the step of queue %r", item.queue)
+                try:
+                    self._settled()
+                except Exception:
+                    logger.exception("worker failed after a step of %d queues", len(batch))
         finally:
             self._task = None
 

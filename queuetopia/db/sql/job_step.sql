@@ -70,22 +70,24 @@ WITH input AS (
     -- step is taking: two workers told of the same queues would otherwise meet on
     -- its lease row, one waiting for the other's commit to find it taken. The try
     -- lock (class 1364479825) is the step's until it commits.
+    -- The queue row is looked up by its key alone: with ready_at in the lookup, a
+    -- plan made on an empty install may walk the ready_at index for every item.
     SELECT in_queue AS cq, c_ready
       FROM input CROSS JOIN LATERAL (
-           SELECT q.ready_at AS c_ready FROM queuetopia_queues q
-            WHERE q.scope = %(scope)s AND q.queue = in_queue AND q.ready_at <= now()
-              AND NOT q.paused
-              AND CASE WHEN EXISTS (
-                           SELECT 1 FROM queuetopia_leases f
-                            WHERE f.scope = %(scope)s AND f.queue = in_queue
-                              AND f.locked_until > now()
-                              AND NOT (f.owner = %(owner)s AND coalesce(in_retry, false)))
-                       THEN false  -- (CASE: the lock is tried last, on free queues only)
-                       ELSE pg_try_advisory_xact_lock(
-                                1364479825, queuetopia_lock_key(%(scope)s::text, in_queue))
-                  END
+           SELECT q.ready_at AS c_ready, q.paused AS c_paused FROM queuetopia_queues q
+            WHERE q.scope = %(scope)s AND q.queue = in_queue
            OFFSET 0) AS c
      WHERE in_acquire
+       AND CASE WHEN c_ready IS NULL OR c_ready > now() OR c_paused THEN false
+                WHEN EXISTS (
+                     SELECT 1 FROM queuetopia_leases f
+                      WHERE f.scope = %(scope)s AND f.queue = in_queue
+                        AND f.locked_until > now()
+                        AND NOT (f.owner = %(owner)s AND coalesce(in_retry, false)))
+                THEN false  -- (CASE: the lock is tried last, on free queues only)
+                ELSE pg_try_advisory_xact_lock(
+                         1364479825, queuetopia_lock_key(%(scope)s::text, in_queue))
+           END
 ), chosen AS (
     -- As many as the worker has slots for (one per item that claims), longest waiting
     -- first: it names more queues than it has slots, as many may not be due.
