@@ -70,8 +70,11 @@ RELEASE_BATCH = 500
 CANDIDATES = 256
 DUE_SHARE_WEIGHT = 0.05  # of each named queue, in the moving share of due ones
 # A held queue that has waited this long for a slot is handed off (given back, with a
-# notification): a worker with a free slot takes it.
-HANDOFF = 1.0
+# notification): a worker with a free slot takes it. Looked at every HANDOFF_EVERY: a
+# worker that runs out of work while another's held queues wait (the end of a burst)
+# is idle for about that long.
+HANDOFF = 0.25
+HANDOFF_EVERY = 0.05
 
 
 class Phase(Enum):
@@ -535,17 +538,19 @@ class Dispatcher:
         self.fill()
 
     def _release_idle(self) -> None:
-        """Give back the queues that have had nothing to run for lock_ttl, and hand
-        off those that have waited for a slot for HANDOFF: any worker with a free slot
-        may take them (they are told), this one included."""
-        now = time.monotonic()
-        since = now - self.kit.settings.lock_ttl
+        """Give back the queues that have had nothing to run for lock_ttl."""
+        since = time.monotonic() - self.kit.settings.lock_ttl
         idle = [
             t
             for t in self.turns.values()
             if t.phase is Phase.IDLE and t.idle_since <= since and t.hold.queue not in self.due
         ]
         self._release(idle, wake=False)
+
+    def _hand_off(self) -> None:
+        """Hand off the held queues that have waited for a slot for HANDOFF: any worker
+        with a free slot may take them (they are told), this one included."""
+        now = time.monotonic()
         waiting = []
         for queue, due_since in self.due.items():
             if due_since > now - HANDOFF:
@@ -562,6 +567,7 @@ class Dispatcher:
         jobs; everything else happens as events come."""
         now = time.monotonic()
         next_prune, next_tick, next_idle = now + PRUNE_EVERY / 10, now, now + 1.0
+        next_handoff = now + HANDOFF_EVERY
         while not self.stopping:
             try:
                 now = time.monotonic()
@@ -575,8 +581,12 @@ class Dispatcher:
                 if now >= next_idle:
                     next_idle = time.monotonic() + 1.0
                     self._release_idle()
+                if now >= next_handoff:
+                    next_handoff = time.monotonic() + HANDOFF_EVERY
+                    self._hand_off()
                 self.fill()
-                wait = min(self.next_scan, next_tick, next_prune, next_idle) - time.monotonic()
+                wait = min(self.next_scan, next_tick, next_prune, next_idle, next_handoff)
+                wait -= time.monotonic()
             except Exception:
                 # Transient errors are retried below this; anything else must not stop
                 # the loop that every queue of this worker depends on.

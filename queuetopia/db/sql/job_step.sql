@@ -66,12 +66,9 @@ WITH input AS (
            in_id bigint, in_attempts int, in_claim bool)
 ), candidate AS (
     -- The queues to take that are due by their hint, not paused, and free (or ours,
-    -- when a retried step looks for what its first try took), and that no other
-    -- step is taking: two workers told of the same queues would otherwise meet on
-    -- its lease row, one waiting for the other's commit to find it taken. The try
-    -- lock (class 1364479825) is the step's until it commits.
-    -- The queue row is looked up by its key alone: with ready_at in the lookup, a
-    -- plan made on an empty install may walk the ready_at index for every item.
+    -- when a retried step looks for what its first try took). The queue row is looked
+    -- up by its key alone: with ready_at in the lookup, a plan made on an empty
+    -- install may walk the ready_at index for every item.
     SELECT in_queue AS cq, c_ready
       FROM input CROSS JOIN LATERAL (
            SELECT q.ready_at AS c_ready, q.paused AS c_paused FROM queuetopia_queues q
@@ -79,20 +76,22 @@ WITH input AS (
            OFFSET 0) AS c
      WHERE in_acquire
        AND CASE WHEN c_ready IS NULL OR c_ready > now() OR c_paused THEN false
-                WHEN EXISTS (
+                ELSE NOT EXISTS (
                      SELECT 1 FROM queuetopia_leases f
                       WHERE f.scope = %(scope)s AND f.queue = in_queue
                         AND f.locked_until > now()
                         AND NOT (f.owner = %(owner)s AND coalesce(in_retry, false)))
-                THEN false  -- (CASE: the lock is tried last, on free queues only)
-                ELSE pg_try_advisory_xact_lock(
-                         1364479825, queuetopia_lock_key(%(scope)s::text, in_queue))
            END
 ), chosen AS (
     -- As many as the worker has slots for (one per item that claims), longest waiting
-    -- first: it names more queues than it has slots, as many may not be due.
-    SELECT cq FROM candidate
-     ORDER BY c_ready
+    -- first: it names more queues than it has slots, as many may not be due. Each is
+    -- tried with a lock no other step is taking it (class 1364479825, the step's until
+    -- it commits): two workers told of the same queues would otherwise meet on its
+    -- lease row, one waiting for the other's commit to find it taken. The lock is
+    -- tried in that order until the slots are filled (the LIMIT stops the reading), so
+    -- a queue named but not needed stays free for the other workers' steps.
+    SELECT cq FROM (SELECT cq, c_ready FROM candidate ORDER BY c_ready OFFSET 0) AS c
+     WHERE pg_try_advisory_xact_lock(1364479825, queuetopia_lock_key(%(scope)s::text, cq))
      LIMIT (SELECT count(*) FROM input WHERE in_acquire AND in_claim)
 ), took AS (
     INSERT INTO queuetopia_leases AS l (scope, queue, lease_id, token, owner, acquired_at,
