@@ -33,7 +33,7 @@ def kind_of(backend: dict[str, Any]) -> str:
     query = " ".join((backend["query"] or "").split())
     if query in ("LISTEN queuetopia", "SELECT 1"):
         return "listener"
-    if "held_floor_at" in query:
+    if "held_floors" in query:
         return "heartbeat"
     if "queuetopia_job_step" in query:
         return "step"
