@@ -19,6 +19,8 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from queuetopia import Queuetopia
+from queuetopia.db.connections import Database
+from queuetopia.migrations import up_sql
 
 from .helpers import fast_settings
 
@@ -107,3 +109,17 @@ def db(dsn: str) -> Iterator[psycopg.Connection[Any]]:
     """A plain autocommit connection for looking at the tables directly."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         yield conn
+
+
+@pytest.fixture
+def schema_conn(dsn: str) -> Iterator[psycopg.Connection[Any]]:
+    """A worker's connection to a fresh, empty install in a schema of its own."""
+    schema = f"plans_{uuid.uuid4().hex[:8]}"
+    with Database(dsn).connect_worker() as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"'.encode())
+        conn.execute(f'SET search_path = "{schema}"'.encode())
+        conn.execute(up_sql().encode(), prepare=False)
+        try:
+            yield conn
+        finally:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE'.encode())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -76,3 +77,19 @@ def record(
     finish = Finish(job, Verdict(state), error, result, backoff)
     done = step(conn, scope, StepItem(lease.queue, lease, finish=finish), owner=owner)
     return store.job_get(conn, scope=scope, job_id=job.id) if done.recorded else None
+
+
+def positional(name: str) -> tuple[str, list[str]]:
+    """The statement `name` of queuetopia.db.queries with its named placeholders made
+    positional ($1, $2, ...), as PREPARE and EXPLAIN (GENERIC_PLAN) take them; the
+    names, in order."""
+    from queuetopia.db import queries
+
+    names: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        if match.group(1) not in names:
+            names.append(match.group(1))
+        return f"${names.index(match.group(1)) + 1}"
+
+    return re.sub(r"%\((\w+)\)s", number, getattr(queries, name)), names

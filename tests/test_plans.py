@@ -6,18 +6,12 @@ much as on a big one."""
 
 from __future__ import annotations
 
-import re
-import uuid
-from collections.abc import Iterator
 from importlib import resources
 from typing import Any
 
 import psycopg
-import pytest
 
-from queuetopia.db import queries
-from queuetopia.db.connections import Database
-from queuetopia.migrations import up_sql
+from .helpers import positional
 
 # Every statement a worker runs on its own connections (queuetopia/worker/: the steps,
 # the housekeeping, the heartbeat and periodic jobs).
@@ -72,30 +66,9 @@ def test_every_statement_is_either_a_worker_statement_or_not() -> None:
 
 
 def generic_plan(conn: psycopg.Connection[Any], name: str) -> str:
-    names: list[str] = []
-
-    def number(match: re.Match[str]) -> str:
-        if match.group(1) not in names:
-            names.append(match.group(1))
-        return f"${names.index(match.group(1)) + 1}"
-
-    sql = re.sub(r"%\((\w+)\)s", number, getattr(queries, name))
+    sql, _ = positional(name)
     rows = conn.execute(("EXPLAIN (GENERIC_PLAN) " + sql).encode(), prepare=False).fetchall()
     return "\n".join(row[0] for row in rows)
-
-
-@pytest.fixture
-def schema_conn(dsn: str) -> Iterator[psycopg.Connection[Any]]:
-    """A worker's connection to a fresh, empty install in a schema of its own."""
-    schema = f"plans_{uuid.uuid4().hex[:8]}"
-    with Database(dsn).connect_worker() as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"'.encode())
-        conn.execute(f'SET search_path = "{schema}"'.encode())
-        conn.execute(up_sql().encode(), prepare=False)
-        try:
-            yield conn
-        finally:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE'.encode())
 
 
 def assert_indexes_only(conn: psycopg.Connection[Any]) -> None:

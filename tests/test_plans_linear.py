@@ -11,21 +11,16 @@ here, with no clock involved."""
 
 from __future__ import annotations
 
-import json
-import re
-import uuid
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 import psycopg
-import pytest
 from psycopg import ClientCursor
 from psycopg.types.json import Jsonb
 
 from queuetopia.db import queries
-from queuetopia.db.connections import Database
-from queuetopia.migrations import up_sql
+
+from .helpers import positional
 
 QUEUES = 3_000  # all due, two pending jobs each
 MANY = 200  # queues named in a step, leases renewed
@@ -35,32 +30,10 @@ PER_ROW = 4  # per due queue or lease, for the looks that read them all (about 2
 Conn = psycopg.Connection[Any]
 
 
-@pytest.fixture
-def conn(dsn: str) -> Iterator[Conn]:
-    """A worker's connection to a fresh, empty install in a schema of its own."""
-    schema = f"linear_{uuid.uuid4().hex[:8]}"
-    with Database(dsn).connect_worker() as conn:
-        conn.autocommit = True
-        conn.execute(f'CREATE SCHEMA "{schema}"'.encode())
-        conn.execute(f'SET search_path = "{schema}"'.encode())
-        conn.execute(up_sql().encode(), prepare=False)
-        try:
-            yield conn
-        finally:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE'.encode())
-
-
 def prepare(conn: Conn, name: str) -> list[str]:
     """PREPARE the statement `name` (as the worker's connection would, generic plan);
     the names of its parameters, in order."""
-    names: list[str] = []
-
-    def number(match: re.Match[str]) -> str:
-        if match.group(1) not in names:
-            names.append(match.group(1))
-        return f"${names.index(match.group(1)) + 1}"
-
-    sql = re.sub(r"%\((\w+)\)s", number, getattr(queries, name))
+    sql, names = positional(name)
     conn.execute(f"PREPARE {name.lower()} AS {sql}".encode(), prepare=False)
     return names
 
@@ -75,7 +48,7 @@ def work(conn: Conn, execute: str, params: dict[str, Any]) -> int:
     row = conn.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {text}".encode(), prepare=False)
     plan = row.fetchone()
     assert plan is not None
-    return _work(json.loads(plan[0])[0]["Plan"] if isinstance(plan[0], str) else plan[0][0]["Plan"])
+    return _work(plan[0][0]["Plan"])
 
 
 def _work(node: dict[str, Any]) -> int:
@@ -137,7 +110,8 @@ def held(conn: Conn, queues: list[str]) -> dict[str, Any]:
     }
 
 
-def test_plans_made_on_an_empty_install_stay_linear(conn: Conn) -> None:
+def test_plans_made_on_an_empty_install_stay_linear(schema_conn: Conn) -> None:
+    conn = schema_conn
     due = prepare(conn, "QUEUE_DUE")
     next_due = prepare(conn, "QUEUE_NEXT_DUE")
     renew = prepare(conn, "LEASE_RENEW")
