@@ -640,6 +640,7 @@ class Queuetopia:
         queues: list[str] | None = None,
         name: str | None = None,
         shutdown_timeout: float = 30.0,
+        prefetch: int | None = None,
     ) -> Worker:
         return Worker(
             self.engine,
@@ -647,6 +648,7 @@ class Queuetopia:
             queues=queues,
             name=name,
             shutdown_timeout=shutdown_timeout,
+            prefetch=prefetch,
         )
 
     # -- reads for the dashboard (docs/dashboard.md) --------------------------------

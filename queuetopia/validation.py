@@ -40,6 +40,16 @@ def check_concurrency(value: object) -> int:
     return value
 
 
+def check_prefetch(value: object, concurrency: int) -> int:
+    """How many jobs a worker may claim ahead of its free slots: an int >= 0, or None
+    for as many as its concurrency."""
+    if value is None:
+        return concurrency
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValidationError(f"prefetch must be an int >= 0 or None, got {value!r}")
+    return value
+
+
 def check_text(kind: str, value: object, max_bytes: int | None = None) -> str:
     """Return `value` if PostgreSQL can store it as text (a cancel reason, say), in
     at most `max_bytes` bytes of UTF-8 if given."""

@@ -28,6 +28,10 @@ def worker(
     poll_interval: Annotated[float | None, typer.Option(min=0.01, help="Seconds.")] = None,
     name: Annotated[str | None, typer.Option(help="Added to this node's identity.")] = None,
     shutdown_timeout: Annotated[float, typer.Option(min=0, help="Seconds.")] = 30.0,
+    prefetch: Annotated[
+        int | None,
+        typer.Option(min=0, help="Most jobs claimed ahead of free slots (default: concurrency)."),
+    ] = None,
     metrics_port: Annotated[
         int | None,
         typer.Option(min=1, max=65535, help="Serve Prometheus metrics on this port."),
@@ -45,6 +49,7 @@ def worker(
             queues=queue or None,
             name=name,
             shutdown_timeout=shutdown_timeout,
+            prefetch=prefetch,
         )
         if metrics_port is not None:
             from queuetopia.metrics import PrometheusMetrics

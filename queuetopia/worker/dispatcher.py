@@ -17,7 +17,7 @@ import logging
 import math
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from enum import Enum
@@ -42,6 +42,7 @@ from ..periodic import seconds_to_next_tick
 from ..registry import Registry
 from ..settings import Settings
 from . import hooks
+from .ahead import Ahead
 from .fairness import Skips, turn_over
 from .holds import Hold, Holds
 from .house import House
@@ -80,6 +81,7 @@ HANDOFF_EVERY = 0.05
 class Phase(Enum):
     IDLE = "idle"  # nothing in flight: maybe due, maybe waiting for a time
     STEPPING = "stepping"  # a step for it is in flight
+    READY = "ready"  # its job, claimed ahead, waits for a slot to run
     RUNNING = "running"  # an attempt runs
 
 
@@ -109,6 +111,7 @@ class Kit:
     queues: list[str] | None
     owner: str
     node: str
+    prefetch: int = 0  # jobs claimed ahead of the free slots at most (ahead.py)
 
 
 class Dispatcher:
@@ -125,7 +128,11 @@ class Dispatcher:
         self.turns: dict[str, Turn] = {}
         # queue -> since when it is due (monotonic), oldest first: popped from the front
         self.due: OrderedDict[str, float] = OrderedDict()
-        self.busy = 0  # slots taken: attempts running, claims in flight
+        # Claims the worker holds: attempts running, jobs claimed ahead, claims in flight.
+        self.busy = 0
+        self.active = 0  # attempts running: at most kit.concurrency
+        self.ahead = Ahead(kit.prefetch, kit.concurrency)
+        self.ready: deque[tuple[Turn, Job]] = deque()  # claimed ahead, oldest first
         # Queues named to take, in a step in flight: when it was sent, and since when
         # the queue was due.
         self.acquiring: dict[str, tuple[float, float]] = {}
@@ -183,7 +190,7 @@ class Dispatcher:
         """Claim due queues for the free slots, the longest waiting first: each held
         queue takes a slot; queues to take are named by the batch, several per free
         slot (see CANDIDATES), and get the slots left."""
-        free = self.kit.concurrency - self.busy
+        free = self.capacity - self.busy
         if self.stopping or free <= 0:
             return
         held: list[Turn] = []
@@ -204,7 +211,7 @@ class Dispatcher:
             self._cancel_timer(turn)
             self._submit(turn, claim=True)
         self._take(candidates, free - len(held))
-        if self.busy < self.kit.concurrency and not self.due and self.scan_more:
+        if self.busy < self.capacity and not self.due and self.scan_more:
             self.scan_now = True
             self._wake.set()
 
@@ -228,9 +235,14 @@ class Dispatcher:
             self.due.move_to_end(queue, last=False)
 
     @property
+    def capacity(self) -> int:
+        """How many claims the worker may hold: its slots, and the jobs it claims ahead."""
+        return self.kit.concurrency + (0 if self.stopping else self.ahead.allowed())
+
+    @property
     def contended(self) -> bool:
         """Do other queues wait for a slot?"""
-        return bool(self.due) or (self.scan_more and self.busy >= self.kit.concurrency)
+        return bool(self.due) or (self.scan_more and self.busy >= self.capacity)
 
     def _submit(self, turn: Turn, *, claim: bool, finish: Finish | None = None) -> None:
         hold = turn.hold
@@ -390,14 +402,50 @@ class Dispatcher:
     # -- attempts --------------------------------------------------------------------
 
     def _start(self, turn: Turn, job: Job) -> None:
+        """Run the job claimed for `turn`, or, every slot running, keep it ready (or,
+        the worker stopping, record it as not run)."""
+        if self.active >= self.kit.concurrency:
+            turn.phase = Phase.READY
+            self.ready.append((turn, job))
+            if self.stopping:
+                self._unready()
+            return
         if turn.phase is not Phase.RUNNING and turn.ran == 0:
             turn.started = time.monotonic()
         turn.phase = Phase.RUNNING
+        self.active += 1
         self._running(turn.hold.queue, True)
         self.runner.start(turn.hold, job)
 
+    def _start_ready(self) -> None:
+        """A slot is free: run the job claimed ahead longest ago, if its queue is
+        still ours (a lost lease's job is left to whoever takes the queue over)."""
+        while self.ready and self.active < self.kit.concurrency and not self.stopping:
+            turn, job = self.ready.popleft()
+            if turn.hold.lost or self.turns.get(turn.hold.queue) is not turn:
+                self._free_slot()
+                self._forget(turn)
+                continue
+            self._start(turn, job)
+            return
+
+    def _unready(self) -> None:
+        """The worker stops: record the jobs claimed ahead as not run (a shutdown's
+        interrupt: they run again at once, on any worker, with no backoff)."""
+        while self.ready:
+            turn, job = self.ready.popleft()
+            outcome = Outcome(
+                ok=False, error="not started: the worker stopped", interrupted=Interrupt.SHUTDOWN
+            )
+            self._free_slot()
+            finish = judge(job, outcome, self.kit.registry.get(job.action), 0.0)
+            self._submit(turn, claim=False, finish=finish)
+
     def _ended(self, hold: Hold, job: Job, outcome: Outcome, ran: float) -> None:
         self._running(hold.queue, False)
+        self.active -= 1
+        self.ahead.ran(ran)
+        self._start_ready()
         turn = self.turns.get(hold.queue)
         if turn is None or turn.hold is not hold:
             logger.warning("outcome of job %d of queue %r discarded: lease lost", job.id, job.queue)
@@ -657,7 +705,8 @@ class Dispatcher:
         `hurry`), interrupt the rest and give them `grace` to be recorded; give every
         queue back, waking the other workers for those with work left."""
         self.stopping = True
-        busy = set(self.due) | set(self.running_queues())
+        busy = set(self.due) | set(self.running_queues()) | {t.hold.queue for t, _ in self.ready}
+        self._unready()
         self.due.clear()
         self._wake.set()
         if not await self._drained(timeout, hurry):

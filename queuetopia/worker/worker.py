@@ -18,7 +18,7 @@ from ..engine import Engine
 from ..errors import ConnectionRejected, DatabaseConflict, DatabaseUnavailable
 from ..events import LogObserver, Observer, Observers
 from ..tracing import TracingObserver, tracing_configured
-from ..validation import check_concurrency, check_name
+from ..validation import check_concurrency, check_name, check_prefetch
 from .dispatcher import Dispatcher, Kit
 from .heartbeat import Heartbeat
 from .holds import Hold, Holds, node_identity
@@ -44,11 +44,13 @@ class Worker:
         queues: list[str] | None = None,
         name: str | None = None,
         shutdown_timeout: float = 30.0,
+        prefetch: int | None = None,
     ) -> None:
         self.engine = engine
         self.settings = settings = engine.settings
         self.scope = settings.scope
         self.concurrency = check_concurrency(concurrency)
+        self.prefetch = check_prefetch(prefetch, self.concurrency)
         self.queues = [check_name("queue", q) for q in queues] if queues else None
         self.shutdown_timeout = shutdown_timeout
         self.node, self.owner = node_identity(name)
@@ -159,6 +161,7 @@ class Worker:
             self.queues,
             self.owner,
             self.node,
+            self.prefetch,
         )
         self._dispatcher = Dispatcher(kit, self._holds, stepper, self._house)
         self._heartbeat = Heartbeat(

@@ -1,0 +1,137 @@
+"""Claiming ahead (docs/deploying.md): a worker claims jobs beyond its free slots while
+its jobs are short, never runs more than its concurrency at once, and records the
+jobs it claimed ahead but did not start as not run when it stops."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from queuetopia import JobState, Queuetopia, ValidationError
+from queuetopia.worker.ahead import Ahead
+
+from .helpers import wait_for
+
+
+def test_claims_ahead_only_as_many_as_free_slots_within_the_window() -> None:
+    many = Ahead(limit=100, concurrency=100)
+    assert many.allowed() == 0  # nothing has run yet: no claim ahead
+    many.ran(0.05)
+    assert many.allowed() == 100  # 200 expected within the window, capped by the limit
+    few = Ahead(limit=4, concurrency=4)
+    few.ran(1.0)
+    assert few.allowed() == 0  # one slot frees every 0.25 s: none claimed ahead
+    off = Ahead(limit=0, concurrency=100)
+    off.ran(0.01)
+    assert off.allowed() == 0
+
+
+def test_the_mean_follows_the_run_times() -> None:
+    ahead = Ahead(limit=10, concurrency=10)
+    ahead.ran(0.01)
+    for _ in range(200):
+        ahead.ran(2.0)  # the jobs got long: the worker stops claiming ahead
+    assert ahead.allowed() == 0
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "2", True])
+def test_bad_prefetch_is_refused(topia: Queuetopia, bad: Any) -> None:
+    with pytest.raises(ValidationError, match="prefetch"):
+        topia.worker(prefetch=bad)
+
+
+def test_never_more_running_than_concurrency_while_claiming_ahead(topia: Queuetopia) -> None:
+    lock = threading.Lock()
+    running, most_running, most_claimed = [0], [0], [0]
+    ran: dict[str, list[int]] = {}
+
+    @topia.action("short")
+    def short(n: int) -> None:
+        with lock:
+            running[0] += 1
+            most_running[0] = max(most_running[0], running[0])
+        with topia.connection() as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM queuetopia_jobs WHERE scope = %s AND state = 'running'",
+                (topia.scope,),
+            ).fetchone()
+        time.sleep(0.005)
+        with lock:
+            most_claimed[0] = max(most_claimed[0], row[0] if row else 0)
+            running[0] -= 1
+            ran.setdefault(f"q{n % 4}", []).append(n)
+
+    short.delay_many("q0", [{"n": n} for n in range(0, 120, 4)])
+    for k in (1, 2, 3):
+        short.delay_many(f"q{k}", [{"n": n} for n in range(k, 120, 4)])
+    with topia.worker(concurrency=2, prefetch=2):
+        wait_for(lambda: sum(len(v) for v in ran.values()) == 120, timeout=30)
+    assert most_running[0] <= 2
+    assert most_claimed[0] > 2, "no job was ever claimed ahead"
+    for k in range(4):
+        assert ran[f"q{k}"] == list(range(k, 120, 4))  # each queue in order
+
+
+def test_prefetch_zero_claims_only_for_free_slots(topia: Queuetopia) -> None:
+    most_claimed = [0]
+    done = [0]
+
+    @topia.action("short")
+    def short() -> None:
+        with topia.connection() as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM queuetopia_jobs WHERE scope = %s AND state = 'running'",
+                (topia.scope,),
+            ).fetchone()
+        most_claimed[0] = max(most_claimed[0], row[0] if row else 0)
+        time.sleep(0.002)
+        done[0] += 1
+
+    for k in range(4):
+        short.delay_many(f"q{k}", [{}] * 15)
+    with topia.worker(concurrency=1, prefetch=0):
+        wait_for(lambda: done[0] == 60, timeout=30)
+    assert most_claimed[0] == 1
+
+
+def test_a_job_claimed_ahead_is_recorded_not_run_when_the_worker_stops(
+    topia: Queuetopia,
+) -> None:
+    started: list[str] = []
+    claimed_ahead, stop_asked = threading.Event(), threading.Event()
+
+    @topia.action("quick")
+    def quick(tag: str) -> None:
+        started.append(tag)
+        time.sleep(0.005)
+
+    @topia.action("long")
+    def long() -> None:
+        # While it runs (every slot busy), a job arrives on another queue: the worker,
+        # its jobs short so far, claims it ahead; the worker is then asked to stop.
+        behind = quick.delay("b", tag="b")
+        wait_for(lambda: topia.get_job(behind.id).state is JobState.RUNNING)
+        claimed_ahead.set()
+        stop_asked.wait(10)
+
+    quick.delay_many("a", [{"tag": f"a{i}"} for i in range(5)])
+    last = long.delay("a")
+    worker = topia.worker(concurrency=1, prefetch=1).start()
+    assert claimed_ahead.wait(20)
+    stopper = threading.Thread(target=worker.stop)
+    stopper.start()
+    wait_for(lambda: worker._dispatcher is not None and worker._dispatcher.stopping)
+    stop_asked.set()
+    stopper.join(20)
+    assert topia.get_job(last.id).state is JobState.DONE
+    [b_job] = [j for j in topia.list_jobs(limit=100) if j.queue == "b"]
+    assert "b" not in started
+    assert b_job.state is JobState.PENDING
+    assert b_job.attempts == 1
+    assert "not started: the worker stopped" in (b_job.attempt_log[-1].error or "")
+    with topia.worker(concurrency=1):  # it runs at once on the next worker
+        wait_for(lambda: topia.get_job(b_job.id).state is JobState.DONE)
+    assert started[-1] == "b"
