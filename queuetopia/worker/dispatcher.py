@@ -403,10 +403,15 @@ class Dispatcher:
 
     def _start(self, turn: Turn, job: Job) -> None:
         """Run the job claimed for `turn`, or, every slot running, keep it ready (or,
-        the worker stopping, record it as not run)."""
+        the worker stopping, record it as not run). A queue going on with its turn
+        goes before the jobs claimed ahead: its last job's slot went to one of them,
+        and a queue with a steady flow of jobs must not wait behind them each time."""
         if self.active >= self.kit.concurrency:
             turn.phase = Phase.READY
-            self.ready.append((turn, job))
+            if turn.ran > 0:
+                self.ready.appendleft((turn, job))
+            else:
+                self.ready.append((turn, job))
             if self.stopping:
                 self._unready()
             return
