@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -43,11 +41,6 @@ class Runner:
         self._ended = ended
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="queuetopia-runner")
         self._tasks: set[asyncio.Task[None]] = set()  # the loop keeps only weak references
-        # Ends of plain attempts, handed to the loop in batches: one wake-up of the loop
-        # for all the attempts that end while it is busy, not one each.
-        self._ends: deque[tuple[Hold, Job, Outcome, float]] = deque()
-        self._ends_lock = threading.Lock()
-        self._wake_sent = False
 
     def start(self, hold: Hold, job: Job) -> None:
         """Start the attempt of `job` (claimed under `hold`); on the loop."""
@@ -76,30 +69,10 @@ class Runner:
             hold.ended()
         ran = time.monotonic() - started
         self._observers.job_ended(job, outcome, ran)
-        with self._ends_lock:
-            self._ends.append((hold, job, outcome, ran))
-            if self._wake_sent:
-                return
-            self._wake_sent = True
         try:
-            loop.call_soon_threadsafe(self._deliver_ends)
+            loop.call_soon_threadsafe(self._ended, hold, job, outcome, ran)
         except RuntimeError:  # the loop closed: a worker stopped at once
-            with self._ends_lock:
-                self._ends.clear()
-                self._wake_sent = False
             logger.warning("job %d of queue %r ended after its worker stopped", job.id, job.queue)
-
-    def _deliver_ends(self) -> None:
-        """On the loop: the ends of the plain attempts since the last delivery."""
-        with self._ends_lock:
-            ends = list(self._ends)
-            self._ends.clear()
-            self._wake_sent = False
-        for hold, job, outcome, ran in ends:
-            try:
-                self._ended(hold, job, outcome, ran)
-            except Exception:  # as a callback of its own would be: the others go on
-                logger.exception("worker failed on the end of job %d", job.id)
 
     async def _run_async(self, hold: Hold, job: Job, action: Action[Any, Any]) -> None:
         self._observers.job_started(job)
