@@ -49,7 +49,7 @@ from .house import House
 from .runner import Runner
 from .scheduling import enqueue_due
 from .stepper import Stepper
-from .verdict import judge, lost
+from .verdict import judge, lost, not_started
 
 logger = logging.getLogger("queuetopia.worker")
 
@@ -439,11 +439,8 @@ class Dispatcher:
         interrupt: they run again at once, on any worker, with no backoff)."""
         while self.ready:
             turn, job = self.ready.popleft()
-            outcome = Outcome(
-                ok=False, error="not started: the worker stopped", interrupted=Interrupt.SHUTDOWN
-            )
             self._free_slot()
-            finish = judge(job, outcome, self.kit.registry.get(job.action), 0.0)
+            finish = judge(job, not_started(), self.kit.registry.get(job.action), 0.0)
             self._submit(turn, claim=False, finish=finish)
 
     def _ended(self, hold: Hold, job: Job, outcome: Outcome, ran: float) -> None:

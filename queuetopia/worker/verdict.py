@@ -32,6 +32,14 @@ def lost(job: Job) -> Outcome:
     return Outcome(ok=False, error=f"worker lost: {job.attempted_by} stopped renewing its lease")
 
 
+def not_started() -> Outcome:
+    """How the attempt of a job claimed ahead ends when its worker stops before starting
+    it: as a shutdown's interrupt (due again at once, no backoff)."""
+    return Outcome(
+        ok=False, error="not started: the worker stopped", interrupted=Interrupt.SHUTDOWN
+    )
+
+
 def _verdict(
     job: Job, outcome: Outcome, action: Action[Any, Any] | None
 ) -> tuple[Verdict, float | None]:
