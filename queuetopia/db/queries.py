@@ -47,6 +47,7 @@ JOB_PRUNE_BATCH: LiteralString
 JOB_RETRY: LiteralString
 JOB_SELECT: LiteralString
 JOB_STEP: LiteralString
+LEASE_BARRIER: LiteralString
 LEASE_LIST: LiteralString
 LEASE_RELEASE: LiteralString
 LEASE_RENEW: LiteralString

@@ -59,6 +59,15 @@ async def job_step_async(
     return _steps(found, items)
 
 
+async def lease_barrier_async(
+    conn: AsyncConn, *, scope: str, owner: str, queues: Sequence[str]
+) -> None:
+    """Wait until what this server has committed is on its synchronous standby, after
+    a step retried because its reply was lost (sql/lease_barrier.sql)."""
+    params = {"scope": scope, "owner": owner, "queues": list(queues)}
+    await fetch_async(conn, queries.LEASE_BARRIER, params)
+
+
 def _step_params(
     scope: str, owner: str, node: str, ttl: float, items: Sequence[StepItem]
 ) -> dict[str, Any]:

@@ -7,7 +7,9 @@ outcome: the next job starts only once that outcome is durable.
 
 While the database is away the step is retried with a jittered backoff, on a new
 connection. A step whose reply was lost may have committed: its retry says so
-(`retry`), and the statement recognises what the first try did (docs/design.md)."""
+(`retry`), and the statement recognises what the first try did (docs/design.md). What
+it finds is acted on only once it is on the synchronous standby, if there is one
+(sql/lease_barrier.sql)."""
 
 from __future__ import annotations
 
@@ -107,7 +109,7 @@ class Stepper:
         while True:
             try:
                 conn = await self._connection()
-                return await steps.job_step_async(
+                found = await steps.job_step_async(
                     conn,
                     scope=self._scope,
                     owner=self._owner,
@@ -116,6 +118,12 @@ class Stepper:
                     items=items,
                     prepared=self._database.prepare_threshold is not None,
                 )
+                if items[0].retry:  # every item is retried, or none
+                    queues = [item.queue for item in items]
+                    await steps.lease_barrier_async(
+                        conn, scope=self._scope, owner=self._owner, queues=queues
+                    )
+                return found
             except (DatabaseUnavailable, DatabaseConflict) as exc:
                 await self._drop(exc)
                 if self._stopped():

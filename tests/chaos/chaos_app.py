@@ -7,8 +7,10 @@ log is written through a direct connection to the database (QT_CHAOS_LOG_DSN), s
 network fault between a worker and the database never hides what the action did.
 
 Each execution writes one row of `chaos_exec` when it starts and completes it when it
-ends: which job, which attempt, which process, when (database clock) and how it ended
-(`ok`, `interrupted` by the worker, `error`; no end at all means the process died).
+ends: which job, which attempt, which process, when (the host's clock, which is the
+database's: a start as the action asked to log it, an end as the database wrote it)
+and how it ended (`ok`, `interrupted` by the worker, `error`; no end at all means the
+process died).
 A log write that fails (the database restarting) is retried until it succeeds, and is
 idempotent, so a lost reply never writes a row twice.
 """
@@ -50,10 +52,19 @@ _local = threading.local()
 
 
 def _log(
-    statement: str, params: tuple[Any, ...], *, once: bool = False, defer: bool = False
+    statement: str,
+    params: tuple[Any, ...],
+    *,
+    once: bool = False,
+    defer: bool = False,
+    stamp: bool = False,
 ) -> None:
     """Write to the log, retrying while the database is away. The last param of every
-    statement is the time of the event, NULL for "now, on the database's clock".
+    statement is the time of the event, NULL for "now, on the database's clock"; with
+    `stamp`, always the time this call was made (this host's clock, the database's:
+    a start written as the process is killed may reach the log server after the
+    kill is recorded, and dated by the server it would seem to start after its
+    process died, its execution never ending).
 
     An interrupt the worker sends (a BaseException raised in this thread, once per
     attempt) must not wait for the database: the execution ends at once, as the
@@ -70,7 +81,7 @@ def _log(
     while True:
         try:
             try:
-                _write(statement, (*params, None))
+                _write(statement, (*params, at if stamp else None))
                 return
             except psycopg.Error:
                 _drop()
@@ -158,6 +169,7 @@ def _started(exec_id: uuid.UUID, job: Job, n: int) -> None:
         " ON CONFLICT (exec_id) DO NOTHING",
         (exec_id, topia.scope, job.id, job.queue, n, job.attempts, os.getpid(), job.attempted_by,
          error),
+        stamp=True,
     )  # fmt: skip
 
 

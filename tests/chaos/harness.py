@@ -374,6 +374,8 @@ class Chaos:
         ]
         if name:
             args += ["--name", name]
+        if prefetch := os.environ.get("QUEUETOPIA_CHAOS_PREFETCH"):
+            args += ["--prefetch", prefetch]  # claiming ahead, on or off whatever the default
         saved = self.group.env
         if env:
             self.group.env = {**saved, **env}

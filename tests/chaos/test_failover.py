@@ -17,18 +17,22 @@ failover it describes) and copied to the promoted server before the checks.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import psycopg
 import pytest
 
 from queuetopia import DatabaseUnavailable, Queuetopia, ValidationError
+from queuetopia.db.connections import Database
+from queuetopia.models import Finish, Step, StepItem, Verdict
+from queuetopia.worker.stepper import Stepper
 
-from ..helpers import wait_for
+from ..helpers import step, take, wait_for
 from .failover import FailoverPair, chaos_on, copy_log
 from .harness import OVERLAPS, RESULTS, Chaos, Report, _write_results, now
 from .server import ChaosServer
@@ -319,3 +323,63 @@ def test_commit_timeout_is_validated() -> None:
     with pytest.raises(ValidationError, match="commit_timeout"):
         Queuetopia(dsn="postgresql://x@127.0.0.1/x", commit_timeout=0)
     assert Queuetopia(dsn="postgresql://x@127.0.0.1/x", commit_timeout=None).commit_timeout is None
+
+
+def test_a_retried_step_is_acted_on_only_once_the_standby_has_it(
+    sync_pair: FailoverPair,
+) -> None:
+    """docs/design.md, "A retry waits for the standby": a step's commit whose wait for
+    the synchronous standby is cut short (here by commit_timeout, the standby cut off)
+    is visible on the primary; its retry finds the next job claimed under our lease,
+    and must not hand it over until the standby has it too."""
+    scope = f"barrier-{random.randrange(1 << 30)}"
+    dsn = sync_pair.primary.dsn
+    topia = Queuetopia(dsn=dsn, scope=scope, commit_timeout=COMMIT_TIMEOUT)
+    first, second = (topia.create_job("q", "a", {"n": n}) for n in (1, 2))
+    topia.close()
+    database = Database(dsn, commit_timeout=COMMIT_TIMEOUT)
+    with database.connect_bounded() as conn:
+        taken = take(conn, scope, "q")
+        assert taken.job is not None and taken.job.id == first.id
+        assert sync_pair.replication is not None
+        sync_pair.replication.set_mode("blackhole")  # the standby hears nothing more
+        finish = Finish(taken.job, Verdict.DONE)
+        item = StepItem("q", taken.lease, taken.floor, taken.seen, finish, claim=True)
+        with pytest.raises(DatabaseUnavailable, match="commit_timeout"):
+            step(conn, scope, item)
+    # The first try committed here, though the standby never had it.
+    assert _state(dsn, second.id) == "running"
+    assert _state(sync_pair.standby.dsn, second.id) == "pending"
+
+    retried = replace(item, retry=True, zombies=True)
+    assert _retry(database, scope, retried) is None  # the barrier could not commit
+    sync_pair.replication.set_mode("pass")
+    found = _retry(database, scope, retried)
+    assert found is not None and found.job is not None and found.job.id == second.id
+    wait_for(lambda: _state(sync_pair.standby.dsn, second.id) == "running", 10)
+
+
+def _retry(database: Database, scope: str, item: StepItem) -> Step | None:
+    """One step through a worker's stepper, as it retries after a lost reply; None
+    when it failed (a stopped worker's stepper does not try again)."""
+
+    async def run() -> Step | None:
+        stepper = Stepper(
+            database, scope=scope, owner="test-owner", node="test-node", ttl=3600.0,
+            stopped=lambda: True,
+        )  # fmt: skip
+        got: asyncio.Future[Step | None] = asyncio.get_running_loop().create_future()
+        stepper.submit(item, lambda _, found: got.set_result(found))
+        try:
+            return await asyncio.wait_for(got, 30)
+        finally:
+            await stepper.close()
+
+    return asyncio.run(run())
+
+
+def _state(dsn: str, job_id: int) -> str:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute("SELECT state FROM queuetopia_jobs WHERE id = %s", (job_id,)).fetchone()
+    assert row is not None
+    return str(row[0])

@@ -2,7 +2,8 @@
 fault, interleaved, on several workers and many queues, then the invariants. CI runs it
 for 60 s; `--soak` (or QUEUETOPIA_CHAOS_SOAK=1) for 10 minutes and at least 1,000
 faults. The seed is printed with the figures; QUEUETOPIA_SOAK_SEED replays a run, and
-QUEUETOPIA_SOAK_READ_ONLY=0 leaves the read-only flips out.
+QUEUETOPIA_SOAK_READ_ONLY=0 leaves the read-only flips out. QUEUETOPIA_CHAOS_PREFETCH=N
+gives every chaos worker `--prefetch N` (docs/deploying.md, "Claiming ahead").
 
 With `--soak`, the hypothesis model of the rules (tests/test_model.py) runs too, with
 a random seed, printed (the normal run derandomizes it)."""
