@@ -21,6 +21,7 @@ WORKER_STATEMENTS = [
     "JOB_NOTE_ERROR",
     "JOB_GET",
     "LEASE_RENEW",
+    "LEASE_BARRIER",  # after a step retried because its reply was lost
     "LEASE_RELEASE",
     "QUEUE_NEXT_DUE",
     "SCOPE_NOTIFY",  # a release at the end of a turn, or while stopping, wakes the others
