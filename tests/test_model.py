@@ -305,9 +305,11 @@ class QueueMachine(RuleBasedStateMachine):
             self.holds[item.queue].searched(found)
             if item.claim and found.searched:
                 self.claimed(item.queue, found, 0)
-            elif item.claim:  # the head stayed (retry, blocking failure): nothing searched
-                head = self.head(item.queue)
-                assert head is not None and head.id == item.finish.job.id
+            elif item.claim:  # the job stayed in line (retry, blocking failure): no search
+                # It is the head, unless an operator put an earlier job back in line
+                # while it ran; the worker finds that one at its next claim (a rewind).
+                finished, head = self.jobs[item.finish.job.id], self.head(item.queue)
+                assert finished.in_line and head is not None and head.key <= finished.key
 
     def outcome(self, data: st.DataObject, queue: str) -> StepItem:
         """Draw how the running job of `queue` ended and apply it to the model."""

@@ -134,7 +134,7 @@ def test_every_copy_of_the_job_columns_is_whole() -> None:
     assert copies["JOB_GET"] == 1
 
 
-REWIND = re.compile(r"rewound AS \( UPDATE queuetopia_queues q SET rewinds = .*?WHERE q\.scope")
+REWIND = re.compile(r"rewinds = q\.rewinds \+ .*?THEN b_seq ELSE q\.rewind_seq END")
 
 
 def test_the_rewind_is_the_same_in_each_statement() -> None:

@@ -172,3 +172,28 @@ def test_a_dead_workers_queue_is_taken_when_its_lease_runs_out_not_at_the_next_p
     with topia.worker():  # poll_interval is 60 s
         wait_for(lambda: ran, timeout=15)
     assert 1.5 < ran[0] - started < 10
+
+
+@pytest.mark.parametrize("made_by", ["a job that ran", "a resume"])
+def test_a_job_scheduled_in_the_past_on_a_known_queue_runs_at_once(
+    topia: Queuetopia, made_by: str
+) -> None:
+    """`schedule(at=datetime.now())` is in the past when it commits: the job lands
+    behind the worker's floor (a rewind) and must make its queue due as well. Both are
+    writes of the queue row in one statement; done as two, one was lost and the job
+    waited for the queue's next enqueue (found by the model of the rules)."""
+    ran: list[str] = []
+
+    @topia.action("mark")
+    def mark(key: str) -> None:
+        ran.append(key)
+
+    with topia.worker(concurrency=2) as worker:
+        if made_by == "a resume":
+            topia.resume_queue("q")  # creates the queue row, with nothing due
+        else:
+            mark.delay("q", key="first")
+            wait_for(lambda: ran == ["first"], what="the first job")
+        wait_idle(worker)
+        mark.schedule("q", at=-timedelta(seconds=1), key="late")
+        wait_for(lambda: "late" in ran, timeout=LATENCY_BOUND * 5, what="the job scheduled late")

@@ -55,12 +55,6 @@ WITH input AS (
     SELECT %(scope)s, pq_queue, pq_ready FROM per_queue ORDER BY pq_queue
     ON CONFLICT (scope, queue) DO NOTHING
     RETURNING queue
-), lowered AS (
-    UPDATE queuetopia_queues q SET ready_at = pq_ready
-      FROM per_queue
-     WHERE q.scope = %(scope)s AND q.queue = pq_queue
-       AND (q.ready_at IS NULL OR q.ready_at > pq_ready)
-    RETURNING q.queue
 ), ins AS (
     INSERT INTO queuetopia_jobs (scope, queue, seq, action, params, on_exhausted,
                                  max_attempts, timeout, max_backoff, meta, scheduled_at,
@@ -77,20 +71,30 @@ WITH input AS (
       FROM ins JOIN timed ON new_seq = seq
      WHERE new_at < joined_at
      ORDER BY queue, scheduled_at, seq
-), rewound AS (
-    -- The earliest position rewound to since the lease holder last looked (it clears
-    -- it then), read from the row itself (q.*), as it is once this statement holds
-    -- the queue's lock, not from the statement's snapshot, taken before the wait.
+), touched AS (
+    -- One update of each existing queue row this call concerns, for both of its
+    -- writes: two data-modifying CTEs updating one row in one statement keep only one
+    -- of the changes, and a job scheduled in the past then left its queue not due.
+    -- - ready_at, lowered when this call makes the queue due sooner;
+    -- - the earliest position rewound to since the lease holder last looked (it
+    --   clears it then), when a job lands behind the floor (`behind`).
+    -- Read from the row itself (q.*), as it is once this statement holds the queue's
+    -- lock, not from the statement's snapshot, taken before the wait.
     UPDATE queuetopia_queues q
-       SET rewinds = q.rewinds + 1,
-           rewind_at = CASE WHEN q.rewind_at IS NULL
-                                 OR (b_at, b_seq) < (q.rewind_at, q.rewind_seq)
+       SET ready_at = CASE WHEN q.ready_at IS NULL OR q.ready_at > pq_ready THEN pq_ready
+                           ELSE q.ready_at END,
+           rewinds = q.rewinds + CASE WHEN b_at IS NULL THEN 0 ELSE 1 END,
+           rewind_at = CASE WHEN b_at IS NOT NULL
+                                 AND (q.rewind_at IS NULL
+                                      OR (b_at, b_seq) < (q.rewind_at, q.rewind_seq))
                             THEN b_at ELSE q.rewind_at END,
-           rewind_seq = CASE WHEN q.rewind_at IS NULL
-                                  OR (b_at, b_seq) < (q.rewind_at, q.rewind_seq)
+           rewind_seq = CASE WHEN b_at IS NOT NULL
+                                  AND (q.rewind_at IS NULL
+                                       OR (b_at, b_seq) < (q.rewind_at, q.rewind_seq))
                              THEN b_seq ELSE q.rewind_seq END
-      FROM behind
-     WHERE q.scope = %(scope)s AND q.queue = bq
+      FROM per_queue LEFT JOIN behind ON bq = pq_queue
+     WHERE q.scope = %(scope)s AND q.queue = pq_queue
+       AND (q.ready_at IS NULL OR q.ready_at > pq_ready OR b_at IS NOT NULL)
 ), wake AS (
     SELECT pg_notify('queuetopia', %(wake)s::text)
 )

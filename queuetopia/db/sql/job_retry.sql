@@ -49,13 +49,16 @@ WITH target AS (
     -- The earliest position rewound to since the lease holder last looked (it clears
     -- it then), read from the row itself (q.*), as it is once this statement holds
     -- the queue's lock, not from the statement's snapshot, taken before the wait.
+    -- (b_at is never NULL here: the same expressions as job_insert_many.sql's.)
     UPDATE queuetopia_queues q
-       SET rewinds = q.rewinds + 1,
-           rewind_at = CASE WHEN q.rewind_at IS NULL
-                                 OR (b_at, b_seq) < (q.rewind_at, q.rewind_seq)
+       SET rewinds = q.rewinds + CASE WHEN b_at IS NULL THEN 0 ELSE 1 END,
+           rewind_at = CASE WHEN b_at IS NOT NULL
+                                 AND (q.rewind_at IS NULL
+                                      OR (b_at, b_seq) < (q.rewind_at, q.rewind_seq))
                             THEN b_at ELSE q.rewind_at END,
-           rewind_seq = CASE WHEN q.rewind_at IS NULL
-                                  OR (b_at, b_seq) < (q.rewind_at, q.rewind_seq)
+           rewind_seq = CASE WHEN b_at IS NOT NULL
+                                  AND (q.rewind_at IS NULL
+                                       OR (b_at, b_seq) < (q.rewind_at, q.rewind_seq))
                              THEN b_seq ELSE q.rewind_seq END
       FROM behind
      WHERE q.scope = %(scope)s AND q.queue = bq
