@@ -297,13 +297,16 @@ class Signature:
 @dataclass(frozen=True, slots=True)
 class Finish:
     """The end of one attempt of `job`, to record as `state`. The attempt ran under
-    the lease `job.lease_id` (a lost worker's, for a job recovered as "worker lost")."""
+    the lease `job.lease_id` (a lost worker's, for a job recovered as "worker lost").
+    Not `started`: a job claimed ahead that its worker gave back without running it;
+    its attempt is not counted (docs/guarantees.md)."""
 
     job: Job
     state: Verdict
     error: str | None = None
     result: Any = None
     backoff: float | None = None
+    started: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
+import psycopg
 import pytest
 
-from queuetopia import JobState, Queuetopia, ValidationError
+from queuetopia import Job, JobState, Queuetopia, ValidationError
+from queuetopia.models import StepItem
 from queuetopia.worker.ahead import Ahead
+from queuetopia.worker.verdict import not_started
 
-from .helpers import wait_for
+from .helpers import step, take, wait_for
 
 
 def test_claims_ahead_only_as_many_as_free_slots_within_the_window() -> None:
@@ -97,15 +101,17 @@ def test_prefetch_zero_claims_only_for_free_slots(topia: Queuetopia) -> None:
     assert most_claimed[0] == 1
 
 
-def test_a_job_claimed_ahead_is_recorded_not_run_when_the_worker_stops(
+def test_a_job_claimed_ahead_is_given_back_uncounted_when_the_worker_stops(
     topia: Queuetopia,
 ) -> None:
     started: list[str] = []
+    attempts: dict[str, int] = {}
     claimed_ahead, stop_asked = threading.Event(), threading.Event()
 
     @topia.action("quick")
-    def quick(tag: str) -> None:
+    def quick(tag: str, job: Job) -> None:
         started.append(tag)
+        attempts[tag] = job.attempts
         time.sleep(0.005)
 
     @topia.action("long")
@@ -129,9 +135,29 @@ def test_a_job_claimed_ahead_is_recorded_not_run_when_the_worker_stops(
     assert topia.get_job(last.id).state is JobState.DONE
     [b_job] = [j for j in topia.list_jobs(limit=100) if j.queue == "b"]
     assert "b" not in started
+    # Claimed, its attempt counted, then given back: as if never claimed.
     assert b_job.state is JobState.PENDING
-    assert b_job.attempts == 1
-    assert "not started: the worker stopped" in (b_job.attempt_log[-1].error or "")
+    assert (b_job.attempts, b_job.attempt_log, b_job.error, b_job.failing_since) == (
+        0,
+        [],
+        None,
+        None,
+    )
     with topia.worker(concurrency=1):  # it runs at once on the next worker
         wait_for(lambda: topia.get_job(b_job.id).state is JobState.DONE)
-    assert started[-1] == "b"
+    assert started[-1] == "b" and attempts["b"] == 1
+    assert topia.get_job(b_job.id).attempts == 1
+
+
+def test_a_give_back_whose_reply_was_lost_is_recognised_when_retried(topia: Queuetopia) -> None:
+    """The retried step finds the job given back (by its attempts, one fewer than the
+    claim's) and counts it as recorded, not as someone else's change."""
+    job = topia.create_job("q", "quick", {"tag": "x"})
+    with psycopg.connect(topia.dsn, autocommit=True) as conn:
+        taken = take(conn, topia.scope, "q")
+        assert taken.job is not None and taken.job.id == job.id and taken.job.attempts == 1
+        item = StepItem("q", taken.lease, taken.floor, taken.seen, not_started(taken.job))
+        assert step(conn, topia.scope, item).recorded
+        assert step(conn, topia.scope, replace(item, retry=True)).recorded
+    stored = topia.get_job(job.id)
+    assert stored is not None and (stored.state, stored.attempts) == (JobState.PENDING, 0)

@@ -91,7 +91,11 @@ def _item_record(item: StepItem) -> dict[str, Any]:
         "in_retry": item.retry,
         "in_claim": item.claim,
         "in_id": None if finish is None else finish.job.id,
-        "in_attempts": None if finish is None else finish.job.attempts,
+        # What the job's attempts are once recorded: a retried step recognises its
+        # first try's record by them.
+        "in_attempts": None
+        if finish is None
+        else finish.job.attempts - (0 if finish.started else 1),
     }
 
 
@@ -107,6 +111,7 @@ def _finish_record(item: StepItem) -> dict[str, Any]:
         "error": f.error,
         "result": f.result,
         "backoff": f.backoff,
+        "unstarted": not f.started,
     }
 
 

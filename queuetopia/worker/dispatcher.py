@@ -435,12 +435,12 @@ class Dispatcher:
             return
 
     def _unready(self) -> None:
-        """The worker stops: record the jobs claimed ahead as not run (a shutdown's
-        interrupt: they run again at once, on any worker, with no backoff)."""
+        """The worker stops: give back the jobs claimed ahead, not run (due again at
+        once, on any worker; their attempts not counted)."""
         while self.ready:
             turn, job = self.ready.popleft()
             self._free_slot()
-            finish = judge(job, not_started(), self.kit.registry.get(job.action), 0.0)
+            finish = not_started(job)
             self._submit(turn, claim=False, finish=finish)
 
     def _ended(self, hold: Hold, job: Job, outcome: Outcome, ran: float) -> None:

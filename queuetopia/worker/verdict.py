@@ -32,12 +32,11 @@ def lost(job: Job) -> Outcome:
     return Outcome(ok=False, error=f"worker lost: {job.attempted_by} stopped renewing its lease")
 
 
-def not_started() -> Outcome:
-    """How the attempt of a job claimed ahead ends when its worker stops before starting
-    it: as a shutdown's interrupt (due again at once, no backoff)."""
-    return Outcome(
-        ok=False, error="not started: the worker stopped", interrupted=Interrupt.SHUTDOWN
-    )
+def not_started(job: Job) -> Finish:
+    """The record of a job claimed ahead whose worker stops before starting it: its
+    claim given back, due again at once, its attempt not counted (it never started),
+    its error, log and failing time as they were."""
+    return Finish(job, Verdict.PENDING, None, None, 0.0, started=False)
 
 
 def _verdict(

@@ -144,9 +144,11 @@ WITH input AS (
       FROM item
      WHERE in_id IS NOT NULL AND NOT in_acquire
 ), rec AS (
+    -- A job claimed ahead and given back unstarted (f.unstarted) gets its attempt
+    -- back, and keeps its error, log and failing time: it did not run.
     UPDATE queuetopia_jobs j
        SET (state, lease_id, on_exhausted, done_at, result, error, next_attempt_at,
-            failing_since, attempt_log, updated_at) = (
+            failing_since, attempt_log, attempts, updated_at) = (
            SELECT CASE WHEN f.state = 'parked' THEN 'failed' ELSE f.state END,
                   f.lease,
                   CASE WHEN f.state = 'parked' THEN 'skip' ELSE j.on_exhausted END,
@@ -156,8 +158,10 @@ WITH input AS (
                   CASE WHEN f.state = 'pending'
                        THEN now() + make_interval(secs => f.backoff) END,
                   CASE WHEN f.state = 'done' THEN NULL
+                       WHEN f.unstarted THEN j.failing_since
                        ELSE coalesce(j.failing_since, now()) END,
                   CASE
+                      WHEN f.unstarted THEN j.attempt_log
                       WHEN f.state = 'done' AND j.attempt_log = '[]' THEN j.attempt_log
                       ELSE (CASE WHEN jsonb_array_length(j.attempt_log) >= 20
                                  THEN j.attempt_log - 0 ELSE j.attempt_log END)
@@ -168,9 +172,11 @@ WITH input AS (
                                                           ELSE f.state END,
                                   'error', left(f.error, 2000)))
                   END,
+                  j.attempts - CASE WHEN f.unstarted THEN 1 ELSE 0 END,
                   now()
              FROM jsonb_to_record(%(batch)s::jsonb -> 'finishes' -> j.id::text)
-                  AS f(lease uuid, state text, error text, result jsonb, backoff float8))
+                  AS f(lease uuid, state text, error text, result jsonb, backoff float8,
+                       unstarted bool))
      WHERE j.id = ANY((SELECT r_ids FROM recs)::bigint[]) AND j.scope = %(scope)s
        -- A value the planner cannot see: with the literal it may scan the partial
        -- index of the running jobs, every one of the scope, for each step.
