@@ -40,11 +40,11 @@ def check_concurrency(value: object) -> int:
     return value
 
 
-def check_prefetch(value: object) -> int:
+def check_prefetch(value: object, concurrency: int) -> int:
     """How many jobs a worker may claim ahead of its free slots: an int >= 0, or None
-    for none (claiming ahead is off by default: docs/deploying.md)."""
+    for as many as its concurrency (docs/deploying.md, "Claiming ahead")."""
     if value is None:
-        return 0
+        return concurrency
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValidationError(f"prefetch must be an int >= 0 or None, got {value!r}")
     return value

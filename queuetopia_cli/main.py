@@ -30,7 +30,7 @@ def worker(
     shutdown_timeout: Annotated[float, typer.Option(min=0, help="Seconds.")] = 30.0,
     prefetch: Annotated[
         int | None,
-        typer.Option(min=0, help="Most jobs claimed ahead of free slots (default 0: off)."),
+        typer.Option(min=0, help="Most jobs claimed ahead of free slots (default: concurrency)."),
     ] = None,
     metrics_port: Annotated[
         int | None,

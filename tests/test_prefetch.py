@@ -41,6 +41,11 @@ def test_the_mean_follows_the_run_times() -> None:
     assert ahead.allowed() == 0
 
 
+def test_by_default_a_worker_claims_ahead_up_to_its_concurrency(topia: Queuetopia) -> None:
+    assert topia.worker(concurrency=7).prefetch == 7
+    assert topia.worker(concurrency=7, prefetch=0).prefetch == 0
+
+
 @pytest.mark.parametrize("bad", [-1, 1.5, "2", True])
 def test_bad_prefetch_is_refused(topia: Queuetopia, bad: Any) -> None:
     with pytest.raises(ValidationError, match="prefetch"):

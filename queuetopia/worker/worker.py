@@ -50,7 +50,7 @@ class Worker:
         self.settings = settings = engine.settings
         self.scope = settings.scope
         self.concurrency = check_concurrency(concurrency)
-        self.prefetch = check_prefetch(prefetch)
+        self.prefetch = check_prefetch(prefetch, self.concurrency)
         self.queues = [check_name("queue", q) for q in queues] if queues else None
         self.shutdown_timeout = shutdown_timeout
         self.node, self.owner = node_identity(name)
