@@ -1,10 +1,16 @@
 """Keeps a worker's leases alive: one batched renewal every lock_ttl/3 on a
 connection of its own, so neither busy jobs nor the worker's event loop can starve
-it. The renewal also stores each queue's floor (docs/design.md, "The floor")."""
+it. The renewal also stores each queue's floor (docs/design.md, "The floor").
+
+A renewal that fails is tried again every lock_ttl/20 or so (jittered) while a lease
+is still trusted, not at the next interval: the first moment the database takes
+writes again is used, and an outage shorter than the bound in docs/guarantees.md
+("Outages") costs no lease."""
 
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -17,6 +23,9 @@ from ..errors import QueuetopiaError
 from .holds import Hold, Holds
 
 logger = logging.getLogger("queuetopia.worker")
+
+# After a failed renewal, the next one comes within this share of lock_ttl.
+RETRY_SHARE = 1 / 20
 
 
 class Heartbeat:
@@ -35,6 +44,7 @@ class Heartbeat:
         self._database, self._scope, self._ttl = database, scope, ttl
         self._holds, self._on_lost = holds, on_lost
         self._conn: Conn | None = None
+        self._failing_since: float | None = None  # renewals failing since (monotonic)
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="queuetopia-heartbeat", daemon=True)
         # The trust deadline is watched apart from the renewals: a renewal stuck on a
@@ -46,6 +56,12 @@ class Heartbeat:
     @property
     def interval(self) -> float:
         return self._ttl / 3
+
+    @property
+    def retry(self) -> float:
+        """Seconds until the renewal is tried again after one failed."""
+        most = self._ttl * RETRY_SHARE
+        return random.uniform(most / 2, most)
 
     def start(self) -> None:
         self._thread.start()
@@ -77,21 +93,25 @@ class Heartbeat:
                 return
 
     def _run(self) -> None:
-        while not self._stopped.wait(self.interval):
-            self.beat()
+        wait = self.interval
+        while not self._stopped.wait(wait):
+            wait = self.interval if self.beat() else self.retry
         self._drop_connection()
 
-    def beat(self) -> None:
+    def beat(self) -> bool:
+        """Renew the leases held; False when the database could not be reached and a
+        lease is still trusted (try again soon)."""
         held = [hold for hold in self._holds.all() if not hold.lost]
         if not held:
-            return
+            return True
         started = time.monotonic()
         try:
             renewed = self._renew(held)
         except QueuetopiaError as exc:
-            logger.warning("heartbeat failed (%s); will retry", type(exc).__name__)
-            self._drop_connection()
+            self._failed(exc)
             renewed = None
+        else:
+            self._back()
         for hold in held:
             if renewed is not None and hold.queue in renewed:
                 self._holds.renewed(hold, started)
@@ -99,6 +119,22 @@ class Heartbeat:
                 continue  # given back while it was renewed: not lost, released
             elif renewed is not None or time.monotonic() > hold.trusted_until:
                 self._lose(hold)
+        return renewed is not None or not any(hold.trusted() for hold in held)
+
+    def _failed(self, exc: QueuetopiaError) -> None:
+        """One line when renewals start failing, not one per retry."""
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
+            logger.warning("heartbeat failed (%s); retrying", type(exc).__name__)
+        else:
+            logger.debug("heartbeat failed again (%s)", type(exc).__name__)
+        self._drop_connection()
+
+    def _back(self) -> None:
+        if self._failing_since is not None:
+            down = time.monotonic() - self._failing_since
+            self._failing_since = None
+            logger.info("heartbeat renewed the leases again after %.1fs", down)
 
     def _renew(self, held: list[Hold]) -> set[str]:
         with translate_errors():

@@ -6,7 +6,9 @@ flight, and its next job is claimed in the statement that records its last
 outcome: the next job starts only once that outcome is durable.
 
 While the database is away the step is retried with a jittered backoff, on a new
-connection. A step whose reply was lost may have committed: its retry says so
+connection, at most lock_ttl/20 apart: the outcomes it records must reach the database
+while the leases they were won under are still trusted (docs/guarantees.md,
+"Outages"). A step whose reply was lost may have committed: its retry says so
 (`retry`), and the statement recognises what the first try did (docs/design.md). What
 it finds is acted on only once it is on the synchronous standby, if there is one
 (sql/lease_barrier.sql)."""
@@ -32,6 +34,7 @@ logger = logging.getLogger("queuetopia.worker")
 # statement's short transaction, and the lock table is shared by the whole server.
 MAX_BATCH = 256
 RETRY_FIRST, RETRY_MAX = 0.05, 5.0
+RETRY_SHARE = 1 / 20  # of lock_ttl: the longest wait between two tries
 
 # Called on the loop with each item and what its step did; None when the step failed
 # for a reason that retrying cannot cure.
@@ -105,7 +108,8 @@ class Stepper:
         return [None] * len(items)
 
     async def _run(self, items: list[StepItem]) -> list[Step]:
-        delay = RETRY_FIRST
+        most = min(RETRY_MAX, self._ttl * RETRY_SHARE)
+        delay = min(RETRY_FIRST, most)
         while True:
             try:
                 conn = await self._connection()
@@ -135,7 +139,7 @@ class Stepper:
                     delay,
                 )
                 await asyncio.sleep(random.uniform(delay / 2, delay))
-                delay = min(delay * 2, RETRY_MAX)
+                delay = min(delay * 2, most)
                 if isinstance(exc, DatabaseUnavailable):
                     items = [_retried(item) for item in items]
 
