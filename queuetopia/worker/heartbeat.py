@@ -20,12 +20,9 @@ from ..db.connections import Database
 from ..db.rows import Conn
 from ..db.translate import translate_errors
 from ..errors import QueuetopiaError
-from .holds import Hold, Holds
+from .holds import RETRY_SHARE, Hold, Holds
 
 logger = logging.getLogger("queuetopia.worker")
-
-# After a failed renewal, the next one comes within this share of lock_ttl.
-RETRY_SHARE = 1 / 20
 
 
 class Heartbeat:

@@ -22,6 +22,10 @@ from . import failstop
 from .executor import Execution
 
 TRUST_SHARE = 0.8
+# While a lease is trusted, what keeps it (its renewal, the steps that record outcomes
+# under it) is tried again at most this share of lock_ttl apart after a failure: the
+# bound on outages of docs/guarantees.md ("Outages") rests on both shares.
+RETRY_SHARE = 1 / 20
 
 
 def node_identity(name: str | None = None) -> tuple[str, str]:

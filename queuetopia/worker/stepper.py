@@ -27,6 +27,7 @@ from ..db.rows import AsyncConn
 from ..errors import DatabaseConflict, DatabaseUnavailable
 from ..events import first_line
 from ..models import Step, StepItem
+from .holds import RETRY_SHARE
 
 logger = logging.getLogger("queuetopia.worker")
 
@@ -34,7 +35,6 @@ logger = logging.getLogger("queuetopia.worker")
 # statement's short transaction, and the lock table is shared by the whole server.
 MAX_BATCH = 256
 RETRY_FIRST, RETRY_MAX = 0.05, 5.0
-RETRY_SHARE = 1 / 20  # of lock_ttl: the longest wait between two tries
 
 # Called on the loop with each item and what its step did; None when the step failed
 # for a reason that retrying cannot cure.
