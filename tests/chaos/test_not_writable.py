@@ -48,15 +48,7 @@ def test_a_read_only_spell_is_an_outage_not_a_failed_attempt(
     procs = [chaos.worker(concurrency=3, ready=False) for _ in range(2)]
     for proc in procs:
         proc.wait_ready(timeout=60)
-    queues = [f"q{i}" for i in range(6)]
-    with chaos.producer.connection() as conn, conn.transaction():
-        for n in range(25):
-            for queue in queues:
-                chaos.producer.create_job(
-                    queue, "work", {"n": n, "sleep": 0.1}, max_attempts=2, connection=conn
-                )
-    total = len(queues) * 25
-    chaos.jobs += total
+    total = _enqueue(chaos, queues=6, per_queue=25, sleep=0.1, max_attempts=2)
     wait_for(lambda: chaos.count("done") >= 10, timeout=60, what="the first jobs to be done")
     began = now()
     set_read_only(chaos, True)
@@ -131,17 +123,30 @@ def _run_through_an_outage(
     procs = [chaos.worker(concurrency=5, ready=False) for _ in range(workers)]
     for proc in procs:
         proc.wait_ready(timeout=60)
-    queues = [f"q{i}" for i in range(5)]
-    with chaos.producer.connection() as conn, conn.transaction():
-        for n in range(60):
-            for queue in queues:
-                chaos.producer.create_job(
-                    queue, "work", {"n": n, "sleep": 0.05}, max_attempts=max_attempts,
-                    connection=conn,
-                )  # fmt: skip
-    total = chaos.jobs = len(queues) * 60
+    total = _enqueue(chaos, queues=5, per_queue=60, sleep=0.05, max_attempts=max_attempts)
     wait_for(lambda: chaos.count("done") >= 20, timeout=60, what="the first jobs to be done")
     away = _outage(chaos, kind, long_s if long else short_s)
+    _settle(chaos, total)
+    return chaos, away, total
+
+
+def _enqueue(chaos: Chaos, *, queues: int, per_queue: int, sleep: float, max_attempts: int) -> int:
+    """`per_queue` jobs of `sleep` seconds in each of `queues` queues, interleaved, in
+    one transaction; how many."""
+    names = [f"q{i}" for i in range(queues)]
+    with chaos.producer.connection() as conn, conn.transaction():
+        for n in range(per_queue):
+            for queue in names:
+                chaos.producer.create_job(
+                    queue, "work", {"n": n, "sleep": sleep}, max_attempts=max_attempts,
+                    connection=conn,
+                )  # fmt: skip
+    chaos.jobs += queues * per_queue
+    return queues * per_queue
+
+
+def _settle(chaos: Chaos, total: int) -> None:
+    """Until every job is done or failed, after checking the outage met running jobs."""
     assert chaos.count("done") < total, "the outage came too late to hit running jobs"
     wait_for(
         lambda: chaos.count("done") + chaos.count("failed") == total,
@@ -149,7 +154,6 @@ def _run_through_an_outage(
         interval=0.2,
         what="every job to settle",
     )
-    return chaos, away, total
 
 
 def _charged(chaos: Chaos) -> list[dict[str, object]]:
@@ -211,27 +215,14 @@ def test_an_outage_just_after_a_renewal_may_last_most_of_the_trust(
     ttl = 20.0
     chaos = make_chaos(lock_ttl=ttl, poll=1.0)
     chaos.worker(concurrency=5, ready=False).wait_ready(timeout=60)
-    queues = [f"q{i}" for i in range(5)]
-    per_queue = 250  # 12.5 s of work per queue: jobs still run at the first renewal
-    with chaos.producer.connection() as conn, conn.transaction():
-        for n in range(per_queue):
-            for queue in queues:
-                chaos.producer.create_job(
-                    queue, "work", {"n": n, "sleep": 0.05}, max_attempts=1, connection=conn
-                )
-    total = chaos.jobs = len(queues) * per_queue
+    # 12.5 s of work per queue: jobs still run at the first renewal.
+    total = _enqueue(chaos, queues=5, per_queue=250, sleep=0.05, max_attempts=1)
     wait_for(lambda: _lease_ends(chaos), timeout=30, what="the leases to be taken")
     taken = _lease_ends(chaos)
     wait_for(lambda: _lease_ends(chaos) > taken, timeout=ttl, what="the first renewal")
     away = _outage(chaos, "read-only", 0.7 * ttl)
     assert away < 0.72 * ttl
-    assert chaos.count("done") < total, "the outage came too late to hit running jobs"
-    wait_for(
-        lambda: chaos.count("done") + chaos.count("failed") == total,
-        timeout=120,
-        interval=0.2,
-        what="every job to settle",
-    )
+    _settle(chaos, total)
     assert _charged(chaos) == []
     report = chaos.check(f"19 read-only outage of {away:.1f}s just after a renewal")
     chaos.assert_clean(report)
