@@ -166,3 +166,40 @@ def test_a_give_back_whose_reply_was_lost_is_recognised_when_retried(topia: Queu
         assert step(conn, topia.scope, replace(item, retry=True)).recorded
     stored = topia.get_job(job.id)
     assert stored is not None and (stored.state, stored.attempts) == (JobState.PENDING, 0)
+
+
+def test_a_job_claimed_ahead_that_waits_is_handed_to_an_idle_worker(topia: Queuetopia) -> None:
+    """Worker a, its jobs short so far, claims a job ahead behind a long one; the long
+    one does not end as soon as the recent ones did. The job claimed ahead is given
+    back (uncounted) within the handoff delay, and worker b, idle, runs it while the
+    long job still runs."""
+    claimed_ahead, finish_long = threading.Event(), threading.Event()
+
+    @topia.action("quick")
+    def quick(tag: str) -> None:
+        time.sleep(0.005)
+
+    @topia.action("long")
+    def long() -> None:
+        behind = quick.delay("b", tag="b")
+        wait_for(lambda: topia.get_job(behind.id).state is JobState.RUNNING)
+        claimed_ahead.set()
+        finish_long.wait(20)
+
+    quick.delay_many("a", [{"tag": f"a{i}"} for i in range(5)])
+    last = long.delay("a")
+    with topia.worker(concurrency=1, prefetch=1, name="a"):
+        assert claimed_ahead.wait(20)
+        try:
+            with topia.worker(concurrency=1, prefetch=0, name="b"):
+                [b_job] = [j for j in topia.list_jobs(limit=100) if j.queue == "b"]
+                done = wait_for(
+                    lambda: (j := topia.get_job(b_job.id)) and j.state is JobState.DONE and j,
+                    timeout=10,
+                    what="the job claimed ahead to run on the idle worker",
+                )
+                assert topia.get_job(last.id).state is JobState.RUNNING
+        finally:
+            finish_long.set()
+    assert done.attempted_by is not None and done.attempted_by.endswith(":b")
+    assert done.attempts == 1

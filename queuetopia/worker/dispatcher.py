@@ -96,6 +96,8 @@ class Turn:
     wanted: bool = False  # a notification came while it was busy: look again
     hooking: bool = False  # failure hooks run: its next job waits for them
     idle_since: float = field(default_factory=time.monotonic)
+    ready_since: float = 0.0  # when its job, claimed ahead, began to wait for a slot
+    handing_off: bool = False  # its job is given back: give the queue back after it
     timer: asyncio.TimerHandle | None = None
 
 
@@ -376,6 +378,10 @@ class Dispatcher:
         state = None if after is None else after.state
         if self.stopping or turn.hold.lost:
             return
+        if turn.handing_off:
+            turn.handing_off = False
+            self._release([turn], wake=True)
+            return
         if state is Verdict.PENDING:
             self._wait_until(turn, after.backoff or 0.0)  # type: ignore[union-attr]
         elif state in (Verdict.FAILED, Verdict.PARKED) and after is not None:
@@ -407,7 +413,7 @@ class Dispatcher:
         goes before the jobs claimed ahead: its last job's slot went to one of them,
         and a queue with a steady flow of jobs must not wait behind them each time."""
         if self.active >= self.kit.concurrency:
-            turn.phase = Phase.READY
+            turn.phase, turn.ready_since = Phase.READY, time.monotonic()
             if turn.ran > 0:
                 self.ready.appendleft((turn, job))
             else:
@@ -438,10 +444,14 @@ class Dispatcher:
         """The worker stops: give back the jobs claimed ahead, not run (due again at
         once, on any worker; their attempts not counted)."""
         while self.ready:
-            turn, job = self.ready.popleft()
-            self._free_slot()
-            finish = not_started(job)
-            self._submit(turn, claim=False, finish=finish)
+            self._give_back(*self.ready.popleft())
+
+    def _give_back(self, turn: Turn, job: Job, *, hand_off: bool = False) -> None:
+        """Record `job`, claimed ahead, as not started; with `hand_off`, give its
+        queue back once that is recorded, waking the other workers (`_idle`)."""
+        self._free_slot()
+        turn.handing_off = hand_off
+        self._submit(turn, claim=False, finish=not_started(job))
 
     def _ended(self, hold: Hold, job: Job, outcome: Outcome, ran: float) -> None:
         self._running(hold.queue, False)
@@ -599,7 +609,9 @@ class Dispatcher:
 
     def _hand_off(self) -> None:
         """Hand off the held queues that have waited for a slot for HANDOFF: any worker
-        with a free slot may take them (they are told), this one included."""
+        with a free slot may take them (they are told), this one included. So too the
+        jobs claimed ahead that have waited that long: the running jobs they were
+        claimed behind did not end as soon as the recent ones did."""
         now = time.monotonic()
         waiting = []
         for queue, due_since in self.due.items():
@@ -609,6 +621,9 @@ class Dispatcher:
             if turn is not None and turn.phase is Phase.IDLE and not turn.hooking:
                 waiting.append(turn)
         self._release(waiting, wake=True)
+        for turn, job in [(t, j) for t, j in self.ready if t.ready_since <= now - HANDOFF]:
+            self.ready.remove((turn, job))
+            self._give_back(turn, job, hand_off=True)
 
     # -- the loop ------------------------------------------------------------------
 
