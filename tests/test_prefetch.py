@@ -203,3 +203,12 @@ def test_a_job_claimed_ahead_that_waits_is_handed_to_an_idle_worker(topia: Queue
             finish_long.set()
     assert done.attempted_by is not None and done.attempted_by.endswith(":b")
     assert done.attempts == 1
+
+
+def test_a_job_claimed_ahead_waits_twice_the_recent_run_time_before_it_is_handed_off() -> None:
+    ahead = Ahead(limit=10, concurrency=10)
+    assert ahead.patience(0.25) == 0.25  # no job has run yet
+    ahead.ran(0.05)
+    assert ahead.patience(0.25) == 0.25
+    ahead.mean = 0.5  # jobs of half a second, that start and end in waves
+    assert ahead.patience(0.25) == 1.0

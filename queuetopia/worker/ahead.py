@@ -17,6 +17,11 @@ import math
 WINDOW = 0.1
 # The weight of each attempt's run time in the moving mean.
 WEIGHT = 0.05
+# A job claimed ahead that has waited this many mean run times for a slot (and at
+# least the worker's handoff delay) is handed off: the running jobs are not ending as
+# the recent ones did. Less would hand off the jobs claimed behind a wave of jobs that
+# all started together, and end together.
+PATIENCE_RUNS = 2
 
 
 class Ahead:
@@ -28,6 +33,10 @@ class Ahead:
         """An attempt ran `seconds`."""
         seconds = max(seconds, 0.0)
         self.mean = seconds if self.mean is None else self.mean + WEIGHT * (seconds - self.mean)
+
+    def patience(self, least: float) -> float:
+        """Seconds a job claimed ahead may wait for a slot before it is handed off."""
+        return max(least, PATIENCE_RUNS * (self.mean or 0.0))
 
     def allowed(self) -> int:
         """How many jobs may wait claimed beyond the slots now: slots free up at about

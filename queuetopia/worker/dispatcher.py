@@ -610,8 +610,9 @@ class Dispatcher:
     def _hand_off(self) -> None:
         """Hand off the held queues that have waited for a slot for HANDOFF: any worker
         with a free slot may take them (they are told), this one included. So too the
-        jobs claimed ahead that have waited that long: the running jobs they were
-        claimed behind did not end as soon as the recent ones did."""
+        jobs claimed ahead that have waited longer than the recent jobs ran, twice over
+        (and at least HANDOFF): the running jobs they were claimed behind did not end
+        as the recent ones did (ahead.py)."""
         now = time.monotonic()
         waiting = []
         for queue, due_since in self.due.items():
@@ -621,7 +622,8 @@ class Dispatcher:
             if turn is not None and turn.phase is Phase.IDLE and not turn.hooking:
                 waiting.append(turn)
         self._release(waiting, wake=True)
-        for turn, job in [(t, j) for t, j in self.ready if t.ready_since <= now - HANDOFF]:
+        patience = self.ahead.patience(HANDOFF)
+        for turn, job in [(t, j) for t, j in self.ready if t.ready_since <= now - patience]:
             self.ready.remove((turn, job))
             self._give_back(turn, job, hand_off=True)
 
