@@ -16,6 +16,7 @@ from .errors import (
     JobTimeout,
     JobUnsuccessful,
     QueuetopiaError,
+    StatementCancelled,
     ValidationError,
 )
 from .models import Attempt, Job, JobRequest, JobState, OperatorAction, QueueInfo, QueueStatus
@@ -47,6 +48,7 @@ __all__ = [
     "Queuetopia",
     "QueuetopiaError",
     "Selection",
+    "StatementCancelled",
     "ValidationError",
     "Worker",
 ]

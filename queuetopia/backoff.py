@@ -1,9 +1,13 @@
 """The retry schedule of failed jobs, and the retry policy for the worker's own
-database bookkeeping (a job's schedule lives in the database, never in a sleep)."""
+database bookkeeping (a job's schedule lives in the database, never in a sleep): its
+waits are jittered, so that the workers a fault hit together do not come back in step,
+and each part of a worker says once that it is failing, not at every retry."""
 
 from __future__ import annotations
 
 import logging
+import random
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -16,6 +20,7 @@ from tenacity import (
 )
 
 from .errors import DatabaseConflict, DatabaseUnavailable
+from .events import first_line
 
 T = TypeVar("T")
 logger = logging.getLogger("queuetopia.worker")
@@ -31,6 +36,38 @@ def default_backoff(attempt: int, max_backoff: float) -> float:
     return float(min(2 ** (attempt - 1) + 1, max_backoff))
 
 
+def jittered(delay: float) -> float:
+    """A wait between half `delay` and `delay`."""
+    return random.uniform(delay / 2, delay)
+
+
+class Spell:
+    """A spell of failures of one part of a worker (`what`) to reach the database:
+    a warning with the cause when it begins and when the cause changes (a connection
+    terminated, then no slot free to make a new one), debug lines while it lasts, one
+    info line when it ends (`recovered`): not a line per retry (docs/monitoring.md)."""
+
+    def __init__(self, what: str, recovered: str) -> None:
+        self.what, self.recovered = what, recovered
+        self.since: float | None = None  # failing since (monotonic)
+        self._told = ""  # the cause last warned about
+
+    def failed(self, exc: BaseException) -> None:
+        cause = f"{type(exc).__name__}: {first_line(str(exc))}"
+        if self.since is None:
+            self.since = time.monotonic()
+        if cause != self._told:
+            self._told = cause
+            logger.warning("%s failed (%s); retrying", self.what, cause)
+        else:
+            logger.debug("%s failed again (%s)", self.what, cause)
+
+    def ended(self) -> None:
+        if self.since is not None:
+            down, self.since, self._told = time.monotonic() - self.since, None, ""
+            logger.info("%s %s after %.1fs", self.what, self.recovered, down)
+
+
 def retry_bookkeeping(
     fn: Callable[[], T], *, stop: Callable[[], bool], give_up_after: float = float("inf")
 ) -> T:
@@ -43,7 +80,8 @@ def retry_bookkeeping(
     try:
         return fn()
     except (DatabaseUnavailable, DatabaseConflict) as exc:
-        logger.warning("database call failed (%s); retrying", type(exc).__name__)
+        spell = Spell("database call", "succeeded")
+        spell.failed(exc)
 
     def _stop(state: Any) -> bool:
         return stop() or stop_after_delay(give_up_after)(state)
@@ -52,7 +90,9 @@ def retry_bookkeeping(
         retry=retry_if_exception_type((DatabaseUnavailable, DatabaseConflict)),
         wait=wait_random_exponential(multiplier=0.1, max=5.0),
         stop=_stop,
-        before_sleep=before_sleep_log(logger, logging.WARNING),
+        before_sleep=before_sleep_log(logger, logging.DEBUG),
         reraise=True,
     )
-    return retrying(fn)
+    found = retrying(fn)
+    spell.ended()
+    return found

@@ -7,6 +7,8 @@
      │    ├── DatabaseUnavailable   could not connect, the connection broke, or the
      │    │    │                    database cannot take this work right now
      │    │    ├── DatabaseReadOnly      it accepts no writes now (a standby, read-only mode)
+     │    │    ├── StatementCancelled    past statement_timeout or lock_timeout, or
+     │    │    │                         cancelled: nothing written; a retry helps
      │    │    └── ConnectionRejected    it refused this configuration: failed
      │    │                              authentication, unknown database or role
      │    ├── DatabaseConflict      a deadlock or serialization failure; a retry helps
@@ -71,6 +73,13 @@ class ConnectionRejected(DatabaseUnavailable):
 
 class DatabaseConflict(DatabaseError):
     """The database aborted the statement over a conflict; retrying it helps."""
+
+
+class StatementCancelled(DatabaseUnavailable):
+    """The statement was cancelled before it committed: it ran past the session's
+    `statement_timeout` or `lock_timeout` (a DBA's setting on the role, say), or
+    someone cancelled it (`pg_cancel_backend`). Nothing was written; retrying it helps
+    once whatever held it up is gone (docs/postgresql.md, "Settings")."""
 
 
 class SchemaError(DatabaseError):

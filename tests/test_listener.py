@@ -91,11 +91,11 @@ def test_a_listener_thread_that_dies_is_started_again(
     original = Listener._listen
     deaths: list[float] = []
 
-    def dies_once(self: Listener) -> None:
+    def dies_once(self: Listener, *args: Any) -> None:
         if not deaths:
             deaths.append(time.monotonic())
             raise SystemExit("the listener thread ends")
-        original(self)
+        original(self, *args)
 
     monkeypatch.setattr(Listener, "_listen", dies_once)
     topia = make_topia(poll_interval=POLL)

@@ -17,8 +17,9 @@ from typing import Any, TypeGuard, cast
 
 import psycopg
 from psycopg.conninfo import make_conninfo
-from psycopg_pool import AsyncConnectionPool, ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
+from ..errors import DatabaseUnavailable, QueuetopiaError
 from . import queries
 from .translate import Diagnose, connecting, schema_explained, translate_errors
 
@@ -201,6 +202,11 @@ class Database:
         with connecting(self.dsn):
             return psycopg.connect(self.dsn, autocommit=autocommit, **self.kwargs)
 
+    def probe(self) -> None:
+        """Open and close one connection, soon: raises why the server refuses one."""
+        with connecting(self.dsn):
+            psycopg.connect(self.dsn, **{**self.kwargs, "connect_timeout": PROBE_TIMEOUT}).close()
+
     def connect_bounded(self) -> psycopg.Connection[Any]:
         """A dedicated autocommit connection whose every wait for a reply is bounded
         by commit_timeout, as the pools' are."""
@@ -276,7 +282,7 @@ class Database:
             check=_check,
             reset=_returned,
             name=name,
-            timeout=10.0,
+            timeout=POOL_TIMEOUT,
             open=True,
         )
 
@@ -294,11 +300,34 @@ class Database:
                 check=_check_async,
                 reset=_returned_async,
                 name="queuetopia-async",
-                timeout=30.0,
+                timeout=ASYNC_POOL_TIMEOUT,
                 open=False,
             )
             await pool.open()
             return pool
+
+
+PROBE_TIMEOUT = 3  # seconds: a connection that explains why a pool gave none
+POOL_TIMEOUT = 10.0  # seconds a caller waits for a pooled connection
+# An async pool serves a whole event loop (a web app's, or many async actions'): its
+# callers queue for longer before they give up.
+ASYNC_POOL_TIMEOUT = 30.0
+
+
+def starved(database: Database, size: int, timeout: float) -> DatabaseUnavailable:
+    """Why a pool gave no connection in `timeout` (its own message names no cause):
+    the server's refusal, when a new connection is refused too (its connection slots
+    taken by others, a password rotated, the server away), else every connection of
+    the pool was in use by this process."""
+    waited = f"no connection from the pool in {timeout:g} s"
+    try:
+        database.probe()
+    except QueuetopiaError as refused:
+        cls = type(refused) if isinstance(refused, DatabaseUnavailable) else DatabaseUnavailable
+        return cls(f"{refused} ({waited})")
+    return DatabaseUnavailable(
+        f"database unavailable: {waited}: all {size} were in use (pool_size)"
+    )
 
 
 # A pooled connection used this recently is handed out without the pool's round-trip
@@ -408,12 +437,17 @@ class Pools:
             return
         if self._pool is None:
             self._pool = self._database().open_pool(max_size=self._size, name="queuetopia")
-        with (
-            translate_errors(),
-            self._pool.connection() as pooled,
-            schema_explained(pooled, self._diagnose),
-        ):
-            yield pooled
+        try:
+            with (
+                translate_errors(),
+                self._pool.connection() as pooled,
+                schema_explained(pooled, self._diagnose),
+            ):
+                yield pooled
+        except DatabaseUnavailable as exc:
+            if not isinstance(exc.__cause__, PoolTimeout):
+                raise
+            raise starved(self._database(), self._size, POOL_TIMEOUT) from exc.__cause__
 
     @asynccontextmanager
     async def async_connection(
@@ -428,10 +462,17 @@ class Pools:
         if pool is None:
             pool = await self._database().open_async_pool(max_size=self._size)
             self._async[loop] = pool
-        with translate_errors():
-            async with pool.connection() as pooled:
-                with schema_explained(pooled, self._diagnose):
-                    yield pooled
+        try:
+            with translate_errors():
+                async with pool.connection() as pooled:
+                    with schema_explained(pooled, self._diagnose):
+                        yield pooled
+        except DatabaseUnavailable as exc:
+            if not isinstance(exc.__cause__, PoolTimeout):
+                raise
+            database = self._database()
+            why = await asyncio.to_thread(starved, database, self._size, ASYNC_POOL_TIMEOUT)
+            raise why from exc.__cause__
 
     def close(self) -> None:
         if self._pool is not None:

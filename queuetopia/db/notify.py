@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from ..backoff import Spell, jittered
 from ..errors import QueuetopiaError, ValidationError
 from ..validation import check_name
 from .connections import Database
@@ -108,25 +109,27 @@ class Listener:
 
     def _reconnecting(self) -> None:
         delay = 0.1
+        spell = Spell("listener", "listens again")
         while not self._stopped.is_set():
             try:
-                self._listen()
+                self._listen(spell)
                 delay = 0.1
             except Exception as exc:
                 self._set_healthy(False)
                 if self._stopped.is_set():
                     return
                 if isinstance(exc, QueuetopiaError):
-                    logger.warning("listener disconnected (%s); reconnecting", type(exc).__name__)
+                    spell.failed(exc)
                 else:
                     logger.exception("listener failed; reconnecting")
-                self._stopped.wait(delay)
+                self._stopped.wait(jittered(delay))
                 delay = min(delay * 2, 5.0)
 
-    def _listen(self) -> None:
+    def _listen(self, spell: Spell) -> None:
         with translate_errors(), self._database.connect() as conn:
             conn.execute("LISTEN " + CHANNEL)
             self._set_healthy(True)
+            spell.ended()
             self._on_notify("")  # catch up on what was missed while disconnected
             last_ping = time.monotonic()
             while not self._stopped.is_set():

@@ -20,6 +20,7 @@ from ..errors import (
     DatabaseUnavailable,
     QueuetopiaError,
     SchemaError,
+    StatementCancelled,
     hide_password_of,
     redact,
 )
@@ -28,11 +29,22 @@ from ..errors import (
 # server starting up or shutting down (57P0x), and the connection class (08xxx).
 _UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03"})
 _CONFLICT_STATES = frozenset({"40001", "40P01"})
+# query_canceled (statement_timeout, a cancel request) and lock_not_available
+# (lock_timeout). The worker's own bound on a reply, commit_timeout, cancels too, but
+# its connection raises a ReplyTimeout for that first (connections.py).
+_CANCELLED_STATES = frozenset({"57014", "55P03"})
 _READ_ONLY_STATE = "25006"
 # A refused connection carries no SQLSTATE in psycopg, only the server's message; nor
 # does a DSN that libpq cannot use (a port that is not a number, an unknown sslmode).
+NO_SLOT = "database unavailable: no connection slot free (its connection limit is reached)"
 _REJECTED = re.compile(
     r"authentication failed|does not exist|no pg_hba\.conf entry|not permitted to log in",
+    re.IGNORECASE,
+)
+# The server (or a role's or database's CONNECTION LIMIT) has no connection slot free:
+# others hold them all (docs/deploying.md, "Out of connection slots").
+_NO_SLOT = re.compile(
+    r"too many clients|remaining connection slots are reserved|too many connections for",
     re.IGNORECASE,
 )
 _MALFORMED = re.compile(r"invalid [\w ]*value|invalid connection option", re.IGNORECASE)
@@ -60,6 +72,8 @@ def _translated(exc: psycopg.Error) -> QueuetopiaError:
     state = exc.sqlstate or ""
     if state in _CONFLICT_STATES:
         return DatabaseConflict(redact(f"database conflict: {exc}".strip()))
+    if state in _CANCELLED_STATES:
+        return StatementCancelled(redact(f"statement cancelled: {exc}".strip()))
     if state == _READ_ONLY_STATE:
         return DatabaseReadOnly(redact(f"database is read-only right now: {exc}".strip()))
     if isinstance(exc, psycopg.OperationalError) and not state:
@@ -67,6 +81,8 @@ def _translated(exc: psycopg.Error) -> QueuetopiaError:
             return ConfigurationError(redact(f"unusable DSN: {exc}".strip()))
         if _REJECTED.search(str(exc)):
             return ConnectionRejected(redact(f"database refused the connection: {exc}".strip()))
+        if _NO_SLOT.search(str(exc)):
+            return DatabaseUnavailable(redact(f"{NO_SLOT}: {exc}".strip()))
     if (
         isinstance(exc, psycopg.OperationalError)
         or state in _UNAVAILABLE_STATES

@@ -10,11 +10,11 @@ writes again is used, and an outage shorter than the bound in docs/guarantees.md
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable
 
+from ..backoff import Spell, jittered
 from ..db import steps
 from ..db.connections import Database
 from ..db.rows import Conn
@@ -41,7 +41,7 @@ class Heartbeat:
         self._database, self._scope, self._ttl = database, scope, ttl
         self._holds, self._on_lost = holds, on_lost
         self._conn: Conn | None = None
-        self._failing_since: float | None = None  # renewals failing since (monotonic)
+        self._spell = Spell("heartbeat", "renewed the leases again")
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="queuetopia-heartbeat", daemon=True)
         # The trust deadline is watched apart from the renewals: a renewal stuck on a
@@ -57,8 +57,7 @@ class Heartbeat:
     @property
     def retry(self) -> float:
         """Seconds until the renewal is tried again after one failed."""
-        most = self._ttl * RETRY_SHARE
-        return random.uniform(most / 2, most)
+        return jittered(self._ttl * RETRY_SHARE)
 
     def start(self) -> None:
         self._thread.start()
@@ -108,7 +107,7 @@ class Heartbeat:
             self._failed(exc)
             renewed = None
         else:
-            self._back()
+            self._spell.ended()
         for hold in held:
             if renewed is not None and hold.queue in renewed:
                 self._holds.renewed(hold, started)
@@ -119,19 +118,8 @@ class Heartbeat:
         return renewed is not None or not any(hold.trusted() for hold in held)
 
     def _failed(self, exc: QueuetopiaError) -> None:
-        """One line when renewals start failing, not one per retry."""
-        if self._failing_since is None:
-            self._failing_since = time.monotonic()
-            logger.warning("heartbeat failed (%s); retrying", type(exc).__name__)
-        else:
-            logger.debug("heartbeat failed again (%s)", type(exc).__name__)
+        self._spell.failed(exc)
         self._drop_connection()
-
-    def _back(self) -> None:
-        if self._failing_since is not None:
-            down = time.monotonic() - self._failing_since
-            self._failing_since = None
-            logger.info("heartbeat renewed the leases again after %.1fs", down)
 
     def _renew(self, held: list[Hold]) -> set[str]:
         with translate_errors():

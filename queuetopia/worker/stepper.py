@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Callable
 from dataclasses import replace
 
+from ..backoff import Spell, jittered
 from ..db import steps
 from ..db.connections import Database
 from ..db.rows import AsyncConn
 from ..errors import DatabaseConflict, DatabaseUnavailable
-from ..events import first_line
 from ..models import Step, StepItem
 from .holds import RETRY_SHARE
 
@@ -58,6 +57,7 @@ class Stepper:
         self._pending: list[tuple[StepItem, Done]] = []
         self._task: asyncio.Task[None] | None = None
         self._conn: AsyncConn | None = None
+        self._spell = Spell("step", "ran again")
         self._settled: Callable[[], None] = lambda: None
 
     def on_settled(self, settled: Callable[[], None]) -> None:
@@ -127,18 +127,14 @@ class Stepper:
                     await steps.lease_barrier_async(
                         conn, scope=self._scope, owner=self._owner, queues=queues
                     )
+                self._spell.ended()
                 return found
             except (DatabaseUnavailable, DatabaseConflict) as exc:
                 await self._drop(exc)
                 if self._stopped():
                     raise
-                logger.warning(
-                    "step failed (%s: %s); retrying in %.2fs",
-                    type(exc).__name__,
-                    first_line(str(exc)),
-                    delay,
-                )
-                await asyncio.sleep(random.uniform(delay / 2, delay))
+                self._spell.failed(exc)
+                await asyncio.sleep(jittered(delay))
                 delay = min(delay * 2, most)
                 if isinstance(exc, DatabaseUnavailable):
                     items = [_retried(item) for item in items]

@@ -13,6 +13,7 @@ import threading
 from typing import Any
 
 from .. import migrations
+from ..backoff import jittered
 from ..db.notify import Listener
 from ..engine import Engine
 from ..errors import ConnectionRejected, DatabaseConflict, DatabaseUnavailable
@@ -187,12 +188,13 @@ class Worker:
             except ConnectionRejected:
                 raise
             except (DatabaseUnavailable, DatabaseConflict) as exc:
+                wait = jittered(delay)
                 logger.warning(
                     "%s; waiting for it before starting (next try in %.1fs)",
                     str(exc).splitlines()[0],
-                    delay,
+                    wait,
                 )
-            if self._stopping.wait(delay):
+            if self._stopping.wait(wait):
                 return False
             delay = min(delay * 2, START_RETRY_MAX)
 

@@ -250,6 +250,7 @@ class Proxy:
         self.mode = "pass"
         self.delay = 0.0
         self._links: set[Link] = set()
+        self.accepted = 0  # connections accepted, ever
         self._rules: list[Rule] = []
         self._lock = threading.Lock()
         self._listener = socket.socket()
@@ -269,6 +270,7 @@ class Proxy:
             link = Link(self, client)
             with self._lock:
                 self._links.add(link)
+                self.accepted += 1
             if self.mode == "reset":
                 link.reset()
                 continue

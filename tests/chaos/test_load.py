@@ -1,19 +1,17 @@
 """Scenario 10, exhaustion and bursts: actions that compete for a one-connection pool,
-a server out of connection slots, and a burst of 10,000 notifications. No deadlock,
-nothing lost, and the worker's memory stays bounded."""
+and a burst of 10,000 notifications. No deadlock, nothing lost, and the worker's memory
+stays bounded. A server out of connection slots is scenario 20 (test_slots.py)."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 import psutil
-import psycopg
 
 from ..helpers import wait_for
-from .harness import Chaos, now
+from .harness import Chaos
 
 LOCK_TTL = 3.0
 IDLE_POLL = 60.0
@@ -42,40 +40,6 @@ def test_actions_competing_for_a_one_connection_pool(make_chaos: Callable[..., C
     report = chaos.check("10 actions competing for a pool of 1", drain_s=round(took, 1))
     chaos.assert_clean(report)
     assert worker.popen.poll() is None
-    assert chaos.stop_all() == [0]
-    chaos.assert_no_password_in_logs()
-
-
-def test_a_server_out_of_connection_slots(make_chaos: Callable[..., Chaos]) -> None:
-    """Every free connection slot of the server is taken for 3 s while a worker runs
-    jobs, and the worker's connections are terminated then: it cannot reconnect until
-    the slots come back, and then it goes on. Nothing lost, nothing twice."""
-    chaos = make_chaos(lock_ttl=LOCK_TTL, poll=1.0)
-    worker = chaos.worker(concurrency=3)
-    total = chaos.enqueue_grid([f"q{i}" for i in range(6)], 30, lambda q, n: {"sleep": 0.05})
-    wait_for(lambda: len(chaos.executions()) > 10, timeout=30, what="jobs to run")
-    hog: list[psycopg.Connection[Any]] = []
-    began = now()
-    try:
-        while True:
-            try:
-                hog.append(psycopg.connect(chaos.server.dsn, autocommit=True, connect_timeout=5))
-            except psycopg.OperationalError as exc:
-                assert "too many" in str(exc) or "reserved" in str(exc), exc
-                break
-        for backend in chaos.backends(worker):
-            if backend["application_name"] == "queuetopia":
-                chaos.db.rows("SELECT pg_terminate_backend(%s)", (backend["pid"],))
-        time.sleep(3.0)
-    finally:
-        for conn in hog:
-            conn.close()
-    chaos.fault("no-slots", worker.pid, began, now())
-    chaos.wait_done(total, timeout=120)
-    assert worker.popen.poll() is None
-    chaos.assert_drained()
-    report = chaos.check("10 server out of connection slots for 3 s", slots_taken=len(hog))
-    chaos.assert_clean(report)
     assert chaos.stop_all() == [0]
     chaos.assert_no_password_in_logs()
 
