@@ -17,6 +17,7 @@ idempotent, so a lost reply never writes a row twice.
 
 from __future__ import annotations
 
+import asyncio
 import faulthandler
 import os
 import queue
@@ -226,6 +227,22 @@ def work(
         _spin(cpu)
     except BaseException as exc:
         _ended(exec_id, _outcome(exc), once=True)
+        raise
+    _ended(exec_id, "ok")
+    return n
+
+
+@topia.action("awork", timeout=300.0, max_attempts=50, backoff=lambda job: 0.2)
+async def awork(n: int, job: Job, sleep: float = 0.0) -> int:
+    """`work` as an `async def` action, on the worker's event loop. Its log writes
+    block the loop for a round trip to the log server (a start must be written before
+    its end, which a cancel leaves to the flusher)."""
+    exec_id = uuid.uuid4()
+    try:
+        _started(exec_id, job, n)
+        await asyncio.sleep(sleep)
+    except BaseException:
+        _ended(exec_id, "interrupted", once=True)  # cancelled: to the flusher
         raise
     _ended(exec_id, "ok")
     return n

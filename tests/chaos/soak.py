@@ -15,7 +15,16 @@ from a seeded generator, one of:
   out);
 * `failover`: on a primary with a synchronous standby (tests/chaos/failover.py), the
   primary crashes, the standby is promoted after longer than the lease, every worker's
-  proxy is pointed at it, and the old primary is rebuilt as its standby.
+  proxy is pointed at it, and the old primary is rebuilt as its standby;
+* `no-slots`: another application takes every connection slot of the server, and
+  every slot freed meanwhile, for 1 to 3 s (tests/chaos/slots.py);
+* `snapshot`: a `REPEATABLE READ` transaction holds its snapshot for `snapshot_s`
+  (60 s in the long soaks), so that nothing the workers delete meanwhile is vacuumed
+  away. It is not a fault the invariants may use to explain anything (nothing may go
+  wrong because of it): it is counted in the figures, not written to `chaos_fault`.
+
+The first worker runs at a high concurrency (`big`), the others at 3; a third of the
+queues run `awork`, an `async def` action, the others `work`.
 
 A worker that fails stop (exit status 75: a job still running once its lease was lost,
 which a SIGSTOP or a partition past the lease can cause; queuetopia/failstop.py) is
@@ -51,12 +60,20 @@ from ..procs import WorkerProcess
 from .failover import Cluster
 from .harness import Chaos, now
 from .proxy import Proxy
+from .slots import SlotHog
 
+ACTIONS = ("awork", "work", "work")  # by queue: a third of them async def
 PROCESS_FAULTS = ("kill", "stop", "partition", "reset", "terminate")
-DATABASE_FAULTS = ("restart-fast", "readonly", "failover")
+DATABASE_FAULTS = ("restart-fast", "readonly", "failover", "no-slots")
 # Database-wide faults are rarer: each one hits every worker; a failover the rarest (it
-# takes seconds, and rebuilds a standby).
-WEIGHTS = {"restart-fast": 0.3, "readonly": 0.3, "failover": 0.12}
+# takes seconds, and rebuilds a standby). One snapshot is held at a time.
+WEIGHTS = {
+    "restart-fast": 0.3,
+    "readonly": 0.3,
+    "failover": 0.12,
+    "no-slots": 0.3,
+    "snapshot": 0.1,
+}
 
 
 @dataclass
@@ -65,6 +82,7 @@ class Slot:
 
     proc: WorkerProcess
     proxy: Proxy
+    concurrency: int
     busy: threading.Lock = field(default_factory=threading.Lock)
     frozen_until: float = 0.0  # monotonic: a stop or partition holds its transactions
 
@@ -91,15 +109,18 @@ class Soak:
         seconds: float,
         mean_gap: float,
         read_only: bool = True,
+        big: int = 3,
+        snapshot_s: float = 10.0,
     ) -> None:
         self.chaos = chaos
         self.rng = random.Random(seed)
         self.seconds = seconds
         self.mean_gap = mean_gap
-        database = ["restart-fast"] + ["readonly"] * read_only
+        self.big, self.snapshot_s = big, snapshot_s
+        database = ["restart-fast", "no-slots"] + ["readonly"] * read_only
         if isinstance(chaos.server, Cluster):
             database.append("failover")
-        self.kinds = PROCESS_FAULTS + tuple(database)
+        self.kinds = (*PROCESS_FAULTS, *database, "snapshot")
         self.queues = [f"s{i}" for i in range(queues)]
         self.slots: list[Slot] = []
         self.faults: list[Fault] = []
@@ -110,18 +131,22 @@ class Soak:
         self._threads: list[threading.Thread] = []
         self._killed: set[int] = set()  # pids a `kill` fault took
         self.fail_stops = 0
-        for _ in range(workers):
-            self.slots.append(self._start_worker())
+        self.snapshots: list[float] = []  # seconds each snapshot was held
+        self._snapshot = threading.Lock()
+        for i in range(workers):
+            self.slots.append(self._start_worker(big if i == 0 else 3))
         self.enqueued = 0
         chaos.watch.excuse = self._frozen
 
     # -- workers -------------------------------------------------------------------
 
-    def _start_worker(self) -> Slot:
+    def _start_worker(self, concurrency: int) -> Slot:
         proxy = self.chaos.proxy()
-        proc = self.chaos.worker(concurrency=3, dsn=self.chaos.proxied_dsn(proxy), ready=False)
+        proc = self.chaos.worker(
+            concurrency=concurrency, dsn=self.chaos.proxied_dsn(proxy), ready=False
+        )
         proc.wait_ready(timeout=120)
-        return Slot(proc, proxy)
+        return Slot(proc, proxy, concurrency)
 
     def _record(self, fault: Fault) -> None:
         with self._lock:
@@ -207,6 +232,13 @@ class Soak:
 
     def _inject(self, kind: str, wait: bool = False) -> None:
         try:
+            if kind == "snapshot":
+                if self._snapshot.acquire(blocking=False):
+                    try:
+                        self._hold_snapshot()
+                    finally:
+                        self._snapshot.release()
+                return
             if kind in DATABASE_FAULTS:
                 if self._db_fault.acquire(blocking=wait):
                     try:
@@ -275,7 +307,7 @@ class Soak:
         for _ in range(tries):
             slot.proxy = self.chaos.proxy()
             slot.proc = self.chaos.worker(
-                concurrency=3, dsn=self.chaos.proxied_dsn(slot.proxy), ready=False
+                concurrency=slot.concurrency, dsn=self.chaos.proxied_dsn(slot.proxy), ready=False
             )
             try:
                 slot.proc.wait_ready(timeout=120)
@@ -295,6 +327,8 @@ class Soak:
             time.sleep(self.rng.uniform(0.5, 1.5))
             self._read_only(False)
             self._record(Fault(kind, None, began, now()))
+        elif kind == "no-slots":
+            self._no_slots()
         elif kind == "failover":
             cluster = self.chaos.server
             assert isinstance(cluster, Cluster)
@@ -304,6 +338,32 @@ class Soak:
                 detail = f"promoted after {promote_s:.2f}s"
             finally:
                 self._record(Fault(kind, None, began, now(), detail=detail))
+
+    def _no_slots(self) -> None:
+        began = now()
+        with SlotHog(self.chaos.server.primary_dsn) as hog:
+            time.sleep(self.rng.uniform(1.0, 3.0))
+            taken = hog.taken
+        self._record(Fault("no-slots", None, began, now(), detail=f"{taken} slots"))
+
+    def _hold_snapshot(self) -> None:
+        """A report's transaction: one snapshot, held. A restart or a failover may
+        end it early; that is not an error of the run."""
+        began = time.monotonic()
+        with (
+            contextlib.suppress(psycopg.Error),
+            psycopg.connect(
+                self.chaos.server.primary_dsn, application_name="chaos-snapshot", connect_timeout=5
+            ) as conn,
+        ):
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            conn.execute("SELECT count(*) FROM queuetopia_jobs")
+            deadline = began + self.snapshot_s
+            while time.monotonic() < deadline and not self._stop.is_set():
+                time.sleep(0.5)
+                conn.execute("SELECT 1")  # the session is still there, its snapshot too
+        with self._lock:
+            self.snapshots.append(round(time.monotonic() - began, 1))
 
     def _repoint(self) -> None:
         """Every proxy forwards to the new primary; connections to the old one are gone."""
@@ -348,7 +408,10 @@ class Soak:
             while not self._stop.is_set():
                 try:
                     self.chaos.producer.create_job(
-                        queue, "work", {"n": position, "sleep": sleep}, max_attempts=50
+                        queue,
+                        ACTIONS[(n % len(self.queues)) % len(ACTIONS)],
+                        {"n": position, "sleep": sleep},
+                        max_attempts=50,
                     )
                     break
                 except Exception:
@@ -396,6 +459,8 @@ class Soak:
             "faults_injected": len(self.faults),
             "faults_by_kind": dict(Counter(f.kind for f in self.faults)),
             "fail_stop_exits": self.fail_stops,
+            "snapshots_held_s": sorted(self.snapshots),
+            "big_worker_concurrency": self.big,
             "idle_in_transaction_excused": self.chaos.watch.excused,
             "fault_errors": self.errors[:10],
             "enqueued": self.enqueued,

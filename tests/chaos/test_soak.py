@@ -2,7 +2,8 @@
 fault, interleaved, on several workers and many queues, then the invariants. CI runs it
 for 60 s; `--soak` (or QUEUETOPIA_CHAOS_SOAK=1) for 10 minutes and at least 1,000
 faults. The seed is printed with the figures; QUEUETOPIA_SOAK_SEED replays a run, and
-QUEUETOPIA_SOAK_READ_ONLY=0 leaves the read-only flips out. QUEUETOPIA_CHAOS_PREFETCH=N
+QUEUETOPIA_SOAK_READ_ONLY=0 leaves the read-only flips out; QUEUETOPIA_SOAK_SECONDS and
+QUEUETOPIA_SOAK_QUEUES change its length and its number of queues. QUEUETOPIA_CHAOS_PREFETCH=N
 gives every chaos worker `--prefetch N` (docs/deploying.md, "Claiming ahead").
 
 With `--soak`, the hypothesis model of the rules (tests/test_model.py) runs too, with
@@ -59,10 +60,12 @@ def _soak(chaos: Chaos, log_server: ChaosServer, sizes: Sizes) -> None:
         chaos,
         seed=run_seed,
         workers=int(sizes.pick(4, 6)),
-        queues=int(sizes.pick(12, 30)),
-        seconds=float(sizes.pick(60, 600)),
+        queues=int(os.environ.get("QUEUETOPIA_SOAK_QUEUES") or sizes.pick(12, 30)),
+        seconds=float(os.environ.get("QUEUETOPIA_SOAK_SECONDS") or sizes.pick(60, 600)),
         mean_gap=float(sizes.pick(0.5, 0.2)),
         read_only=read_only,
+        big=int(sizes.pick(20, 100)),
+        snapshot_s=float(sizes.pick(10, 60)),
     )
     soak.run()
     # The figures first, whatever went wrong: a worker that exited and was not started
@@ -92,7 +95,7 @@ def _soak(chaos: Chaos, log_server: ChaosServer, sizes: Sizes) -> None:
     assert failed == 0
     assert soak.faults_of("failover") >= 1, soak.figures()
     if sizes.soak:
-        assert len(soak.faults) >= 1000, soak.figures()
+        assert len(soak.faults) >= soak.seconds * 5 / 3, soak.figures()  # 1,000 in 10 min
     chaos.assert_no_password_in_logs()
 
 
