@@ -188,6 +188,10 @@ class Job(BaseModel):
     # True when an enqueue found an unfinished job with the same unique_key in the
     # queue and returned it instead of writing a new one (docs/unique-jobs.md).
     deduplicated: bool = False
+    # Inside an action: the fencing token of the lease this attempt runs under, to pass
+    # to the systems the action writes to (docs/actions.md, "Fencing tokens"). Never
+    # stored; None elsewhere.
+    fence: int | None = Field(default=None, exclude=True)
 
     @field_validator("attempt_log", "operator_log", mode="before")
     @classmethod

@@ -197,6 +197,8 @@ class _Drain:
     def _execute(self, hold: Hold, job: Job) -> Outcome:
         action = self._action(job)
         limit = self.engine.settings.max_result_bytes
+        if action is not None and action.schema.takes_job:
+            job = hold.fenced(job)
 
         def on_start(execution: Any) -> None:
             hold.started(execution, job)

@@ -79,6 +79,7 @@ SCRIPTS = {
         "1 failed ZeroDivisionError: division by zero",
     ],
     "unique_jobs.py": ["True False True", "welcome, user 42", "False False"],
+    "fencing.py": ["False", "(1200,)"],
     "blocking.py": ["synced customer 8", "failed parked", "idle 1"],
     "operations.py": [
         "['webhooks:acme', 'webhooks:globex', 'webhooks:initech']",

@@ -109,6 +109,10 @@ class Hold:
         elif now > self.trusted_until:
             self.lose()
 
+    def fenced(self, job: Job) -> Job:
+        """`job` as its action sees it: with this lease's fencing token."""
+        return job.model_copy(update={"fence": self.lease.token})
+
     def ended(self) -> None:
         with self.lock:
             self.execution = self.job = None

@@ -45,6 +45,8 @@ class Runner:
     def start(self, hold: Hold, job: Job) -> None:
         """Start the attempt of `job` (claimed under `hold`); on the loop."""
         action = self._registry.get(job.action)
+        if action is not None and action.schema.takes_job:
+            job = hold.fenced(job)
         loop = asyncio.get_running_loop()
         if action is not None and action.is_async:
             task = loop.create_task(self._run_async(hold, job, action))
