@@ -1,5 +1,7 @@
 -- Undo 0005: the engine v2 columns and functions go, and running jobs are unique
 -- per queue again (the index fails to build if a queue has two: it never does).
+DROP TRIGGER IF EXISTS queuetopia_lease_taken_v1 ON queuetopia_leases;
+DROP FUNCTION IF EXISTS queuetopia_lease_taken_v1();
 DROP FUNCTION IF EXISTS queuetopia_queue_settle(text, text, timestamptz, bigint, bigint);
 DROP FUNCTION IF EXISTS queuetopia_lock_key(text, text);
 DROP INDEX IF EXISTS queuetopia_jobs_running;

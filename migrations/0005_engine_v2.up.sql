@@ -98,5 +98,23 @@ BEGIN
 END
 $$;
 
+-- A rolling upgrade (docs/migrations.md): workers of the first engine may still run
+-- after this migration. They take a lease by rewriting its row and know nothing of
+-- `released`, so a row that a v2 worker released, taken that way, would still say
+-- released; if that worker then died, the next holder would not look for the job it
+-- left running (takeover). A take that leaves `released` set is the first engine's:
+-- its lease is not released. (A v2 take always clears `released` itself; a v2 release
+-- keeps the lease_id.)
+CREATE FUNCTION queuetopia_lease_taken_v1() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.released := false;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER queuetopia_lease_taken_v1 BEFORE UPDATE ON queuetopia_leases
+    FOR EACH ROW
+    WHEN (OLD.released AND NEW.released AND NEW.lease_id IS DISTINCT FROM OLD.lease_id)
+    EXECUTE FUNCTION queuetopia_lease_taken_v1();
+
 INSERT INTO queuetopia_versions (version, name) VALUES (5, 'engine_v2')
 ON CONFLICT (version) DO NOTHING;

@@ -14,8 +14,11 @@ from typing import Any
 import psycopg
 
 from queuetopia import JobState, Queuetopia, migrations
+from queuetopia.db import steps
+from queuetopia.models import Found
 
 from .helpers import wait_for
+from .test_processes import expire, take_lease
 
 SCOPE = "upgrade"
 V4 = "\n".join(m.up for m in migrations.all_migrations() if m.version <= 4)
@@ -115,3 +118,50 @@ def _job(topia: Queuetopia, n: int) -> Any:
 
 def _id_of(topia: Queuetopia, n: int) -> int:
     return int(_job(topia, n).id)
+
+
+# The first engine's lease take (its lease_acquire.sql, reduced to the lease's write),
+# and its claim of the head: what a version 4 worker still running after the upgrade
+# does (docs/migrations.md, "Rolling upgrade").
+V1_TAKE = """
+INSERT INTO queuetopia_leases AS l (scope, queue, lease_id, token, owner, acquired_at,
+                                    locked_until)
+VALUES (%(scope)s, 'q', gen_random_uuid(), nextval('queuetopia_fence'), 'v1-owner', now(),
+        now() + interval '30 seconds')
+ON CONFLICT (scope, queue) DO UPDATE
+   SET lease_id = EXCLUDED.lease_id, token = EXCLUDED.token, owner = EXCLUDED.owner,
+       acquired_at = EXCLUDED.acquired_at, locked_until = EXCLUDED.locked_until
+ WHERE l.locked_until <= now()
+RETURNING lease_id
+"""
+V1_CLAIM = """
+UPDATE queuetopia_jobs SET state = 'running', attempts = attempts + 1, lease_id = %(lease)s,
+       attempted_at = now(), attempted_by = 'v1-owner'
+ WHERE id = %(id)s
+"""
+
+
+def test_a_v1_worker_that_dies_on_a_lease_a_v2_worker_released_is_recovered(
+    topia: Queuetopia, dsn: str
+) -> None:
+    """A v2 worker releases queue q (its lease row stays, `released`); a v1 worker
+    takes the row its own way and dies running q's head. The next v2 holder must see a
+    takeover and recover that job as lost, not take the queue as cleanly released."""
+    first = topia.create_job("q", "anything", {"n": 1})
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        v2 = take_lease(conn, topia.scope, "v2-owner")
+        assert v2.found is Found.CLAIMED
+        conn.execute("UPDATE queuetopia_jobs SET state = 'done' WHERE id = %s", (first.id,))
+        steps.lease_release(conn, scope=topia.scope, releases=[(v2.lease, None, 0)])
+        job = topia.create_job("q", "anything", {"n": 2})
+        row = conn.execute(V1_TAKE, {"scope": topia.scope}).fetchone()
+        assert row is not None
+        conn.execute(V1_CLAIM, {"lease": row[0], "id": job.id})
+        released = conn.execute(
+            "SELECT released FROM queuetopia_leases WHERE scope = %s", (topia.scope,)
+        ).fetchone()
+        assert released == (False,)  # a live lease of the first engine
+        expire(conn, topia.scope)  # the v1 worker died
+        successor = take_lease(conn, topia.scope, "v2-successor")
+    assert successor.found is Found.ZOMBIE
+    assert successor.job is not None and successor.job.id == job.id
