@@ -188,6 +188,32 @@ def _soak(soak: list[dict[str, Any]], ci: list[dict[str, Any]], out: Path) -> st
     return "\n".join(lines)
 
 
+def _loop(out: Path) -> str:
+    """The CI-size soak run in a loop (tests/chaos/soak_loop.py), if it was."""
+    path = out / "loop.json"
+    if not path.exists():
+        return "The loop was not run for this page."
+    runs = json.loads(path.read_text())
+    passed = sum(1 for r in runs if r["passed"])
+    lines = [
+        f"`python tests/chaos/soak_loop.py --runs {len(runs)}`: **{passed} of {len(runs)}"
+        " runs passed**.",
+        "",
+        "| run | seed | outcome | s | jobs | faults | overlaps cut off (max s) | violations |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in runs:
+        rep = r.get("report") or {}
+        faults = sum((rep.get("faults") or {}).values())
+        cut = f"{rep.get('cut_off_overlaps', '-')} ({rep.get('cut_off_overlap_max_s', '-')})"
+        lines.append(
+            f"| {r['run']} | {r['seed']} | {'passed' if r['passed'] else '**failed**'}"
+            f" | {r['seconds']} | {rep.get('jobs', '-')} | {faults} | {cut}"
+            f" | {_violations(rep) if rep else '-'} |"
+        )
+    return "\n".join(lines)
+
+
 def render(out: Path) -> str:
     ci, soak = _reports(out / "ci.json"), _reports(out / "soak.json")
     date = datetime.date.today().isoformat()
@@ -202,6 +228,7 @@ def render(out: Path) -> str:
         "figures": _figures(ci),
         "failover": _failover(ci),
         "soak": _soak(soak, ci, out),
+        "loop": _loop(out),
     }.items():
         page = page.replace("{{" + key + "}}", text)
     return page

@@ -34,3 +34,16 @@ def test_the_page_is_rendered_from_the_figures(tmp_path: Path) -> None:
     assert "1 passed, 0 failed, 1 xfailed, 1 skipped in 1.5 min" in page
     assert "`test_c` xfailed: a known defect" in page
     assert "(self-test)" not in page
+    assert "The loop was not run" in page
+    loop = [
+        {"run": 1, "seed": 11, "passed": True, "seconds": 70.0,
+         "report": asdict(Report("13 randomized mixed-fault soak", jobs=1800,
+                                 faults={"kill": 9, "stop": 4}))},
+        {"run": 2, "seed": 22, "passed": False, "seconds": 75.5,
+         "report": asdict(Report("13 randomized mixed-fault soak", jobs=1700, lost=1))},
+    ]  # fmt: skip
+    (tmp_path / "loop.json").write_text(json.dumps(loop))
+    page = render(tmp_path)
+    assert "**1 of 2 runs passed**" in page
+    assert "| 1 | 11 | passed | 70.0 | 1800 | 13 |" in page
+    assert "| 2 | 22 | **failed** | 75.5 | 1700 | 0 |" in page and "**lost 1**" in page
