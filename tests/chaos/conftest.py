@@ -97,7 +97,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(
             f"{r.scenario}: jobs={r.jobs} executions={r.executions} faults={r.faults} "
             f"killed={r.killed_executions} reexecuted={r.reexecuted_after_fault} "
-            f"cut_off_overlaps={r.cut_off_overlaps} (max {r.cut_off_overlap_max_s}s) "
+            f"cut_off_overlaps={r.cut_off_overlaps} (max {r.cut_off_overlap_max_s}s,"
+            f" {r.cut_off_after_resume_max_s}s after resume) "
             f"recovery median={r.median_recovery_s}s max={r.max_recovery_s}s "
             f"duration={r.duration_s}s "
             f"violations={r.violations() or 'none'} {r.extra or ''}"

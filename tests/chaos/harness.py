@@ -91,7 +91,11 @@ SELECT x.*,
        EXISTS (SELECT 1 FROM chaos_fault f
                 WHERE f.scope = x.scope AND f.pid = x.pid AND f.kind IN ('stop', 'partition')
                   AND f.at <= coalesce(x.ended_at, 'infinity')
-                  AND coalesce(f.until, 'infinity') >= x.started_at) AS unleased
+                  AND coalesce(f.until, 'infinity') >= x.started_at) AS unleased,
+       (SELECT max(f.until) FROM chaos_fault f
+         WHERE f.scope = x.scope AND f.pid = x.pid AND f.kind IN ('stop', 'partition')
+           AND f.at <= coalesce(x.ended_at, 'infinity')
+           AND coalesce(f.until, 'infinity') >= x.started_at) AS unleased_until
   FROM chaos_exec x
  WHERE x.scope = %(scope)s
 """
@@ -105,7 +109,9 @@ SELECT a.queue, a.job_id AS first_job, b.job_id AS second_job, a.pid AS first_pi
        b.pid AS second_pid, a.unleased AS explained,
        extract(epoch FROM least(coalesce(a.surely_ended, 'infinity'),
                                 coalesce(b.surely_ended, 'infinity')) - b.started_at)
-           AS seconds
+           AS seconds,
+       extract(epoch FROM greatest(coalesce(a.surely_ended, 'infinity') - a.unleased_until,
+                                   interval '0')) AS after_resume
   FROM e a JOIN e b
     ON a.queue = b.queue AND a.exec_id <> b.exec_id
    AND (a.started_at, a.exec_id) < (b.started_at, b.exec_id)
@@ -225,6 +231,9 @@ class Report:
     killed_executions: int = 0
     cut_off_overlaps: int = 0
     cut_off_overlap_max_s: float = 0.0
+    # Of that, the longest an execution ran on once its stop or partition ended: how
+    # soon a resumed worker stops what it may no longer run.
+    cut_off_after_resume_max_s: float = 0.0
     reexecuted_after_fault: int = 0
     max_recovery_s: float = 0.0
     median_recovery_s: float = 0.0
@@ -576,6 +585,9 @@ class Chaos:
             cut_off_overlaps=len(explained),
             cut_off_overlap_max_s=round(
                 max((float(o["seconds"]) for o in explained), default=0.0), 3
+            ),
+            cut_off_after_resume_max_s=round(
+                max((float(o["after_resume"] or 0) for o in explained), default=0.0), 3
             ),
             reexecuted_after_fault=sum(1 for r in extra_done if r["explained"]),
             max_recovery_s=round(max(recoveries, default=0.0), 3),

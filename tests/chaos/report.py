@@ -111,7 +111,8 @@ def _violations(r: dict[str, Any]) -> str:
 def _figures(reports: list[dict[str, Any]]) -> str:
     lines = [
         "| scenario | jobs | executions | faults | killed / re-executed"
-        " | overlaps cut off (max s) | recovery median / max s | took s | violations"
+        " | overlaps cut off (max s; max s after resume) | recovery median / max s | took s"
+        " | violations"
         " | other figures |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -119,7 +120,8 @@ def _figures(reports: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {r['scenario']} | {r['jobs']} | {r['executions']} | {_value(r['faults'])}"
             f" | {r['killed_executions']} / {r['reexecuted_after_fault']}"
-            f" | {r['cut_off_overlaps']} ({r['cut_off_overlap_max_s']})"
+            f" | {r['cut_off_overlaps']} ({r['cut_off_overlap_max_s']};"
+            f" {r.get('cut_off_after_resume_max_s', '-')})"
             f" | {r['median_recovery_s']} / {r['max_recovery_s']} | {r['duration_s']}"
             f" | {_violations(r)} | {_value(r.get('extra') or {})} |"
         )
@@ -199,13 +201,17 @@ def _loop(out: Path) -> str:
         f"`python tests/chaos/soak_loop.py --runs {len(runs)}`: **{passed} of {len(runs)}"
         " runs passed**.",
         "",
-        "| run | seed | outcome | s | jobs | faults | overlaps cut off (max s) | violations |",
+        "| run | seed | outcome | s | jobs | faults"
+        " | overlaps cut off (max s; max s after resume) | violations |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         rep = r.get("report") or {}
         faults = sum((rep.get("faults") or {}).values())
-        cut = f"{rep.get('cut_off_overlaps', '-')} ({rep.get('cut_off_overlap_max_s', '-')})"
+        cut = (
+            f"{rep.get('cut_off_overlaps', '-')} ({rep.get('cut_off_overlap_max_s', '-')};"
+            f" {rep.get('cut_off_after_resume_max_s', '-')})"
+        )
         lines.append(
             f"| {r['run']} | {r['seed']} | {'passed' if r['passed'] else '**failed**'}"
             f" | {r['seconds']} | {rep.get('jobs', '-')} | {faults} | {cut}"
