@@ -43,12 +43,14 @@ class Sizes:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Chaos scenarios outlive the suite's default per-test timeout on a busy machine,
-    and by far with --soak."""
+    and by far with --soak: a soak of QUEUETOPIA_SOAK_SECONDS gets that and 15 minutes
+    more for its start, its drain and its checks."""
     soak = bool(config.getoption("--soak", default=False)) or bool(os.environ.get(SOAK_ENV))
+    longest = max(1800.0, float(os.environ.get("QUEUETOPIA_SOAK_SECONDS") or 0) + 900)
     here = Path(__file__).parent
     for item in items:
         if here in Path(str(item.fspath)).parents:
-            item.add_marker(pytest.mark.timeout(1800 if soak else 300))
+            item.add_marker(pytest.mark.timeout(longest if soak else 300))
 
 
 @pytest.fixture(scope="session")

@@ -151,6 +151,23 @@ class FailoverPair:
                 raise AssertionError(f"the standby is not streaming ({states})")
             time.sleep(0.1)
 
+    def ensure_replicating(self) -> None:
+        """After a run of faults: the standby streams again, rebuilt if it does not
+        (a failover whose rebuild failed leaves the pair half-built; in sync mode its
+        primary then waits for a standby that never comes, and every commit hangs)."""
+        try:
+            self.wait_streaming(timeout=30)
+            return
+        except (AssertionError, psycopg.Error):
+            pass
+        if self.synchronous:
+            self._set_sync("''")  # the commits waiting meanwhile complete
+        self.standby.stop()
+        self._make_standby("async")
+        if self.synchronous:
+            self._set_sync(None)
+            self.wait_streaming()
+
     def kill_primary(self) -> None:
         """`pg_ctl stop -m immediate`: the primary crashes; its last commits are where
         replication left them."""
@@ -212,6 +229,7 @@ class Cluster:
 
     def ensure_running(self) -> None:
         self.pair.primary.ensure_running()
+        self.pair.ensure_replicating()
 
 
 LOG_COLUMNS = (
