@@ -55,6 +55,7 @@ def _soak_chaos(pair: FailoverPair, log_server: ChaosServer) -> Chaos:
 
 def _soak(chaos: Chaos, log_server: ChaosServer, sizes: Sizes) -> None:
     run_seed = _seed("QUEUETOPIA_SOAK_SEED")
+    print(f"soak seed {run_seed} (QUEUETOPIA_SOAK_SEED={run_seed} replays its faults)")
     read_only = os.environ.get("QUEUETOPIA_SOAK_READ_ONLY", "1") != "0"
     soak = Soak(
         chaos,
