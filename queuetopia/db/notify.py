@@ -91,8 +91,13 @@ class Listener:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, wait: float = 5.0) -> None:
+        """Stop listening, and wait (up to `wait` s) for the thread to close its
+        connection: a process that exits while the thread is still inside libpq may
+        crash at exit (once seen: `double free or corruption`, status -6)."""
         self._stopped.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=wait)
 
     def _set_healthy(self, healthy: bool) -> None:
         if healthy != self._healthy:
