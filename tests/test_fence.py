@@ -28,9 +28,7 @@ def _recording(topia: Queuetopia) -> list[tuple[int, int | None, int | None]]:
     return seen
 
 
-def test_an_action_sees_the_token_of_the_lease_it_runs_under(
-    make_topia: Any, dsn: str
-) -> None:
+def test_an_action_sees_the_token_of_the_lease_it_runs_under(make_topia: Any, dsn: str) -> None:
     topia = make_topia()
     seen = _recording(topia)
     topia.create_job("q", "fenced", {"n": 1})
