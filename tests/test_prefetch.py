@@ -106,12 +106,31 @@ def test_prefetch_zero_claims_only_for_free_slots(topia: Queuetopia) -> None:
     assert most_claimed[0] == 1
 
 
+def _claimed_ahead_behind_a_long_job(
+    topia: Queuetopia, quick: Any
+) -> tuple[threading.Event, threading.Event, Job]:
+    """Queue a: five `quick` jobs, then a long one. While the long one runs (every slot
+    busy), a `quick` job arrives on queue b: a worker at concurrency 1 and prefetch 1,
+    its jobs short so far, claims it ahead. Returns the event set once b is claimed
+    ahead, the event that ends the long job, and the long job."""
+    claimed_ahead, finish_long = threading.Event(), threading.Event()
+
+    @topia.action("long")
+    def long() -> None:
+        behind = quick.delay("b", tag="b")
+        wait_for(lambda: topia.get_job(behind.id).state is JobState.RUNNING)
+        claimed_ahead.set()
+        finish_long.wait(20)
+
+    quick.delay_many("a", [{"tag": f"a{i}"} for i in range(5)])
+    return claimed_ahead, finish_long, long.delay("a")
+
+
 def test_a_job_claimed_ahead_is_given_back_uncounted_when_the_worker_stops(
     topia: Queuetopia,
 ) -> None:
     started: list[str] = []
     attempts: dict[str, int] = {}
-    claimed_ahead, stop_asked = threading.Event(), threading.Event()
 
     @topia.action("quick")
     def quick(tag: str, job: Job) -> None:
@@ -119,17 +138,8 @@ def test_a_job_claimed_ahead_is_given_back_uncounted_when_the_worker_stops(
         attempts[tag] = job.attempts
         time.sleep(0.005)
 
-    @topia.action("long")
-    def long() -> None:
-        # While it runs (every slot busy), a job arrives on another queue: the worker,
-        # its jobs short so far, claims it ahead; the worker is then asked to stop.
-        behind = quick.delay("b", tag="b")
-        wait_for(lambda: topia.get_job(behind.id).state is JobState.RUNNING)
-        claimed_ahead.set()
-        stop_asked.wait(10)
-
-    quick.delay_many("a", [{"tag": f"a{i}"} for i in range(5)])
-    last = long.delay("a")
+    # Once b is claimed ahead, the worker is asked to stop, and then the long job ends.
+    claimed_ahead, stop_asked, last = _claimed_ahead_behind_a_long_job(topia, quick)
     worker = topia.worker(concurrency=1, prefetch=1).start()
     assert claimed_ahead.wait(20)
     stopper = threading.Thread(target=worker.stop)
@@ -173,21 +183,12 @@ def test_a_job_claimed_ahead_that_waits_is_handed_to_an_idle_worker(topia: Queue
     one does not end as soon as the recent ones did. The job claimed ahead is given
     back (uncounted) within the handoff delay, and worker b, idle, runs it while the
     long job still runs."""
-    claimed_ahead, finish_long = threading.Event(), threading.Event()
 
     @topia.action("quick")
     def quick(tag: str) -> None:
         time.sleep(0.005)
 
-    @topia.action("long")
-    def long() -> None:
-        behind = quick.delay("b", tag="b")
-        wait_for(lambda: topia.get_job(behind.id).state is JobState.RUNNING)
-        claimed_ahead.set()
-        finish_long.wait(20)
-
-    quick.delay_many("a", [{"tag": f"a{i}"} for i in range(5)])
-    last = long.delay("a")
+    claimed_ahead, finish_long, last = _claimed_ahead_behind_a_long_job(topia, quick)
     with topia.worker(concurrency=1, prefetch=1, name="a"):
         assert claimed_ahead.wait(20)
         try:
