@@ -10,10 +10,12 @@ libpq tries both servers and keeps the one that accepts writes.
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import time
 from collections.abc import Callable
+from pathlib import Path
 from urllib.parse import quote
 
 import psycopg
@@ -25,6 +27,13 @@ from .proxy import Proxy
 from .server import SUPERUSER, ChaosServer, _bin, dsn_for
 
 STANDBY_NAME = "qt_standby"
+DESCRIBE = """
+SELECT pg_is_in_recovery() AS in_recovery,
+       current_setting('default_transaction_read_only') AS read_only,
+       current_setting('synchronous_standby_names') AS sync_names,
+       (SELECT string_agg(application_name || ' ' || state || ' ' || sync_state, ', ')
+          FROM pg_stat_replication) AS replicas
+"""
 
 
 class FailoverPair:
@@ -195,11 +204,36 @@ class FailoverPair:
             conn.execute("ALTER SYSTEM SET synchronous_standby_names = ''")
             conn.execute("SELECT pg_reload_conf()")
 
+    def describe(self) -> str:
+        """Each server's role, what makes it refuse writes, and its replicas: for the
+        message of a run that did not drain."""
+        lines = []
+        for role, server in (("primary", self.primary), ("standby", self.standby)):
+            try:
+                with psycopg.connect(server.dsn, autocommit=True, connect_timeout=3) as conn:
+                    row = conn.execute(DESCRIBE).fetchone()
+                lines.append(f"{role} :{server.port} {row}")
+            except psycopg.Error as exc:
+                lines.append(f"{role} :{server.port} unreachable: {exc}")
+            auto = server.data / "postgresql.auto.conf"
+            if auto.exists():
+                settings = [
+                    line.strip()
+                    for line in auto.read_text().splitlines()
+                    if line.strip() and not line.startswith(("#", "primary_conninfo"))
+                ]
+                lines.append(f"  postgresql.auto.conf: {settings}")
+        return "\n".join(lines)
+
     def cleanup(self) -> None:
         if self.replication is not None:
             self.replication.close()
+        keep = os.environ.get("QUEUETOPIA_CHAOS_KEEP")
         for server in (self.standby, self.primary):
             server.stop()
+            if keep and server.log.exists():  # the servers' logs, for a run to look into
+                Path(keep).mkdir(parents=True, exist_ok=True)
+                shutil.copy(server.log, Path(keep) / f"server-{server.port}.log")
             shutil.rmtree(server.root, ignore_errors=True)
 
 

@@ -177,7 +177,9 @@ class Soak:
             self._threads.append(thread)
             self._threads = [t for t in self._threads if t.is_alive()]
         for thread in self._threads:
-            thread.join(timeout=120)
+            # A failover rebuilding its standby on a loaded machine takes minutes (its
+            # pg_basebackup alone may take 120 s): the heal must not run beside it.
+            thread.join(timeout=300)
         self._stop.set()
         producer.join(timeout=120)
         time.sleep(2 * self.chaos.lock_ttl)  # a fail-stop the last fault causes comes by then
@@ -384,8 +386,9 @@ class Soak:
     def heal(self) -> None:
         """End every fault: the database writable and up, every worker resumed and
         connected, and the fault log written."""
-        self.chaos.server.ensure_running()
-        self._read_only(False)
+        with self._db_fault:  # no database fault still under way (a failover's rebuild)
+            self.chaos.server.ensure_running()
+            self._read_only(False)
         for slot in self.slots:
             slot.proxy.set_mode("pass")
             if slot.proc.popen.poll() is None:

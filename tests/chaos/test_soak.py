@@ -21,7 +21,7 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from ..test_model import QueueMachine
 from .conftest import Sizes
-from .failover import FailoverPair, chaos_on, copy_log
+from .failover import Cluster, FailoverPair, chaos_on, copy_log
 from .harness import RESULTS, Chaos, Report, _write_results
 from .server import ChaosServer
 from .soak import Soak
@@ -73,7 +73,10 @@ def _soak(chaos: Chaos, log_server: ChaosServer, sizes: Sizes) -> None:
     # again is a finding of the run, and the others drain the queues.
     exited = [s.proc for s in soak.slots if s.proc.popen.poll() is not None]
     assert len(exited) < len(soak.slots), "every worker exited"
-    took = chaos.wait_done(chaos.count(), timeout=300)
+    try:
+        took = chaos.wait_done(chaos.count(), timeout=300)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{_why_not_done(chaos)}") from None
     chaos.jobs = chaos.count()
     chaos.assert_drained()
     copy_log(chaos.scope, log_server.dsn, chaos.server.primary_dsn)
@@ -98,6 +101,26 @@ def _soak(chaos: Chaos, log_server: ChaosServer, sizes: Sizes) -> None:
     if sizes.soak:
         assert len(soak.faults) >= soak.seconds * 5 / 3, soak.figures()  # 1,000 in 10 min
     chaos.assert_no_password_in_logs()
+
+
+def _why_not_done(chaos: Chaos) -> str:
+    """The servers of the pair and the jobs left: what a run that did not drain needs
+    to be looked into (QUEUETOPIA_CHAOS_KEEP=DIR keeps the servers' logs too)."""
+    cluster = chaos.server
+    pair = cluster.pair.describe() if isinstance(cluster, Cluster) else ""
+    with psycopg.connect(cluster.primary_dsn, autocommit=True, connect_timeout=5) as conn:
+        jobs = conn.execute(LEFT, (chaos.scope,)).fetchall()
+    return pair + "\njobs not done:\n" + "\n".join(str(row) for row in jobs)
+
+
+LEFT = """
+SELECT j.queue, j.id, j.state, j.attempts, j.next_attempt_at, left(j.error, 200),
+       l.owner, l.locked_until, l.released
+  FROM queuetopia_jobs j
+  LEFT JOIN queuetopia_leases l ON l.scope = j.scope AND l.queue = j.queue
+ WHERE j.scope = %s AND j.state NOT IN ('done', 'cancelled')
+ ORDER BY j.queue, j.id LIMIT 60
+"""
 
 
 def test_the_model_with_a_random_seed(dsn: str, sizes: Sizes) -> None:
