@@ -429,6 +429,12 @@ class Chaos:
         self.proxies.append(proxy)
         return proxy
 
+    def drop_proxy(self, proxy: Proxy) -> None:
+        """Close a proxy whose worker is gone."""
+        proxy.close()
+        with contextlib.suppress(ValueError):
+            self.proxies.remove(proxy)
+
     def proxied_dsn(self, proxy: Proxy) -> str:
         return self.server.dsn_at(proxy.port)
 

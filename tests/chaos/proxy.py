@@ -98,6 +98,11 @@ class Link:
         assert src is not None
         buffer = b""
         startup = upstream  # the client's first message has no type byte
+        # poll, not select: a 20-minute soak opens more than 1,024 descriptors, and
+        # select() refuses those beyond; the pump died and left its link hung, which
+        # the workers saw as a partition that never healed (seed 2478645721).
+        poller = select.poll()
+        poller.register(src, select.POLLIN)
         try:
             while not self.closed.is_set():
                 if self.proxy.mode == "blackhole":
@@ -106,8 +111,7 @@ class Link:
                 if self.proxy.mode == "reset":
                     self.reset()
                     return
-                ready, _, _ = select.select([src], [], [], 0.05)
-                if not ready:
+                if not poller.poll(50):
                     continue
                 chunk = src.recv(65536)
                 if not chunk:
@@ -117,6 +121,9 @@ class Link:
                 buffer, startup = self._forward(buffer, upstream, startup)
         except OSError:
             self.reset()
+        except BaseException:
+            self.reset()  # never a link left open with nobody pumping it
+            raise
 
     def _forward(self, buffer: bytes, upstream: bool, startup: bool) -> tuple[bytes, bool]:
         """Forward every whole message in `buffer`; return the rest."""

@@ -307,6 +307,7 @@ class Soak:
         """Start a new worker in the slot. One that exits at start (the database
         restarting meanwhile) is a finding of the run: recorded, and started again."""
         for _ in range(tries):
+            self.chaos.drop_proxy(slot.proxy)  # its worker is gone: no descriptor kept
             slot.proxy = self.chaos.proxy()
             slot.proc = self.chaos.worker(
                 concurrency=slot.concurrency, dsn=self.chaos.proxied_dsn(slot.proxy), ready=False
