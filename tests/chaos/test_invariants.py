@@ -107,6 +107,28 @@ def test_an_overlap_by_a_stopped_worker_is_explained(two_jobs: tuple[Chaos, int,
     assert measure(chaos) == {"reexecuted": 0, "cut_off": 2, "killed": 0}
 
 
+def test_a_stopped_execution_whose_end_was_never_logged_is_measured(
+    two_jobs: tuple[Chaos, int, int],
+) -> None:
+    """Its end is left to the flusher, which may never write it: the overlap is
+    measured (not an error of the check: seed 3190057975), and counted apart."""
+    chaos, a, b = two_jobs
+    run(chaos, a, 0, 1, 100, 0, None, None)
+    run(chaos, a, 0, 2, 200, 3, 4, prev_error="worker lost: x")
+    run(chaos, b, 1, 1, 200, 4, 4.5)
+    done(chaos, a, 2, 4.1)
+    done(chaos, b, 1, 4.6)
+    assert measure(chaos)["overlaps"] == 2
+    chaos.fault("stop", 100, at(1), at(4.5))
+    report = chaos.check("(self-test)")
+    from .harness import RESULTS
+
+    RESULTS.remove(report)
+    assert (report.overlaps, report.cut_off_overlaps) == (0, 2)
+    assert report.extra["cut_off_never_ended"] == 2
+    assert report.cut_off_overlap_max_s == 1.0  # job 0's retry, 3 s to 4 s
+
+
 def test_a_double_completion_is_caught_unless_a_fault_explains_it(
     two_jobs: tuple[Chaos, int, int],
 ) -> None:
