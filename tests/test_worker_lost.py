@@ -6,9 +6,10 @@ from __future__ import annotations
 import psycopg
 
 from queuetopia import Queuetopia
-from queuetopia.models import Found
+from queuetopia.models import Finish, Found, StepItem, Verdict
 
-from .helpers import record
+from .helpers import record, wait_for
+from .helpers import step as run_step
 from .test_processes import expire, take_lease
 
 
@@ -29,3 +30,67 @@ def test_a_worker_lost_record_carries_the_recovering_lease(topia: Queuetopia, ds
         )  # fmt: skip
         assert recorded is not None and recorded.attempts == 1
         assert recorded.lease_id == new.lease_id != old.lease_id
+
+
+def test_a_job_put_back_that_a_lost_worker_ran_is_not_skipped(topia: Queuetopia, dsn: str) -> None:
+    """Found by the model with a random seed (tests/chaos/test_soak.py, seed
+    1363832097). The queue's worker gives it back with its floor past b (cancelled);
+    an operator retries b (a rewind); a worker takes the queue, searches from the
+    rewind, claims b, and dies. The next holder reads the floor its predecessor's
+    lease row kept: past b, though b is in line again. It recovered b as lost, then
+    searched from that floor and ran c before b's retry (docs/design.md, "The floor")."""
+    ran: list[str] = []
+
+    @topia.action("step", backoff=lambda job: 0.1)
+    def step(name: str) -> None:
+        ran.append(name)
+
+    step.delay("q", name="a")
+    b = step.delay("q", name="b")
+    topia.cancel_job(b.id)
+    with topia.worker(concurrency=1):  # runs a; its stop gives q back with its floor
+        wait_for(lambda: ran == ["a"])
+    topia.retry_job(b.id)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        lost = take_lease(conn, topia.scope, "lost-owner")
+        assert lost.found is Found.CLAIMED and lost.job is not None and lost.job.id == b.id
+        expire(conn, topia.scope)
+    step.delay("q", name="c")
+    with topia.worker(concurrency=1):
+        wait_for(lambda: len(ran) == 3, timeout=20, what="a, b and c to run")
+    assert ran == ["a", "b", "c"]
+    recovered = topia.get_job(b.id)
+    assert recovered is not None and recovered.attempts == 2  # the lost attempt counted
+
+
+def test_a_job_put_back_under_a_live_lease_is_not_skipped_once_its_worker_dies(
+    topia: Queuetopia, dsn: str
+) -> None:
+    """The same, with the rewind found by the holder's own step: it marks the rewind
+    seen in its lease row, so that row's floor must come back to it too."""
+    ran: list[str] = []
+
+    @topia.action("step", backoff=lambda job: 0.1)
+    def step(name: str) -> None:
+        ran.append(name)
+
+    step.delay("q", name="a")
+    b = step.delay("q", name="b")
+    topia.cancel_job(b.id)
+    with topia.worker(concurrency=1):
+        wait_for(lambda: ran == ["a"])
+    step.delay("q", name="c")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        held = take_lease(conn, topia.scope, "lost-owner")
+        assert held.found is Found.CLAIMED and held.job is not None
+        topia.retry_job(b.id)  # while c runs: b is back in line, before it
+        ran.append("c")
+        done = Finish(held.job, Verdict.DONE, None, None, None)
+        item = StepItem("q", held.lease, held.floor, held.seen, done, claim=True)
+        found = run_step(conn, topia.scope, item, owner="lost-owner")
+        assert found.found is Found.CLAIMED and found.job is not None and found.job.id == b.id
+        expire(conn, topia.scope)
+    step.delay("q", name="d")
+    with topia.worker(concurrency=1):
+        wait_for(lambda: len(ran) == 4, timeout=20, what="b and d to run")
+    assert ran == ["a", "c", "b", "d"]

@@ -109,7 +109,18 @@ WITH input AS (
            locked_until = CASE WHEN l.locked_until <= now() THEN EXCLUDED.locked_until
                                ELSE l.locked_until END,
            owner = EXCLUDED.owner, takeover = l.locked_until > now() OR NOT l.released,
-           released = false
+           released = false,
+           -- A rewind before the floor comes into the floor the row keeps, as the
+           -- search below starts there: a step cannot mark it seen in a row it takes,
+           -- and the search clears the queue's rewind position.
+           (floor_at, floor_seq) = (
+               SELECT CASE WHEN w THEN q.rewind_at ELSE l.floor_at END,
+                      CASE WHEN w THEN q.rewind_seq ELSE l.floor_seq END
+                 FROM queuetopia_queues q
+                CROSS JOIN LATERAL (
+                      SELECT l.locked_until <= now() AND q.rewinds > l.rewinds_seen
+                             AND (q.rewind_at, q.rewind_seq) < (l.floor_at, l.floor_seq)) AS r(w)
+                WHERE q.scope = l.scope AND q.queue = l.queue)
      WHERE l.locked_until <= now()
         OR (l.owner = EXCLUDED.owner
             AND (SELECT bool_or(in_retry) FROM input WHERE in_queue = l.queue))
@@ -227,9 +238,11 @@ WITH input AS (
      WHERE (in_claim OR in_acquire) AND (in_id IS NULL OR d IS NOT NULL)
        AND NOT coalesce((d->>1)::bool, false)
 ), unseen AS MATERIALIZED (
-    -- The rewinds to apply, by queue: [lease, rewinds], and the queues' rewind
-    -- positions to clear.
-    SELECT coalesce(jsonb_object_agg(sq, jsonb_build_array(s_lease, s_rewinds))
+    -- The rewinds to apply, by queue: [lease, rewinds, the rewind's position when
+    -- the search starts there], and the queues' rewind positions to clear.
+    SELECT coalesce(jsonb_object_agg(sq, jsonb_build_array(
+                        s_lease, s_rewinds,
+                        CASE WHEN s_rewind THEN jsonb_build_array(s_at, s_seq) END))
                         FILTER (WHERE s_rewinds > s_seen), '{}') AS w_map,
            coalesce(array_agg(sq) FILTER (WHERE s_rewinds > s_seen), '{}') AS w_queues,
            coalesce(jsonb_object_agg(sq, s_rewinds) FILTER (WHERE s_rewound), '{}') AS c_map,
@@ -237,8 +250,19 @@ WITH input AS (
       FROM search
      WHERE s_rewinds > s_seen OR s_rewound
 ), seen AS (
+    -- A search that starts at a rewind also brings the floor the lease row keeps back
+    -- to it: should this holder die, the next one reads that floor, and with the
+    -- rewind seen it searched past the job put back, for good.
     UPDATE queuetopia_leases l
-       SET rewinds_seen = ((SELECT w_map FROM unseen) -> l.queue ->> 1)::bigint
+       SET (rewinds_seen, floor_at, floor_seq) = (
+           SELECT ((SELECT w_map FROM unseen) -> l.queue ->> 1)::bigint,
+                  CASE WHEN (r_at, r_seq) < (l.floor_at, l.floor_seq) THEN r_at
+                       ELSE l.floor_at END,
+                  CASE WHEN (r_at, r_seq) < (l.floor_at, l.floor_seq) THEN r_seq
+                       ELSE l.floor_seq END
+             FROM (SELECT ((SELECT w_map FROM unseen) -> l.queue #>> '{2,0}')::timestamptz,
+                          ((SELECT w_map FROM unseen) -> l.queue #>> '{2,1}')::bigint)
+                  AS r(r_at, r_seq))
      WHERE (SELECT w_queues FROM unseen) <> '{}'  -- rare: not even a scan without one
        AND l.scope = %(scope)s AND l.queue = ANY((SELECT w_queues FROM unseen)::text[])
        AND l.lease_id = ((SELECT w_map FROM unseen) -> l.queue ->> 0)::uuid
