@@ -3,9 +3,11 @@ lost worker, if it comes back, can tell that its outcome was discarded."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import psycopg
 
-from queuetopia import Queuetopia
+from queuetopia import Job, Queuetopia
 from queuetopia.models import Finish, Found, StepItem, Verdict
 
 from .helpers import record, wait_for
@@ -32,13 +34,9 @@ def test_a_worker_lost_record_carries_the_recovering_lease(topia: Queuetopia, ds
         assert recorded.lease_id == new.lease_id != old.lease_id
 
 
-def test_a_job_put_back_that_a_lost_worker_ran_is_not_skipped(topia: Queuetopia, dsn: str) -> None:
-    """Found by the model with a random seed (tests/chaos/test_soak.py, seed
-    1363832097). The queue's worker gives it back with its floor past b (cancelled);
-    an operator retries b (a rewind); a worker takes the queue, searches from the
-    rewind, claims b, and dies. The next holder reads the floor its predecessor's
-    lease row kept: past b, though b is in line again. It recovered b as lost, then
-    searched from that floor and ran c before b's retry (docs/design.md, "The floor")."""
+def _b_cancelled_behind_a(topia: Queuetopia) -> tuple[list[str], Any, Job]:
+    """Queue q: a runs on a worker, b (behind it) cancelled; the worker's stop gives q
+    back with its floor past b. Returns the names run so far, the action, and b."""
     ran: list[str] = []
 
     @topia.action("step", backoff=lambda job: 0.1)
@@ -48,8 +46,19 @@ def test_a_job_put_back_that_a_lost_worker_ran_is_not_skipped(topia: Queuetopia,
     step.delay("q", name="a")
     b = step.delay("q", name="b")
     topia.cancel_job(b.id)
-    with topia.worker(concurrency=1):  # runs a; its stop gives q back with its floor
+    with topia.worker(concurrency=1):
         wait_for(lambda: ran == ["a"])
+    return ran, step, b
+
+
+def test_a_job_put_back_that_a_lost_worker_ran_is_not_skipped(topia: Queuetopia, dsn: str) -> None:
+    """Found by the model with a random seed (tests/chaos/test_soak.py, seed
+    1363832097). An operator retries b (a rewind); a worker takes the queue, searches
+    from the rewind, claims b, and dies. The next holder read the floor its
+    predecessor's lease row kept: past b, though b is in line again. It recovered b as
+    lost, then searched from that floor and ran c before b's retry, and b never ran
+    (docs/design.md, "The floor")."""
+    ran, step, b = _b_cancelled_behind_a(topia)
     topia.retry_job(b.id)
     with psycopg.connect(dsn, autocommit=True) as conn:
         lost = take_lease(conn, topia.scope, "lost-owner")
@@ -68,17 +77,7 @@ def test_a_job_put_back_under_a_live_lease_is_not_skipped_once_its_worker_dies(
 ) -> None:
     """The same, with the rewind found by the holder's own step: it marks the rewind
     seen in its lease row, so that row's floor must come back to it too."""
-    ran: list[str] = []
-
-    @topia.action("step", backoff=lambda job: 0.1)
-    def step(name: str) -> None:
-        ran.append(name)
-
-    step.delay("q", name="a")
-    b = step.delay("q", name="b")
-    topia.cancel_job(b.id)
-    with topia.worker(concurrency=1):
-        wait_for(lambda: ran == ["a"])
+    ran, step, b = _b_cancelled_behind_a(topia)
     step.delay("q", name="c")
     with psycopg.connect(dsn, autocommit=True) as conn:
         held = take_lease(conn, topia.scope, "lost-owner")
