@@ -108,8 +108,7 @@ def _why_not_done(chaos: Chaos) -> str:
     to be looked into (QUEUETOPIA_CHAOS_KEEP=DIR keeps the servers' logs too)."""
     cluster = chaos.server
     pair = cluster.pair.describe() if isinstance(cluster, Cluster) else ""
-    with psycopg.connect(cluster.primary_dsn, autocommit=True, connect_timeout=5) as conn:
-        jobs = conn.execute(LEFT, (chaos.scope,)).fetchall()
+    jobs = chaos.db.rows(LEFT, (chaos.scope,), timeout=10)
     return pair + "\njobs not done:\n" + "\n".join(str(row) for row in jobs)
 
 
