@@ -47,14 +47,17 @@ def listening(chaos: Chaos, proc: WorkerProcess) -> bool:
 
 
 def wake_latencies(chaos: Chaos, procs: list[WorkerProcess], slots: int) -> list[float]:
-    """With every worker idle and listening, enqueue one 1-second job into each of
-    `slots` new queues at once: only the commit notification can wake the workers in
-    time (they poll every minute), and all of them must take part."""
+    """With every worker idle and listening, enqueue one job into each of `slots` new
+    queues at once: only the commit notification can wake the workers in time (they
+    poll every minute), and all of them must take part. The jobs outlast WAKE_BOUND, so
+    a worker woken within the bound finds queues the others could not take yet (with
+    1-second jobs, a worker whose first step waited a second for a pooled connection
+    found them all taken: a CI run failed so)."""
     for proc in procs:
         wait_for(lambda proc=proc: listening(chaos, proc), timeout=30, what="LISTEN to be back")
     tag = f"wake{time.monotonic_ns()}"
     before = now()
-    ids = [chaos.enqueue(f"{tag}-{i}", 0, sleep=1.0) for i in range(slots)]
+    ids = [chaos.enqueue(f"{tag}-{i}", 0, sleep=WAKE_BOUND + 1.0) for i in range(slots)]
     wait_for(
         lambda: all(chaos.executions(job_id=i) for i in ids),
         timeout=IDLE_POLL / 2,
