@@ -21,6 +21,7 @@ from .errors import (
 )
 from .models import Attempt, Job, JobRequest, JobState, OperatorAction, QueueInfo, QueueStatus
 from .operations import Selection
+from .snooze import Snooze
 from .worker import Worker
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "Queuetopia",
     "QueuetopiaError",
     "Selection",
+    "Snooze",
     "StatementCancelled",
     "ValidationError",
     "Worker",

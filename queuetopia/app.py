@@ -482,7 +482,10 @@ class Queuetopia:
         return self._one(job_id, "retry", self.retry_jobs([job_id], by=by, reason=reason))
 
     def cancel_job(self, job_id: int, reason: str = "by operator", *, by: str | None = None) -> Job:
-        """Take a pending or failed job out of its queue; the queue moves on."""
+        """Take a pending or failed job out of its queue; the queue moves on. A running
+        job is cancelled while it runs: the job is returned still running, with the
+        request in its operator log, and ends cancelled once its worker has stopped
+        it, unless it is done first (docs/flow-control.md)."""
         return self._one(job_id, "cancel", self.cancel_jobs([job_id], by=by, reason=reason))
 
     def select_jobs(self, selection: Selection, *, verb: str = "retry") -> list[Job]:

@@ -68,6 +68,8 @@ class LogObserver:
     def job_ended(self, job: Job, outcome: Outcome, seconds: float) -> None:
         if logger.isEnabledFor(logging.INFO):
             verdict = "done" if outcome.ok else first_line(outcome.error or "failed")
+            if outcome.snooze is not None:
+                verdict = f"snoozed for {outcome.snooze:g}s"
             logger.info("end %s in %.3fs: %s", describe(job), seconds, verdict)
 
     def lease_lost(self, queue: str) -> None:

@@ -49,6 +49,18 @@ class PrometheusMetrics:
         self.failed = Counter(
             "queuetopia_jobs_failed", "Attempts that failed.", labels, registry=self.registry
         )
+        self.snoozed = Counter(
+            "queuetopia_jobs_snoozed",
+            "Attempts that snoozed (not counted as attempts).",
+            labels,
+            registry=self.registry,
+        )
+        self.cancelled = Counter(
+            "queuetopia_jobs_cancelled_running",
+            "Attempts an operator cancelled while they ran.",
+            labels,
+            registry=self.registry,
+        )
         self.duration = Histogram(
             "queuetopia_job_duration_seconds", "Attempt duration.", labels, registry=self.registry
         )
@@ -82,7 +94,13 @@ class PrometheusMetrics:
         self.started.labels(job.scope, job.action).inc()
 
     def job_ended(self, job: Job, outcome: Outcome, seconds: float) -> None:
-        (self.succeeded if outcome.ok else self.failed).labels(job.scope, job.action).inc()
+        if outcome.ok:
+            counter = self.succeeded
+        elif outcome.snooze is not None:
+            counter = self.snoozed
+        else:
+            counter = self.failed if outcome.failed else self.cancelled
+        counter.labels(job.scope, job.action).inc()
         self.duration.labels(job.scope, job.action).observe(seconds)
 
     def lease_lost(self, queue: str) -> None:

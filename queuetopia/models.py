@@ -3,6 +3,7 @@ database layer (Lease, Finish, StepItem, Step): the types that cross module boun
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime, timedelta
@@ -13,6 +14,10 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .errors import QueuetopiaError
+
+# An attempt, named by its job's id and the database time it started (attempted_at):
+# a later attempt of the same job never has the same start.
+AttemptId = tuple[int, datetime]
 
 
 class JobState(StrEnum):
@@ -29,28 +34,40 @@ class Interrupt(StrEnum):
     TIMEOUT = "timeout"
     SHUTDOWN = "shutdown"
     LEASE_LOST = "lease lost"
+    CANCELLED = "cancelled"  # an operator cancelled the running job
 
 
 class Verdict(StrEnum):
     """What recording an attempt makes of its job (docs/blocking.md): done, pending
-    again (a retry, or a shutdown's free re-run), failed, or parked (failed out of line
-    for holding its queue blocked past max_blocked)."""
+    again (a retry, or a shutdown's free re-run), failed, parked (failed out of line
+    for holding its queue blocked past max_blocked), snoozed (pending again, its
+    attempt not counted) or cancelled (by an operator, while it ran)."""
 
     DONE = "done"
     PENDING = "pending"
     FAILED = "failed"
     PARKED = "parked"
+    SNOOZED = "snoozed"
+    CANCELLED = "cancelled"
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """How an attempt ended. `interrupted` names why the worker cut it short."""
+    """How an attempt ended. `interrupted` names why the worker cut it short;
+    `snooze`, the seconds the action asked to wait (docs/flow-control.md)."""
 
     ok: bool
     result: Any = None
     error: str | None = None
     interrupted: Interrupt | None = None
     exception: BaseException | None = None
+    snooze: float | None = None
+
+    @property
+    def failed(self) -> bool:
+        """A failed attempt (failure hooks, metrics, traces): not done, not snoozed,
+        not cancelled by an operator."""
+        return not self.ok and self.snooze is None and self.interrupted != Interrupt.CANCELLED
 
 
 class QueueStatus(StrEnum):
@@ -155,7 +172,7 @@ class Job(BaseModel):
     # Who returned the job, for `wait`: a slot, not a field (never compared, dumped or
     # copied). A pydantic private attribute would cost 3 µs at every Job made, and a
     # worker makes one per job it claims.
-    __slots__ = ("_waiter_of",)
+    __slots__ = ("_cancel_flag", "_waiter_of")
 
     id: int
     scope: str
@@ -227,6 +244,25 @@ class Job(BaseModel):
         """This job, remembering what returned it (for `wait`)."""
         object.__setattr__(self, "_waiter_of", waiter)
         return self
+
+    def watching(self, flag: threading.Event) -> Job:
+        """This job, as its running action sees it: `cancel_requested` reads `flag`."""
+        object.__setattr__(self, "_cancel_flag", flag)
+        return self
+
+    @property
+    def snoozed(self) -> bool:
+        """Is the job waiting after its action snoozed (docs/flow-control.md)?"""
+        last = self.attempt_log[-1] if self.attempt_log else None
+        return self.state == JobState.PENDING and last is not None and last.outcome == "snoozed"
+
+    @property
+    def cancel_requested(self) -> bool:
+        """Inside a running action: has an operator cancelled this attempt? Threads
+        the action started are not interrupted; they can poll this at safe points
+        (docs/flow-control.md). False outside an action."""
+        flag: threading.Event | None = getattr(self, "_cancel_flag", None)
+        return flag is not None and flag.is_set()
 
     def wait(self, timeout: float = 30.0) -> Any:
         """The job's result once it is done; see `Queuetopia.wait`."""

@@ -21,7 +21,7 @@ MAX_SELECTION = 10_000
 
 # The states each change applies to.
 RETRYABLE = (JobState.PENDING, JobState.FAILED, JobState.CANCELLED)
-CANCELLABLE = (JobState.PENDING, JobState.FAILED)
+CANCELLABLE = (JobState.PENDING, JobState.FAILED, JobState.RUNNING)
 
 
 @dataclass(frozen=True)

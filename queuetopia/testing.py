@@ -173,7 +173,7 @@ class _Drain:
         ran = time.monotonic() - started
         self.observers.job_ended(job, outcome, ran)
         finish = judge(job, outcome, self._action(job), ran)
-        if self._record(hold, finish) and not outcome.ok:
+        if self._record(hold, finish) and outcome.failed:
             self._failed(hold, finish, outcome)
         return True
 

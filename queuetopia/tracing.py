@@ -79,7 +79,7 @@ class TracingObserver:
             return
         span, token = current
         self._local.current = None
-        if not outcome.ok:
+        if outcome.failed:
             span.set_status(Status(StatusCode.ERROR, (outcome.error or "").splitlines()[0]))
         span.end()
         context.detach(token)

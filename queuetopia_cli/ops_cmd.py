@@ -135,8 +135,8 @@ def cancel(
 ) -> None:
     """Take a pending or failed job, or a selection, out of its queue, which moves on.
 
-    A selection is --queue-pattern, --state, --action and --since. A running job cannot
-    be cancelled."""
+    A selection is --queue-pattern, --state, --action and --since. A running job is
+    stopped by its worker, then ends cancelled (unless it is done first)."""
     selection = _selection(job_id, queue_pattern, state, action, since, limit)
     with open_topia(app_spec, dsn, verbose, log_format) as topia:
         if selection is None:

@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from queuetopia import Job, OperatorAction, QueueInfo
+from queuetopia import Job, JobState, OperatorAction, QueueInfo
 from queuetopia.durations import span
 
 # Output to a file or pipe is laid out 120 columns wide unless $COLUMNS says otherwise
@@ -278,6 +278,11 @@ def retried(before: Job, after: Job) -> str:
 
 
 def cancelled(before: Job, after: Job) -> str:
+    if after.state == JobState.RUNNING:
+        return (
+            f"cancel requested for {_about(after)}: its worker stops it, then it ends"
+            f" cancelled and queue {after.queue!r} moves on (unless it is done first)"
+        )
     return (
         f"cancelled {_about(after)}: {before.state.value} → {after.state.value}; "
         f"queue {after.queue!r} moves on"

@@ -23,7 +23,7 @@ from queuetopia_cli.common import parse_duration
 from queuetopia_cli.main import app
 
 from .apps.shop import SCOPE_ENV, build
-from .helpers import wait_for
+from .helpers import take, wait_for
 
 APP = "tests.apps.shop:topia"
 
@@ -330,6 +330,17 @@ def test_cancel_in_a_terminal_asks_for_the_reason(
     job = send_mail(shop, "mail")
     ok("cancel", APP, str(job.id), input="customer asked\n")
     assert (state_of(shop, job).error or "").startswith("cancelled: customer asked")
+
+
+def test_cancel_of_a_running_job_says_its_worker_stops_it(shop: Queuetopia) -> None:
+    job = send_mail(shop, "mail")
+    with shop.connection() as conn:  # claimed by a worker (a test's lease)
+        assert take(conn, shop.scope, "mail").job.id == job.id
+    out = ok("cancel", APP, str(job.id), "--reason", "wrong address").stdout
+    assert f"cancel requested for job {job.id}" in " ".join(out.split())
+    asked = state_of(shop, job)
+    assert asked.state == JobState.RUNNING
+    assert asked.operator_log[-1].reason == "wrong address"
 
 
 def test_cancel_refuses_a_done_job(shop: Queuetopia) -> None:

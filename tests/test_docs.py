@@ -49,6 +49,13 @@ SCRIPTS = {
         "{'speed': 'standard', 'tracking': 'TRK-17'}",
         "{'EUR': 1.0, 'USD': 1.08}",
     ],
+    "flow_control.py": [
+        "sales.csv stock.csv",
+        "1 ['done', 'snoozed']",
+        "running",
+        "cancelled cancelled: the site asked us to stop",
+        "cancelled ops",
+    ],
     "retries.py": [
         "charge 800 for acme gave up",
         "job 1 attempt 1/1 failed: 800 cents is over the limit of acme",

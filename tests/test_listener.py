@@ -43,6 +43,12 @@ def hostile_payloads(scope: str) -> list[str]:
         json.dumps([scope, "x" * 7000]),  # huge (the limit is 8000 bytes)
         json.dumps([scope, "\u2603 \U0001f600 \u0000"]),  # unicode, NUL escaped in JSON
         json.dumps([scope, "q\ud800"]),  # a lone surrogate, escaped
+        # Cancels (docs/flow-control.md): of no job here, or not well formed.
+        json.dumps({"scope": scope, "cancel": [[999_999_999, "2026-12-06T10:00:00+00:00"]]}),
+        json.dumps({"scope": scope, "cancel": [[1, "2026-13-45T99:00:00+00:00"]]}),
+        json.dumps({"scope": scope, "cancel": [[1, None]]}),
+        json.dumps({"scope": scope, "cancel": {"1": "x"}}),
+        json.dumps({"scope": [scope], "cancel": []}),
     ]
 
 

@@ -61,6 +61,8 @@ class ModelJob:
     not_before: int | None = None  # hour of the next attempt after a failed one
     failing: bool = False  # has failed attempts since its last success
     visible: bool = True  # its producer has committed
+    cancel_asked: bool = False  # an operator cancelled it while it ran
+    snoozed: bool = False  # its last attempt snoozed: waiting, not blocked
 
     @property
     def in_line(self) -> bool:
@@ -137,13 +139,13 @@ class QueueMachine(RuleBasedStateMachine):
             return "running"
         if head is None:
             return "idle"
-        if head.state == "failed" or head.failing:
+        if head.state == "failed" or (head.failing and not head.snoozed):
             return "blocked"
         return "waiting"
 
     def fail(self, job: ModelJob, backoff: int) -> str:
         """A failed attempt (rules 4, 5); returns the state it leaves the job in."""
-        job.failing = True
+        job.failing, job.snoozed = True, False
         if job.attempts >= job.max_attempts:
             job.state, job.not_before = "failed", None
         else:
@@ -289,6 +291,10 @@ class QueueMachine(RuleBasedStateMachine):
         [found] = self.step(self.item(queue, finish=finish, claim=True))
         assert found.recorded
         assert self.fail(job, backoff) == state
+        if job.cancel_asked:  # a cancel asked while it ran wins over the lost attempt
+            job.state, job.not_before, job.snoozed = "cancelled", None, False
+        stored = self.topia.get_job(job.id)
+        assert stored is not None and stored.state == job.state
         self.holds[queue].searched(found)
         if found.searched:
             self.claimed(queue, found, backoff)
@@ -310,28 +316,42 @@ class QueueMachine(RuleBasedStateMachine):
         for item, found in zip(items, self.step(*items), strict=True):
             assert item.finish is not None
             stored = self.topia.get_job(item.finish.job.id)
-            assert found.recorded and stored is not None and stored.state == item.finish.state
+            expected = self.jobs[item.finish.job.id]
+            assert found.recorded and stored is not None and stored.state == expected.state
+            assert stored.attempts == expected.attempts
             self.holds[item.queue].searched(found)
             if item.claim and found.searched:
                 self.claimed(item.queue, found, 0)
-            elif item.claim:  # the job stayed in line (retry, blocking failure): no search
+            elif item.claim:  # the job stayed in line (retry, snooze, blocking failure): no search
                 # It is the head, unless an operator put an earlier job back in line
                 # while it ran; the worker finds that one at its next claim (a rewind).
                 finished, head = self.jobs[item.finish.job.id], self.head(item.queue)
                 assert finished.in_line and head is not None and head.key <= finished.key
 
     def outcome(self, data: st.DataObject, queue: str) -> StepItem:
-        """Draw how the running job of `queue` ended and apply it to the model."""
-        ok, backoff = data.draw(st.booleans()), data.draw(st.integers(0, 1))
+        """Draw how the running job of `queue` ended and apply it to the model: done,
+        failed, or snoozed (pending again, held since now, its attempt given back;
+        docs/flow-control.md). A cancel asked while it ran turns any end but done
+        into cancelled."""
+        how = data.draw(st.sampled_from(["done", "failed", "snoozed"]))
+        backoff = data.draw(st.integers(0, 1))
         running = self.inflight.pop(queue)
         job = self.jobs[running.id]
-        if ok:
+        if how == "done":
             job.state, job.failing, job.not_before = "done", False, None
-            state = "done"
+            job.snoozed, state = False, "done"
+        elif how == "snoozed":
+            job.state, job.failing, job.not_before = "pending", True, self.hour + backoff
+            job.attempts, job.snoozed = job.attempts - 1, True
+            state = "snoozed"
         else:
             state = self.fail(job, backoff)
-        seconds = None if ok else backoff * HOUR.total_seconds()
-        finish = Finish(running, Verdict(state), None if ok else "boom", None, seconds)
+        if job.cancel_asked and how != "done":
+            job.state, job.not_before, job.snoozed = "cancelled", None, False
+            job.attempts += 1 if how == "snoozed" else 0  # a cancel charges the attempt
+        seconds = None if how == "done" else backoff * HOUR.total_seconds()
+        error = "boom" if how == "failed" else None
+        finish = Finish(running, Verdict(state), error, None, seconds)
         return self.item(queue, finish=finish, claim=data.draw(st.booleans()))
 
     @precondition(lambda self: set(self.holds) - set(self.inflight))
@@ -425,6 +445,11 @@ class QueueMachine(RuleBasedStateMachine):
         job = self.jobs[data.draw(st.sampled_from(sorted(self.jobs)))]
         if not job.visible or job.queue == self.busy_queue():
             return  # an operator's change waits for the open producer's lock
+        if job.state == "running":  # its worker stops it; recorded when it ends
+            asked = self.topia.cancel_job(job.id)
+            assert asked.state == "running"
+            job.cancel_asked = True
+            return
         if job.state not in ("pending", "failed"):
             try:
                 self.topia.cancel_job(job.id)

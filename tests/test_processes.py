@@ -208,7 +208,8 @@ def test_a_stale_claim_cannot_record_claim_renew_or_release(topia: Queuetopia, d
         assert topia.get_job(job.id) == running  # nothing changed, not even updated_at
         stale_claim = claim(conn, topia.scope, old, owner="old-owner")
         assert stale_claim.lease is None and stale_claim.found is None
-        assert steps.lease_renew(conn, scope=topia.scope, ttl=30.0, leases=[(old, None)]) == set()
+        renewed = steps.lease_renew(conn, scope=topia.scope, ttl=30.0, leases=[(old, None)])
+        assert renewed == (set(), [])
         steps.lease_release(conn, scope=topia.scope, releases=[(old, None, 0)])
         owner = conn.execute(
             "SELECT owner, lease_id, locked_until > now() FROM queuetopia_leases WHERE scope = %s",

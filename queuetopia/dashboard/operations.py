@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from ..errors import InvalidTransition, JobNotFound
+from ..models import JobState
 from . import readings
 from .context import dashboard_of, path_for
 
@@ -32,8 +33,9 @@ async def cancel(request: Request) -> Response:
     reason = form.get("reason", "").strip() or "by operator"
     topia = dashboard_of(request).topia
 
-    def cancel_job(job_id: int) -> Any:
-        return topia.cancel_job(job_id, reason)
+    def cancel_job(job_id: int) -> str:
+        running = topia.cancel_job(job_id, reason).state == JobState.RUNNING
+        return "cancelling" if running else "cancelled"
 
     return await _on_job(request, job_id, "cancelled", cancel_job)
 
@@ -49,10 +51,11 @@ async def resume(request: Request) -> Response:
 
 
 async def _on_job(request: Request, job_id: int, done: str, call: Callable[[int], Any]) -> Response:
-    """Run `call(job_id)`; back to the job page, saying what happened or why not."""
+    """Run `call(job_id)`; back to the job page, saying what happened (`done`, or
+    what `call` returns, if a string) or why not."""
     dashboard = dashboard_of(request)
     try:
-        await run_in_threadpool(call, job_id)
+        said = await run_in_threadpool(call, job_id)
     except JobNotFound:
         raise HTTPException(404, f"no job {job_id} in scope {dashboard.topia.scope!r}") from None
     except InvalidTransition as exc:
@@ -65,6 +68,7 @@ async def _on_job(request: Request, job_id: int, done: str, call: Callable[[int]
             message="",
             problem=str(exc),
         )
+    done = said if isinstance(said, str) else done
     return RedirectResponse(path_for(request, "job", job_id=job_id, done=done), 303)
 
 

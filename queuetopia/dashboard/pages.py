@@ -21,6 +21,8 @@ LINE_PAGE = 50
 JOB_PAGE_MESSAGES = {
     "retried": "Retried: the job is due now, at its place in its queue.",
     "cancelled": "Cancelled: its queue moves on.",
+    "cancelling": "Cancel requested: its worker stops it, then its queue moves on"
+    " (unless it is done first).",
 }
 QUEUE_PAGE_MESSAGES = {
     "paused": "Paused: the queue starts no new job (a running one finishes).",

@@ -12,9 +12,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 
 from ..backoff import Spell, jittered
 from ..errors import QueuetopiaError, ValidationError
+from ..models import AttemptId
 from ..validation import check_name
 from .connections import Database
 from .queries import CHANNEL
@@ -39,6 +41,52 @@ def notify_payload(scope: str, queues: list[str]) -> str:
     return text
 
 
+# Most attempts one cancel payload names (each about 60 bytes).
+MAX_CANCELS = 100
+
+
+def cancel_payloads(scope: str, attempts: list[AttemptId]) -> list[str]:
+    """The payloads that tell the workers of `scope` that running attempts were
+    cancelled (docs/flow-control.md): {"scope", "cancel": [[job id, attempted_at]]}.
+    An attempt is named by its start, so a cancel never reaches a later attempt."""
+    named = [[job_id, at.isoformat()] for job_id, at in attempts]
+    return [
+        json.dumps({"scope": scope, "cancel": named[i : i + MAX_CANCELS]}, separators=(",", ":"))
+        for i in range(0, len(named), MAX_CANCELS)
+    ]
+
+
+def parse_cancel(payload: str) -> tuple[str, list[AttemptId]] | None:
+    """(scope, attempts) from a cancel payload, or None for anything else (any role
+    may notify: a payload is untrusted input)."""
+    try:
+        value = json.loads(payload)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("scope"), str):
+        return None
+    named = value.get("cancel")
+    if not isinstance(named, list) or len(named) > MAX_CANCELS:
+        return None
+    attempts = [_claim(item) for item in named]
+    if any(a is None for a in attempts):
+        return None
+    return value["scope"], [a for a in attempts if a is not None]
+
+
+def _claim(item: object) -> AttemptId | None:
+    if not isinstance(item, list) or len(item) != 2 or not isinstance(item[1], str):
+        return None
+    job_id, at = item
+    if type(job_id) is not int or not 0 < job_id < 2**63 or len(at) > 40:
+        return None
+    try:
+        started = datetime.fromisoformat(at)
+    except ValueError:
+        return None
+    return (job_id, started) if started.tzinfo is not None else None
+
+
 def _is_name(queue: str) -> bool:
     try:
         check_name("queue", queue)
@@ -61,7 +109,8 @@ def parse_payload(payload: str) -> tuple[str, list[str]] | None:
 class Listener:
     """Calls `on_notify(queue)` for each notification of `scope` ("" means any queue),
     and `on_notify("")` after every (re)connect; `on_health(healthy)` when it connects
-    or loses its connection, and `on_exit()` if its thread ends before `stop()`."""
+    or loses its connection, `on_exit()` if its thread ends before `stop()`, and
+    `on_cancel((job id, attempted_at))` for each attempt a cancel payload names."""
 
     def __init__(
         self,
@@ -70,12 +119,14 @@ class Listener:
         on_notify: Callable[[str], None],
         on_health: Callable[[bool], None] = lambda _healthy: None,
         on_exit: Callable[[], None] = lambda: None,
+        on_cancel: Callable[[AttemptId], None] = lambda _attempt: None,
     ) -> None:
         self._database = database
         self._scope = scope
         self._on_notify = on_notify
         self._on_health = on_health
         self._on_exit = on_exit
+        self._on_cancel = on_cancel
         self._stopped = threading.Event()
         self._healthy = False
         self._thread = threading.Thread(target=self._run, name="queuetopia-listener", daemon=True)
@@ -145,6 +196,11 @@ class Listener:
                     last_ping = time.monotonic()
 
     def _dispatch(self, payload: str) -> None:
+        cancel = parse_cancel(payload)
+        if cancel is not None and cancel[0] == self._scope:
+            for attempt in cancel[1]:
+                self._on_cancel(attempt)
+            return
         parsed = parse_payload(payload)
         if parsed is not None and parsed[0] == self._scope:
             for queue in parsed[1]:

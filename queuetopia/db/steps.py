@@ -15,7 +15,7 @@ from uuid import UUID
 
 from psycopg.types.json import Jsonb
 
-from ..models import Found, Job, Lease, Position, Step, StepItem
+from ..models import AttemptId, Finish, Found, Job, Lease, Position, Step, StepItem, Verdict
 from . import queries
 from .rows import AsyncConn, Conn, fetch, fetch_async, job_of, transaction
 from .store import job_prune_batch
@@ -92,11 +92,13 @@ def _item_record(item: StepItem) -> dict[str, Any]:
         "in_claim": item.claim,
         "in_id": None if finish is None else finish.job.id,
         # What the job's attempts are once recorded: a retried step recognises its
-        # first try's record by them.
-        "in_attempts": None
-        if finish is None
-        else finish.job.attempts - (0 if finish.started else 1),
+        # first try's record by them. An attempt not started, or snoozed, is given back.
+        "in_attempts": None if finish is None else finish.job.attempts - _given_back(finish),
     }
+
+
+def _given_back(finish: Finish) -> int:
+    return 1 if not finish.started or finish.state == Verdict.SNOOZED else 0
 
 
 def _finish_record(item: StepItem) -> dict[str, Any]:
@@ -218,9 +220,9 @@ def lease_release(conn: Conn, *, scope: str, releases: Sequence[Release]) -> dic
 
 def lease_renew(
     conn: Conn, *, scope: str, ttl: float, leases: Sequence[tuple[Lease, Position | None]]
-) -> set[str]:
+) -> tuple[set[str], list[AttemptId]]:
     """Renew the leases, storing each queue's floor; the queues renewed (a lease
-    missing is lost)."""
+    missing is lost), and the jobs running under them that an operator cancelled."""
     params = {
         "scope": scope,
         "ttl": float(ttl),
@@ -229,7 +231,9 @@ def lease_renew(
         "floor_ats": [None if floor is None else floor[0] for _, floor in leases],
         "floor_seqs": [None if floor is None else floor[1] for _, floor in leases],
     }
-    return {row["queue"] for row in fetch(conn, queries.LEASE_RENEW, params)}
+    rows = fetch(conn, queries.LEASE_RENEW, params)
+    cancels = [(c[0], datetime.fromisoformat(c[1])) for r in rows if (c := r["cancel"])]
+    return {row["queue"] for row in rows}, cancels
 
 
 def queue_next_due(conn: Conn, *, scope: str, owner: str, queues: list[str] | None) -> float | None:

@@ -8,9 +8,9 @@ from typing import Any, LiteralString
 
 from psycopg.types.json import Jsonb
 
-from ..models import Job, LeaseInfo, MinuteCounts, QueueInfo, QueueStatus, Signature
+from ..models import Job, JobState, LeaseInfo, MinuteCounts, QueueInfo, QueueStatus, Signature
 from . import queries
-from .notify import notify_payload
+from .notify import cancel_payloads, notify_payload
 from .rows import AsyncConn, Conn, fetch, fetch_async, job_of, transaction
 from .translate import translate_errors
 
@@ -137,6 +137,13 @@ def jobs_change(
         if queues:
             queue_touch(conn, scope=scope, queues=queues)
             scope_notify(conn, scope, *queues)
+        running = [
+            (job.id, job.attempted_at)
+            for job in changed
+            if job.state == JobState.RUNNING and job.attempted_at is not None
+        ]
+        for payload in cancel_payloads(scope, running):
+            fetch(conn, queries.SCOPE_NOTIFY, {"payload": payload})
     return changed
 
 
@@ -213,7 +220,7 @@ def queue_status(paused: bool, head: Job | None, running: bool = False) -> Queue
         return QueueStatus.RUNNING
     if head is None:
         return QueueStatus.IDLE
-    if head.state == "failed" or head.failing_since is not None:
+    if head.state == "failed" or (head.failing_since is not None and not head.snoozed):
         return QueueStatus.BLOCKED
     return QueueStatus.WAITING
 

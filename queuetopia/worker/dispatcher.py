@@ -382,11 +382,13 @@ class Dispatcher:
             turn.handing_off = False
             self._release([turn], wake=True)
             return
-        if state is Verdict.PENDING:
+        if state in (Verdict.PENDING, Verdict.SNOOZED):
             self._wait_until(turn, after.backoff or 0.0)  # type: ignore[union-attr]
         elif state in (Verdict.FAILED, Verdict.PARKED) and after is not None:
             if after.job.on_exhausted != "block" or state is Verdict.PARKED:
                 self.due.setdefault(turn.hold.queue, time.monotonic())  # it moves on
+        elif state is Verdict.CANCELLED:
+            self.due.setdefault(turn.hold.queue, time.monotonic())  # it moves on
         elif state is Verdict.DONE:
             # Its turn is over while other queues wait: behind them (it keeps its lease;
             # if it waits long, the handoff gives it to a worker with a free slot).
@@ -473,7 +475,7 @@ class Dispatcher:
         self._submit(turn, claim=go_on, finish=finish)
         if not go_on:
             self.fill()  # the slot goes to the queue that has waited longest
-        if not outcome.ok and self.kit.registry.failure_hooks(job.action):
+        if outcome.failed and self.kit.registry.failure_hooks(job.action):
             self._failed[job.id] = outcome  # the hooks run once it is recorded
 
     async def _hooks(self, turn: Turn, job: Job, outcome: Outcome) -> None:

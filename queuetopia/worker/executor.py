@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import MAX_ERROR_BYTES, JobTimeout, ValidationError, capped, redact
 from ..models import Interrupt, Outcome
+from ..snooze import Snooze
 from ..validation import DEFAULT_MAX_RESULT_BYTES, check_storable
 
 if TYPE_CHECKING:
@@ -59,9 +60,13 @@ class Execution:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[Any] | None = None
+        # What `job.cancel_requested` reads inside the action (docs/flow-control.md).
+        self.cancel_flag = threading.Event()
 
     def interrupt(self, reason: Interrupt) -> None:
         exc = JobTimeout if reason is Interrupt.TIMEOUT else Interrupted
+        if reason is Interrupt.CANCELLED:
+            self.cancel_flag.set()
         with self._lock:
             if not self._active or self.reason is not None:
                 return
@@ -165,7 +170,7 @@ def execute(
     if isinstance(prepared, Outcome):
         return prepared
     assert action is not None  # _prepare returned an outcome otherwise
-    execution = Execution(job.timeout)
+    execution = _execution(job, prepared)
     on_start(execution)
     key = watchdog().watch(execution)
     try:
@@ -196,7 +201,7 @@ async def execute_async(
         return prepared
     task = asyncio.current_task()
     assert task is not None  # called from a task by contract
-    execution = Execution(job.timeout)
+    execution = _execution(job, prepared)
     execution.attach(asyncio.get_running_loop(), task)
     on_start(execution)
     key = watchdog().watch(execution)
@@ -234,6 +239,15 @@ def _prepare(job: Job, action: Action[Any, Any] | None) -> dict[str, Any] | Outc
     return kwargs
 
 
+def _execution(job: Job, kwargs: dict[str, Any]) -> Execution:
+    """The execution of `job`'s attempt; the action's `job` parameter, if it takes
+    one, reads the execution's cancel flag."""
+    execution = Execution(job.timeout)
+    if "job" in kwargs:
+        kwargs["job"] = kwargs["job"].watching(execution.cancel_flag)
+    return execution
+
+
 def _done(execution: Execution, key: int) -> None:
     execution.finish()
     watchdog().forget(key)
@@ -249,6 +263,8 @@ def _scrubbed(action: Action[Any, Any], job: Job, outcome: Outcome) -> Outcome:
 def _success(job: Job, execution: Execution, value: Any, max_result_bytes: int) -> Outcome:
     if execution.reason is not None:
         return _cut_short(execution)
+    if isinstance(value, Snooze):
+        return Outcome(ok=False, snooze=value.seconds)
     if isinstance(value, BaseException):
         return Outcome(ok=False, error=_describe(value), exception=value)
     return Outcome(ok=True, result=_result(job, value, max_result_bytes))
@@ -257,6 +273,8 @@ def _success(job: Job, execution: Execution, value: Any, max_result_bytes: int) 
 def _failure(execution: Execution, exc: BaseException) -> Outcome:
     if execution.reason is not None:
         return _cut_short(execution)
+    if isinstance(exc, Snooze):
+        return Outcome(ok=False, snooze=exc.seconds)
     return Outcome(ok=False, error=_describe(exc), exception=exc)
 
 
@@ -267,6 +285,8 @@ def _cut_short(execution: Execution) -> Outcome:
             error=f"timeout: the job ran past its timeout of {execution.timeout:g}s",
             interrupted=Interrupt.TIMEOUT,
         )
+    if execution.reason is Interrupt.CANCELLED:
+        return Outcome(ok=False, error="cancelled while it ran", interrupted=Interrupt.CANCELLED)
     return Outcome(ok=False, error=f"interrupted: {execution.reason}", interrupted=execution.reason)
 
 

@@ -126,7 +126,12 @@ class Heartbeat:
             if self._conn is None or self._conn.closed:
                 self._conn = self._database.connect_worker()
             leases = [(hold.lease, hold.floor) for hold in held]
-            return steps.lease_renew(self._conn, scope=self._scope, ttl=self._ttl, leases=leases)
+            renewed, cancelled = steps.lease_renew(
+                self._conn, scope=self._scope, ttl=self._ttl, leases=leases
+            )
+        for attempt in cancelled:  # a cancel whose notification was lost
+            self._holds.cancel(attempt)
+        return renewed
 
     def _drop_connection(self) -> None:
         if self._conn is not None:

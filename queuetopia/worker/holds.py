@@ -15,9 +15,10 @@ import socket
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from ..models import Found, Interrupt, Job, Lease, Position, Step
+from ..models import AttemptId, Found, Interrupt, Job, Lease, Position, Step
 from . import failstop
 from .executor import Execution
 
@@ -26,6 +27,35 @@ TRUST_SHARE = 0.8
 # under it) is tried again at most this share of lock_ttl apart after a failure: the
 # bound on outages of docs/guarantees.md ("Outages") rests on both shares.
 RETRY_SHARE = 1 / 20
+
+
+# Cancels asked of jobs this worker does not run (yet): at most this many are kept.
+KEEP_CANCELS = 10_000
+
+
+class Cancels:
+    """Attempts an operator cancelled that this worker may yet start (a job claimed
+    ahead, or one whose claim and cancel cross): interrupted as they start."""
+
+    def __init__(self) -> None:
+        self._ids: OrderedDict[AttemptId, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, attempt: AttemptId) -> None:
+        with self._lock:
+            self._ids[attempt] = None
+            while len(self._ids) > KEEP_CANCELS:
+                self._ids.popitem(last=False)
+
+    def pop(self, attempt: AttemptId | None) -> bool:
+        if attempt is None:
+            return False
+        with self._lock:
+            return self._ids.pop(attempt, False) is None
+
+
+def attempt_of(job: Job) -> AttemptId | None:
+    return None if job.attempted_at is None else (job.id, job.attempted_at)
 
 
 def node_identity(name: str | None = None) -> tuple[str, str]:
@@ -55,6 +85,7 @@ class Hold:
     job: Job | None = None  # the job of `execution`
     started_at: float = 0.0  # time.monotonic() when `execution` started
     lock: threading.Lock = field(default_factory=threading.Lock)
+    cancels: Cancels | None = None  # the worker's, read as an execution starts
 
     @property
     def queue(self) -> str:
@@ -108,6 +139,8 @@ class Hold:
             execution.interrupt(Interrupt.LEASE_LOST)
         elif now > self.trusted_until:
             self.lose()
+        elif self.cancels is not None and self.cancels.pop(attempt_of(job)):
+            execution.interrupt(Interrupt.CANCELLED)
 
     def fenced(self, job: Job) -> Job:
         """`job` as its action sees it: with this lease's fencing token."""
@@ -136,11 +169,12 @@ class Holds:
         self._grace = lock_ttl * failstop.GRACE_SHARE
         self._held: dict[str, Hold] = {}
         self._lock = threading.Lock()
+        self._cancels = Cancels()
 
     def take(self, lease: Lease, started: float, floor: Position | None, seen: int) -> Hold:
         """Hold `lease`, trusted from `started` (when the statement that took it was
         sent: the database's lock_ttl runs from a moment after that)."""
-        hold = Hold(lease, started + self.window, floor, seen)
+        hold = Hold(lease, started + self.window, floor, seen, cancels=self._cancels)
         with self._lock:
             self._held[lease.queue] = hold
         return hold
@@ -168,6 +202,19 @@ class Holds:
 
     def renewed(self, hold: Hold, started: float) -> None:
         hold.trusted_until = started + self.window
+
+    def cancel(self, attempt: AttemptId) -> None:
+        """An operator cancelled `attempt`: interrupt it if it runs here, else should
+        it start here (docs/flow-control.md). Any thread. Noted before the holds are
+        looked at: an execution starting meanwhile finds it."""
+        self._cancels.add(attempt)
+        for hold in self.all():
+            with hold.lock:
+                running = hold.job is not None and attempt_of(hold.job) == attempt
+                execution = hold.execution if running else None
+            if execution is not None:
+                self._cancels.pop(attempt)
+                execution.interrupt(Interrupt.CANCELLED)
 
     def interrupt_all(self, reason: Interrupt) -> None:
         for hold in self.all():

@@ -23,7 +23,8 @@ def judge(job: Job, outcome: Outcome, action: Action[Any, Any] | None, ran: floa
     error = None if outcome.error is None else storable(outcome.error)
     blocks = _blocks(job, verdict) and outcome.interrupted != Interrupt.SHUTDOWN
     if blocks and (over := _blocked_too_long(job, action, ran)):
-        verdict, backoff, error = Verdict.PARKED, None, f"{error}\n\n{over}"
+        verdict, backoff = Verdict.PARKED, None
+        error = over if error is None else f"{error}\n\n{over}"
     return Finish(job, verdict, error, outcome.result, backoff)
 
 
@@ -44,6 +45,10 @@ def _verdict(
 ) -> tuple[Verdict, float | None]:
     if outcome.ok:
         return Verdict.DONE, None
+    if outcome.snooze is not None:  # not an attempt: neither counted nor failed
+        return Verdict.SNOOZED, outcome.snooze
+    if outcome.interrupted == Interrupt.CANCELLED:
+        return Verdict.CANCELLED, None
     if outcome.interrupted == Interrupt.SHUTDOWN:
         return Verdict.PENDING, 0.0  # the attempt counts, but no backoff is charged
     if job.attempts >= job.max_attempts:
@@ -56,7 +61,7 @@ def _verdict(
 def _blocks(job: Job, verdict: Verdict) -> bool:
     """Does the job stay at its queue's head, holding the queue back?"""
     exhausted_blocks = verdict is Verdict.FAILED and job.on_exhausted == "block"
-    return verdict is Verdict.PENDING or exhausted_blocks
+    return verdict in (Verdict.PENDING, Verdict.SNOOZED) or exhausted_blocks
 
 
 def _backoff(job: Job, action: Action[Any, Any] | None) -> float:
@@ -71,7 +76,7 @@ def _backoff(job: Job, action: Action[Any, Any] | None) -> float:
 
 def _blocked_too_long(job: Job, action: Action[Any, Any] | None, ran: float) -> str | None:
     """Why `job` is parked instead of retried, or None (docs/blocking.md): it has held
-    its queue blocked, since its first failed attempt, for longer than its action's
+    its queue, since its first failed or snoozed attempt, for longer than its action's
     max_blocked. The database's now is the attempt's start (the database clock, from
     the claim) plus how long the attempt ran."""
     limit = action.config.max_blocked if action else None

@@ -205,6 +205,7 @@ class Worker:
             self._notified,
             on_health=self._observers.listener_health,
             on_exit=self._listener_ended,
+            on_cancel=self._holds.cancel,
         )
         self._listener.start()
 

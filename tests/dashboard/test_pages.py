@@ -24,7 +24,7 @@ from queuetopia.dashboard import create_app
 from queuetopia.dashboard.history import BlockedHistory
 from queuetopia.testing import drain
 
-from ..helpers import wait_for
+from ..helpers import take, wait_for
 from .conftest import Shop
 
 TOKEN = re.compile(r'name="csrf_token" value="([0-9a-f]+)"')
@@ -532,3 +532,24 @@ def test_the_charts_reread_only_the_last_minutes_between_full_reads(
     monkeypatch.setattr(counts, "FULL_EVERY", 0.0)
     full = cache.per_minute(shop.topia, None)  # the whole hour: the moved job is found
     assert sum(c.done for c in full[-2:]) == 1 and sum(c.done for c in full) == 2
+
+
+def test_a_running_job_has_a_cancel_button_that_requests_the_cancel(
+    client: TestClient, shop: Shop
+) -> None:
+    job = shop.topia.actions["send_mail"].delay("mail:running", to="a@b")
+    with shop.topia.connection() as conn:  # claimed by a worker (a test's lease)
+        assert take(conn, shop.topia.scope, "mail:running").job.id == job.id
+    path = f"/jobs/{job.id}"
+    assert 'id="cancel"' in client.get(path).text
+    response = client.post(
+        f"{path}/cancel",
+        data={"csrf_token": token(client, path), "reason": "wrong address"},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303
+    page = client.get(response.headers["location"]).text
+    assert "Cancel requested: its worker stops it" in page
+    running = shop.topia.get_job(job.id)
+    assert running is not None and running.state == JobState.RUNNING
+    assert running.operator_log[-1].reason == "wrong address"

@@ -156,38 +156,51 @@ WITH input AS (
      WHERE in_id IS NOT NULL AND NOT in_acquire
 ), rec AS (
     -- A job claimed ahead and given back unstarted (f.unstarted) gets its attempt
-    -- back, and keeps its error, log and failing time: it did not run.
+    -- back, and keeps its error, log and failing time: it did not run. A snooze
+    -- (docs/flow-control.md) is pending again, its attempt not counted, logged, and
+    -- holds its queue as a failure does (failing_since: since when the head has held
+    -- it). A job an operator asked to cancel while it ran (cancel_request) ends
+    -- cancelled, whatever its attempt made of it, unless it is done: the request and
+    -- the attempt's own end meet on this row, so exactly one of them wins.
     UPDATE queuetopia_jobs j
        SET (state, lease_id, on_exhausted, done_at, result, error, next_attempt_at,
-            failing_since, attempt_log, attempts, updated_at) = (
-           SELECT CASE WHEN f.state = 'parked' THEN 'failed' ELSE f.state END,
+            failing_since, attempt_log, attempts, cancel_request, updated_at) = (
+           SELECT CASE v.st WHEN 'parked' THEN 'failed' WHEN 'snoozed' THEN 'pending'
+                            ELSE v.st END,
                   f.lease,
-                  CASE WHEN f.state = 'parked' THEN 'skip' ELSE j.on_exhausted END,
-                  CASE WHEN f.state IN ('done', 'failed', 'parked') THEN now() END,
+                  CASE WHEN v.st = 'parked' THEN 'skip' ELSE j.on_exhausted END,
+                  CASE WHEN v.st IN ('done', 'failed', 'parked', 'cancelled') THEN now() END,
                   f.result,
-                  coalesce(f.error, j.error),
-                  CASE WHEN f.state = 'pending'
+                  CASE WHEN v.st = 'cancelled' AND j.cancel_request IS NOT NULL
+                       THEN 'cancelled: ' || (j.cancel_request ->> 'reason')
+                            || coalesce(E'\nlast error: ' || j.error, '')
+                       ELSE coalesce(f.error, j.error) END,
+                  CASE WHEN v.st IN ('pending', 'snoozed')
                        THEN now() + make_interval(secs => f.backoff) END,
-                  CASE WHEN f.state = 'done' THEN NULL
+                  CASE WHEN v.st = 'done' THEN NULL
                        WHEN f.unstarted THEN j.failing_since
                        ELSE coalesce(j.failing_since, now()) END,
                   CASE
                       WHEN f.unstarted THEN j.attempt_log
-                      WHEN f.state = 'done' AND j.attempt_log = '[]' THEN j.attempt_log
+                      WHEN v.st = 'done' AND j.attempt_log = '[]' THEN j.attempt_log
                       ELSE (CASE WHEN jsonb_array_length(j.attempt_log) >= 20
                                  THEN j.attempt_log - 0 ELSE j.attempt_log END)
                            || jsonb_build_array(jsonb_build_object(
                                   'attempt', j.attempts, 'started_at', j.attempted_at,
                                   'ended_at', now(), 'node', j.attempted_by,
-                                  'outcome', CASE f.state WHEN 'pending' THEN 'retry'
-                                                          ELSE f.state END,
+                                  'outcome', CASE v.st WHEN 'pending' THEN 'retry'
+                                                       ELSE v.st END,
                                   'error', left(f.error, 2000)))
                   END,
-                  j.attempts - CASE WHEN f.unstarted THEN 1 ELSE 0 END,
+                  j.attempts - CASE WHEN f.unstarted OR v.st = 'snoozed' THEN 1 ELSE 0 END,
+                  NULL::jsonb,
                   now()
              FROM jsonb_to_record(%(batch)s::jsonb -> 'finishes' -> j.id::text)
                   AS f(lease uuid, state text, error text, result jsonb, backoff float8,
-                       unstarted bool))
+                       unstarted bool)
+            CROSS JOIN LATERAL (
+                  SELECT CASE WHEN j.cancel_request IS NOT NULL AND f.state <> 'done'
+                              THEN 'cancelled' ELSE f.state END) AS v(st))
      WHERE j.id = ANY((SELECT r_ids FROM recs)::bigint[]) AND j.scope = %(scope)s
        -- A value the planner cannot see: with the literal it may scan the partial
        -- index of the running jobs, every one of the scope, for each step.

@@ -2,6 +2,9 @@
 -- each queue's floor with it (docs/design.md, "The floor"): a worker that takes a
 -- queue over from this one, dead or alive, starts its search there.
 -- A queue missing from the result is lost: its lease expired or was taken over.
+-- `cancel` names the attempt ([job id, attempted_at]) running under the lease that an
+-- operator asked to cancel (docs/flow-control.md): the worker learns it here should
+-- the notification be lost.
 -- The rows are locked in queue order, so two heartbeats (or a heartbeat and a
 -- takeover) never deadlock.
 -- Plans stay linear in the leases whatever the statistics (as in job_step.sql): each
@@ -28,4 +31,8 @@ UPDATE queuetopia_leases l
        floor_at = ((SELECT held_floors FROM held) -> l.queue ->> 0)::timestamptz,
        floor_seq = ((SELECT held_floors FROM held) -> l.queue ->> 1)::bigint
  WHERE l.ctid = ANY((SELECT held_rows FROM held)::tid[])
-RETURNING l.queue
+RETURNING l.queue,
+          (SELECT jsonb_build_array(j.id, j.attempted_at) FROM queuetopia_jobs j
+            WHERE j.scope = l.scope AND j.queue = l.queue AND j.state = 'running'
+              AND j.lease_id = l.lease_id AND j.cancel_request IS NOT NULL
+            LIMIT 1) AS cancel
