@@ -19,7 +19,16 @@ from .errors import (
     StatementCancelled,
     ValidationError,
 )
-from .models import Attempt, Job, JobRequest, JobState, OperatorAction, QueueInfo, QueueStatus
+from .models import (
+    Attempt,
+    Job,
+    JobRequest,
+    JobState,
+    OperatorAction,
+    QueueInfo,
+    QueueStatus,
+    RateLimit,
+)
 from .operations import Selection
 from .snooze import Snooze
 from .worker import Worker
@@ -48,6 +57,7 @@ __all__ = [
     "QueueStatus",
     "Queuetopia",
     "QueuetopiaError",
+    "RateLimit",
     "Selection",
     "Snooze",
     "StatementCancelled",

@@ -29,7 +29,8 @@ from .durations import positive_seconds, seconds
 from .engine import Engine
 from .enqueue import Producer
 from .errors import InvalidTransition, JobNotFound, QueuetopiaError, ValidationError
-from .models import Job, JobRequest, JobState, LeaseInfo, MinuteCounts, QueueInfo
+from .limits import limit_params
+from .models import Job, JobRequest, JobState, LeaseInfo, MinuteCounts, QueueInfo, RateLimit
 from .operations import Selection
 from .periodic import Periodic
 from .registry import Registry
@@ -476,6 +477,13 @@ class Queuetopia:
         with self.connection() as conn:
             return store.queue_list(conn, scope=self.scope)
 
+    def get_queue(self, queue: str) -> QueueInfo | None:
+        """The queue named, as `list_queues` shows it; None if the scope has none."""
+        check_name("queue", queue)
+        with self.connection() as conn:
+            found = store.queue_list(conn, scope=self.scope, queue=queue)
+        return found[0] if found else None
+
     def retry_job(self, job_id: int, *, by: str | None = None, reason: str | None = None) -> Job:
         """Make a pending, failed or cancelled job due now, at its place in line.
         `by` (default: the OS user) and `reason` are recorded on the job."""
@@ -559,6 +567,39 @@ class Queuetopia:
                 f"its unique key {job.unique_key!r}"
             )
         raise InvalidTransition(f"cannot {verb} job {job_id}: it is {job.state.value}")
+
+    # -- rate limits (docs/flow-control.md) ---------------------------------------------
+
+    def set_limit(
+        self,
+        name: str,
+        *,
+        queues: str,
+        rate: str | tuple[int, float | timedelta],
+        burst: int = 1,
+        shared: bool = False,
+        by: str | None = None,
+    ) -> RateLimit:
+        """Create or replace the rate limit `name`: job starts in the queues matching
+        `queues` (a name or glob) at most `rate` ('10/s', '100/min', or (count,
+        period)), bursts of `burst`; each queue on its own budget, or `shared`."""
+        params = limit_params(name, queues, rate, burst, shared)
+        params["by"] = operations.signature(by, None).by
+        with self.connection() as conn:
+            return store.limit_set(conn, scope=self.scope, limit=params)
+
+    def list_limits(self) -> list[RateLimit]:
+        with self.connection() as conn:
+            return store.limit_list(conn, scope=self.scope)
+
+    def remove_limit(self, name: str) -> RateLimit:
+        """Remove the rate limit `name` (the queues it covered start at once)."""
+        check_name("limit", name)
+        with self.connection() as conn:
+            removed = store.limit_remove(conn, scope=self.scope, name=name)
+        if removed is None:
+            raise ValidationError(f"no rate limit {name!r} in scope {self.scope!r}")
+        return removed
 
     def pause_queue(self, queue: str, *, by: str | None = None, reason: str | None = None) -> None:
         """A paused queue starts no new job; a running one finishes. `by` (default:

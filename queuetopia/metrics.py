@@ -122,7 +122,7 @@ class _BlockedCollector:
 
     def collect(self) -> Iterator[Any]:
         with self.topia.connection() as conn:
-            blocked, oldest = store.queue_blocked_stats(conn, scope=self.topia.scope)
+            blocked, oldest, rated = store.queue_blocked_stats(conn, scope=self.topia.scope)
         labels = ["scope"]
         count = GaugeMetricFamily(
             "queuetopia_queues_blocked", "Queues whose head is failing.", labels=labels
@@ -134,5 +134,12 @@ class _BlockedCollector:
             labels=labels,
         )
         age.add_metric([self.topia.scope], oldest)
+        waiting = GaugeMetricFamily(
+            "queuetopia_queues_rate_limited",
+            "Queues whose due head waits for a rate limit's budget.",
+            labels=labels,
+        )
+        waiting.add_metric([self.topia.scope], rated)
         yield count
         yield age
+        yield waiting

@@ -20,6 +20,20 @@ from .errors import QueuetopiaError
 AttemptId = tuple[int, datetime]
 
 
+PERIODS = {"s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def format_rate(count: int, period: float) -> str:
+    """'10/s', '100/min', '5/2h', '3/0.5s': how a rate is written (queuetopia.limits)."""
+    for unit, size in PERIODS.items():
+        if period == size:
+            return f"{count}/{unit}"
+    for unit, size in reversed(PERIODS.items()):
+        if period % size == 0:
+            return f"{count}/{period / size:.0f}{unit}"
+    return f"{count}/{period!r}s"
+
+
 class JobState(StrEnum):
     PENDING = "pending"
     RUNNING = "running"
@@ -307,6 +321,33 @@ class QueueInfo(BaseModel):
     failed: int = 0
     oldest_failed_at: datetime | None = None
     operator_log: list[OperatorAction] = Field(default_factory=list)
+    # Its head is due but waits for a rate limit's budget until then; which limits
+    # (docs/flow-control.md).
+    rate_limited_until: datetime | None = None
+    rate_limited_by: str | None = None
+
+
+class RateLimit(BaseModel):
+    """A rate limit on the job starts of the queues matching `queues` (a glob): at most
+    `count` per `period` seconds, with bursts of `burst`; each queue on its own budget,
+    or, `shared`, all on one (docs/flow-control.md)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    scope: str
+    name: str
+    queues: str
+    shared: bool
+    count: int
+    period: float
+    burst: int
+    set_by: str | None = None
+    set_at: datetime | None = None
+
+    @property
+    def rate(self) -> str:
+        """The rate as it is written: '10/s', '100/min', '5/2h'."""
+        return format_rate(self.count, self.period)
 
 
 # -- the worker's data path (docs/design.md) ----------------------------------------
@@ -402,3 +443,4 @@ class Step:
     found: Found | None
     job: Job | None
     db_now: datetime
+    rated: float | None = None  # its due head waits this long for a rate limit's token

@@ -59,4 +59,4 @@ def job(
         if json:
             typer.echo(render.to_json(found))
         else:
-            render.show(render.job_view(found))
+            render.show(render.job_view(found, topia.get_queue(found.queue)))

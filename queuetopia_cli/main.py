@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from . import dashboard_cmd, enqueue_cmd, inspect_cmd, jobs_cmd, migrate_cmd, ops_cmd
+from . import dashboard_cmd, enqueue_cmd, inspect_cmd, jobs_cmd, limit_cmd, migrate_cmd, ops_cmd
 from .common import App, Dsn, LogFormat, LogFormatOption, Verbose, open_topia
 from .errors import user_errors
 from .logs import setup_logging
@@ -90,6 +90,7 @@ for command in (
     dashboard_cmd.dashboard,
 ):
     app.command()(command)
+app.add_typer(limit_cmd.limit, name="limit")
 
 
 def main() -> None:

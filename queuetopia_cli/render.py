@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from queuetopia import Job, JobState, OperatorAction, QueueInfo
+from queuetopia import Job, JobState, OperatorAction, QueueInfo, RateLimit
 from queuetopia.durations import span
 
 # Output to a file or pipe is laid out 120 columns wide unless $COLUMNS says otherwise
@@ -109,8 +109,15 @@ def next_attempt(info: QueueInfo) -> str:
         return "needs an operator"
     if info.paused:
         return "when resumed"
+    if info.rate_limited_until is not None:
+        return rate_limited(info)
     due = _due(head)
     return when(due) if due > datetime.now(due.tzinfo) else "due now"
+
+
+def rate_limited(info: QueueInfo) -> str:
+    """'rate limited (webhooks), next in 2s': a due head waiting for its budget."""
+    return f"rate limited ({info.rate_limited_by}), next {when(info.rate_limited_until)}"
 
 
 def _failed(info: QueueInfo) -> Text:
@@ -184,8 +191,9 @@ def jobs_table(jobs: Sequence[Job]) -> Table:
     return table
 
 
-def job_view(job: Job) -> RenderableType:
-    """Everything about one job: its fields, params and result as JSON, the full error."""
+def job_view(job: Job, queue: QueueInfo | None = None) -> RenderableType:
+    """Everything about one job: its fields, params and result as JSON, the full error;
+    with its `queue`, whether it waits there for a rate limit's budget."""
     fields = Table.grid(padding=(0, 2))
     fields.add_column(style="bold")
     fields.add_column(overflow="fold")
@@ -199,7 +207,7 @@ def job_view(job: Job) -> RenderableType:
         ("timeout", f"{job.timeout:g}s"),
         ("max backoff", f"{job.max_backoff:g}s"),
         ("scheduled at", stamp(job.scheduled_at)),
-        ("next attempt at", stamp(job.next_attempt_at)),
+        ("next attempt at", stamp(job.next_attempt_at) + (" (snoozed)" if job.snoozed else "")),
         ("attempted at", stamp(job.attempted_at)),
         ("attempted by", job.attempted_by or "—"),
         ("failing since", stamp(job.failing_since)),
@@ -208,6 +216,10 @@ def job_view(job: Job) -> RenderableType:
         ("inserted at", stamp(job.inserted_at)),
         ("updated at", stamp(job.updated_at)),
     ]
+    head = queue is not None and queue.head is not None and queue.head.id == job.id
+    if head and queue is not None and queue.rate_limited_until is not None:
+        until = stamp(queue.rate_limited_until)
+        rows.insert(5, ("rate limited", f"by {queue.rate_limited_by}, next at {until}"))
     for name, value in rows:
         fields.add_row(name, value)
     parts: list[RenderableType] = [
@@ -287,6 +299,22 @@ def cancelled(before: Job, after: Job) -> str:
         f"cancelled {_about(after)}: {before.state.value} → {after.state.value}; "
         f"queue {after.queue!r} moves on"
     )
+
+
+def limits_table(limits: Sequence[RateLimit]) -> Table:
+    table = Table("limit", "queues", "budget", "rate", "burst", "set by", "set at")
+    for item in limits:
+        budget = "shared" if item.shared else "per queue"
+        table.add_row(
+            item.name,
+            item.queues,
+            budget,
+            item.rate,
+            str(item.burst),
+            item.set_by or "",
+            when(item.set_at) if item.set_at else "",
+        )
+    return table
 
 
 def next_due(job: Job) -> str:

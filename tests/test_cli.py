@@ -645,3 +645,43 @@ def test_log_format_is_checked(shop: Queuetopia) -> None:
     ok("inspect", APP, "--log-format", "json", "-v")
     result = cli("inspect", APP, "--log-format", "xml")
     assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+# -- rate limits (docs/flow-control.md) ---------------------------------------------------
+
+
+def test_limit_set_list_and_remove(shop: Queuetopia, wide: None) -> None:
+    out = ok("limit", "set", APP, "hooks", "--queues", "mail:*", "--rate", "10/s").stdout
+    assert "limit 'hooks': queues 'mail:*' (each on its own budget) start at most 10/s" in out
+    made = as_json("limit", "set", APP, "partner", "--queues", "p:*", "--rate", "100/min",
+                   "--burst", "5", "--shared")  # fmt: skip
+    assert (made["count"], made["period"], made["burst"], made["shared"]) == (100, 60.0, 5, True)
+    listed = as_json("limit", "list", APP)
+    assert [lim["name"] for lim in listed] == ["hooks", "partner"]
+    table = ok("limit", "list", APP).stdout
+    assert "hooks" in table and "per queue" in table and "100/min" in table
+    assert "removed limit 'hooks'" in ok("limit", "remove", APP, "hooks").stdout
+    assert [lim["name"] for lim in as_json("limit", "list", APP)] == ["partner"]
+
+
+def test_limit_mistakes_are_one_line_errors_that_write_nothing(shop: Queuetopia) -> None:
+    bad_rate = cli("limit", "set", APP, "x", "--queues", "mail:*", "--rate", "lots")
+    assert "a rate is COUNT/PERIOD" in assert_one_line_error(bad_rate, code=2)
+    no_burst = cli("limit", "set", APP, "x", "--queues", "q", "--rate", "1/s", "--burst", "0")
+    assert "burst" in assert_one_line_error(no_burst, code=2)
+    missing = cli("limit", "remove", APP, "nope")
+    assert "no rate limit 'nope'" in assert_one_line_error(missing, code=2)
+    assert shop.list_limits() == []
+
+
+def test_inspect_and_job_show_a_queue_waiting_for_its_rate_limit(
+    shop: Queuetopia, wide: None
+) -> None:
+    shop.set_limit("slow-mail", queues="mail", rate="1/h")
+    send_mail(shop, "mail")
+    waiting = send_mail(shop, "mail")
+    drain(shop)
+    assert "rate limited (slow-mail), next in 59m" in ok("inspect", APP).stdout
+    [info] = [q for q in as_json("inspect", APP) if q["queue"] == "mail"]
+    assert info["rate_limited_by"] == "slow-mail" and info["rate_limited_until"]
+    assert "by slow-mail, next at" in ok("job", APP, str(waiting.id)).stdout

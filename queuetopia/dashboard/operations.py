@@ -65,6 +65,7 @@ async def _on_job(request: Request, job_id: int, done: str, call: Callable[[int]
             "job.html",
             status_code=409,
             job=readings.shown(dashboard.topia, job) if job else None,
+            rated=None,
             message="",
             problem=str(exc),
         )

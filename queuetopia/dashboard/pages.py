@@ -39,6 +39,7 @@ async def overview(request: Request) -> Response:
     queues, rows, counts = await run_in_threadpool(_overview_data, request)
     shown = [row for row in rows if readings.matches(row, pattern, status)]
     per_minute = await _counts(request, None)
+    limits = await run_in_threadpool(dashboard.topia.list_limits)
     return dashboard.render(
         request,
         "overview.html",
@@ -51,6 +52,7 @@ async def overview(request: Request) -> Response:
         status=status,
         statuses=[s.value for s in STATUS_ORDER],
         charts=_charts(request, queues, None, per_minute),
+        limits=limits,
     )
 
 
@@ -125,10 +127,13 @@ async def job(request: Request) -> Response:
     found = await run_in_threadpool(dashboard.topia.get_job, job_id)
     if found is None:
         raise HTTPException(404, f"no job {job_id} in scope {dashboard.topia.scope!r}")
+    queue = await run_in_threadpool(dashboard.topia.get_queue, found.queue)
+    rated = queue if queue and queue.head and queue.head.id == found.id else None
     return dashboard.render(
         request,
         "job.html",
         job=readings.shown(dashboard.topia, found),
+        rated=rated if rated and rated.rate_limited_until else None,
         message=JOB_PAGE_MESSAGES.get(request.query_params.get("done", ""), ""),
         problem="",
     )

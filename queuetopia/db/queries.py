@@ -51,6 +51,9 @@ LEASE_BARRIER: LiteralString
 LEASE_LIST: LiteralString
 LEASE_RELEASE: LiteralString
 LEASE_RENEW: LiteralString
+LIMIT_LIST: LiteralString
+LIMIT_REMOVE: LiteralString
+LIMIT_SET: LiteralString
 PERIODIC_ADVANCE: LiteralString
 PERIODIC_LOCK: LiteralString
 PERIODIC_REGISTER: LiteralString

@@ -139,6 +139,9 @@ class _Reply:
         self.recorded = set(summary["recorded"])
         self.searched: dict[str, list[Any]] = summary["searched"]
         self.rewound: dict[str, list[Any]] = summary["rewound"]
+        # Heads a rate limit held back, by queue: seconds until they may start.
+        held: dict[str, list[Any]] = summary.get("rated") or {}
+        self.rated = {queue: float(wait) for queue, wait in held.values()}
         self.now = now
 
     def step(self, item: StepItem, row: dict[str, Any] | None) -> Step:
@@ -167,6 +170,7 @@ class _Reply:
             found=None if row is None else Found(row["outcome"]),
             job=None if row is None else _job(row),
             db_now=self.now,
+            rated=self.rated.get(queue),
         )
 
 

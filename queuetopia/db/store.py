@@ -4,11 +4,21 @@ steps.py): each function runs one named statement on the connection it is given
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, LiteralString
 
 from psycopg.types.json import Jsonb
 
-from ..models import Job, JobState, LeaseInfo, MinuteCounts, QueueInfo, QueueStatus, Signature
+from ..models import (
+    Job,
+    JobState,
+    LeaseInfo,
+    MinuteCounts,
+    QueueInfo,
+    QueueStatus,
+    RateLimit,
+    Signature,
+)
 from . import queries
 from .notify import cancel_payloads, notify_payload
 from .rows import AsyncConn, Conn, fetch, fetch_async, job_of, transaction
@@ -186,8 +196,10 @@ def queue_select(conn: Conn, *, scope: str, pattern: str) -> list[tuple[str, boo
     return [(r["queue"], r["paused"]) for r in rows]
 
 
-def queue_list(conn: Conn, *, scope: str) -> list[QueueInfo]:
-    return [_queue_info(scope, r) for r in fetch(conn, queries.QUEUE_LIST, {"scope": scope})]
+def queue_list(conn: Conn, *, scope: str, queue: str | None = None) -> list[QueueInfo]:
+    """Every queue of the scope, or the one named."""
+    rows = fetch(conn, queries.QUEUE_LIST, {"scope": scope, "queue": queue})
+    return [_queue_info(scope, r) for r in rows]
 
 
 def _queue_info(scope: str, row: dict[str, Any]) -> QueueInfo:
@@ -203,6 +215,7 @@ def _queue_info(scope: str, row: dict[str, Any]) -> QueueInfo:
         blocked_since=head.failing_since if head and status == QueueStatus.BLOCKED else None,
         last_error=head.error if head else None,
         next_attempt_at=head.next_attempt_at if head else None,
+        **_rated(head, row["rated"], row["db_now"]),
         locked_by=row["locked_by"],
         locked_until=row["locked_until"],
         failed=row["failed"],
@@ -225,6 +238,36 @@ def queue_status(paused: bool, head: Job | None, running: bool = False) -> Queue
     return QueueStatus.WAITING
 
 
+def _rated(head: Job | None, rated: list[Any] | None, now: datetime) -> dict[str, Any]:
+    """A due head's wait for a rate limit's budget, for QueueInfo."""
+    if head is None or head.state != "pending" or not rated or rated[0] is None:
+        return {}
+    if max(head.scheduled_at, head.next_attempt_at or head.scheduled_at) > now:
+        return {}  # it waits for its own time first
+    return {"rate_limited_until": datetime.fromisoformat(rated[0]), "rate_limited_by": rated[1]}
+
+
+def limit_set(conn: Conn, *, scope: str, limit: dict[str, Any]) -> RateLimit:
+    """Create or replace a rate limit, and wake the workers (a queue that waited for
+    the old budget may start now)."""
+    with transaction(conn):
+        row = fetch(conn, queries.LIMIT_SET, {"scope": scope, **limit})[0]
+        scope_notify(conn, scope)
+    return RateLimit.model_validate(row)
+
+
+def limit_list(conn: Conn, *, scope: str) -> list[RateLimit]:
+    return [RateLimit.model_validate(r) for r in fetch(conn, queries.LIMIT_LIST, {"scope": scope})]
+
+
+def limit_remove(conn: Conn, *, scope: str, name: str) -> RateLimit | None:
+    with transaction(conn):
+        rows = fetch(conn, queries.LIMIT_REMOVE, {"scope": scope, "name": name})
+        if rows:
+            scope_notify(conn, scope)
+    return RateLimit.model_validate(rows[0]) if rows else None
+
+
 def job_prune_batch(conn: Conn, *, scope: str, older_than: float, batch: int) -> int:
     with translate_errors(), conn.cursor() as cur:
         cur.execute(
@@ -234,10 +277,11 @@ def job_prune_batch(conn: Conn, *, scope: str, older_than: float, batch: int) ->
         return cur.rowcount
 
 
-def queue_blocked_stats(conn: Conn, *, scope: str) -> tuple[int, float]:
-    """(queues blocked, seconds the oldest blocked head has been failing)."""
+def queue_blocked_stats(conn: Conn, *, scope: str) -> tuple[int, float, int]:
+    """(queues blocked, seconds the oldest blocked head has been failing, queues whose
+    due head waits for a rate limit's budget)."""
     row = fetch(conn, queries.QUEUE_BLOCKED_STATS, {"scope": scope})[0]
-    return int(row["blocked"]), float(row["oldest"])
+    return int(row["blocked"]), float(row["oldest"]), int(row["rated"])
 
 
 # -- reads for the dashboard (docs/dashboard.md) ------------------------------------

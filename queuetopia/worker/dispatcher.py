@@ -360,7 +360,8 @@ class Dispatcher:
         turn.idle_since = time.monotonic()
         if job is not None and not step.paused and job.state is JobState.PENDING:
             due = max(job.scheduled_at, job.next_attempt_at or job.scheduled_at)
-            self._wait_until(turn, (due - step.db_now).total_seconds())
+            wait = (due - step.db_now).total_seconds()
+            self._wait_until(turn, wait if step.rated is None else max(wait, step.rated))
         self._again_if_wanted(turn)
 
     def _recover(self, turn: Turn, job: Job) -> None:

@@ -553,3 +553,18 @@ def test_a_running_job_has_a_cancel_button_that_requests_the_cancel(
     running = shop.topia.get_job(job.id)
     assert running is not None and running.state == JobState.RUNNING
     assert running.operator_log[-1].reason == "wrong address"
+
+
+def test_a_queue_waiting_for_its_rate_limit_says_so_and_the_limits_are_listed(
+    client: TestClient, shop: Shop
+) -> None:
+    shop.topia.set_limit("mail-rate", queues="mail:*", rate="1/h", by="ops")
+    send = shop.topia.actions["send_mail"]
+    send.delay("mail:rated", to="a@b")
+    second = send.delay("mail:rated", to="c@d")
+    assert drain(shop.topia).done == 1  # the hour's one token is spent
+    overview = client.get("/").text
+    assert "rate limited (mail-rate), next in 59m" in overview
+    assert 'id="limits"' in overview and "mail:*" in overview and "1/h" in overview
+    page = client.get(f"/jobs/{second.id}").text
+    assert 'id="rated"' in page and "by mail-rate, next at" in page

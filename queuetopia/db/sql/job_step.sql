@@ -52,8 +52,9 @@
 -- held [queues whose lease, ours, is still live], taken {queue: [lease, token,
 -- floor_at, floor_seq, seen, takeover]}, due [queues to take that were due, taken or
 -- not, for want of a slot], recorded [queues whose attempt was recorded], searched
--- {queue: [quiet, rewinds, paused]} and rewound {queue: [search_at, search_seq]} for
--- the searches that started at a rewind rather than at the floor. A found job's
+-- {queue: [quiet, rewinds, paused]}, rewound {queue: [search_at, search_seq]} for
+-- the searches that started at a rewind rather than at the floor, and rated {job id:
+-- [queue, seconds]} for the heads a rate limit held back (NULL: none). A found job's
 -- `outcome` is 'claimed' (the job, now running), 'head' (the head as it is: not due,
 -- paused, blocked, or running under our lease: a claim whose reply was lost) or
 -- 'zombie' (a lost worker's running job).
@@ -304,21 +305,37 @@ WITH input AS (
             LIMIT 1) AS z
      WHERE s_zombies
 ), head AS (
-    SELECT sq AS hq, s_lease AS head_lease, s_paused AS head_paused, n.id AS head_id
+    SELECT sq AS hq, s_lease AS head_lease, s_paused AS head_paused, n.id AS head_id,
+           n.scheduled_at AS head_at, n.due AS head_due
       FROM search CROSS JOIN LATERAL (
-           SELECT h.id FROM queuetopia_jobs h
+           SELECT h.id, h.scheduled_at,
+                  h.state = 'pending' AND h.scheduled_at <= now()
+                  AND coalesce(h.next_attempt_at, h.scheduled_at) <= now() AS due
+             FROM queuetopia_jobs h
             WHERE h.scope = %(scope)s AND h.queue = sq AND h.in_line
               AND (h.scheduled_at, h.seq) >= (s_at, s_seq)
               AND h.id IS DISTINCT FROM s_skip
             ORDER BY h.scheduled_at, h.seq
             LIMIT 1) AS n
      WHERE sq NOT IN (SELECT zq FROM zombie)
+), rated AS MATERIALIZED (
+    -- Rate limits (docs/flow-control.md): the heads about to be claimed in queues a
+    -- limit covers take a token of each, longest waiting first, or are held back:
+    -- {job id: [queue, seconds until it may start]}. Looked at only when the scope
+    -- has a limit: otherwise one probe of queuetopia_limits per step, and no call.
+    SELECT queuetopia_rate_take(%(scope)s, array_agg(head_id ORDER BY head_at, head_id),
+                                array_agg(hq ORDER BY head_at, head_id)) AS r_held
+      FROM head
+     WHERE NOT head_paused AND head_due
+       AND EXISTS (SELECT 1 FROM queuetopia_limits WHERE scope = %(scope)s)
+    HAVING count(*) > 0
 ), heads AS MATERIALIZED (
     -- The heads to claim, by job id: the lease each is claimed under.
     SELECT coalesce(array_agg(head_id), '{}') AS h_ids,
            jsonb_object_agg(head_id::text, head_lease) AS h_map
       FROM head
      WHERE NOT head_paused
+       AND NOT coalesce((SELECT r_held ? head_id::text FROM rated), false)
 ), claimed AS (
     UPDATE queuetopia_jobs j
        SET state = 'running', attempts = j.attempts + 1, attempted_at = now(),
@@ -365,7 +382,8 @@ WITH input AS (
                               FROM search),
                'rewound', (SELECT coalesce(jsonb_object_agg(sq, jsonb_build_array(
                                       s_at, s_seq)), '{}')
-                             FROM search WHERE s_rewind))
+                             FROM search WHERE s_rewind),
+               'rated', (SELECT r_held FROM rated))
                AS step, now() AS db_now
 )
 SELECT step.*, found.* FROM step LEFT JOIN found ON false

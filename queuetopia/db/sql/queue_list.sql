@@ -1,5 +1,7 @@
 -- One row per queue of the scope with its head, lease and count of jobs in line, and
 -- its failed jobs (those the queue moved past, counted from the failed-jobs index).
+-- `rated`: when the queue's next start fits every rate limit covering it, if one has
+-- no token now, and the names of those limits (docs/flow-control.md).
 SELECT q.queue, q.paused, now() AS db_now,
        EXISTS (SELECT 1 FROM queuetopia_jobs r
                 WHERE r.scope = q.scope AND r.queue = q.queue AND r.state = 'running')
@@ -10,7 +12,20 @@ SELECT q.queue, q.paused, now() AS db_now,
        (SELECT to_jsonb(h) FROM queuetopia_jobs h
          WHERE h.scope = q.scope AND h.queue = q.queue AND h.in_line
          ORDER BY h.scheduled_at, h.seq LIMIT 1) AS head,
-       q.operator_log, coalesce(f.failed, 0) AS failed, f.oldest_failed_at
+       q.operator_log, coalesce(f.failed, 0) AS failed, f.oldest_failed_at,
+       (SELECT jsonb_build_array(
+                   max(now() + make_interval(secs => (1 - t.tokens) * l.period / l.count)),
+                   string_agg(l.name, ', ' ORDER BY l.name))
+          FROM queuetopia_limits l
+          LEFT JOIN queuetopia_buckets b
+            ON b.scope = l.scope AND b.name = l.name
+           AND b.key = CASE WHEN l.shared THEN '' ELSE q.queue END
+         CROSS JOIN LATERAL (
+               SELECT coalesce(least(l.burst, b.tokens + l.count / l.period
+                                     * greatest(extract(epoch FROM now() - b.refilled_at), 0)),
+                               l.burst)) AS t(tokens)
+         WHERE l.scope = q.scope AND q.queue LIKE l.pattern AND t.tokens < 1
+        HAVING count(*) > 0) AS rated
   FROM queuetopia_queues q
   LEFT JOIN queuetopia_leases l
     ON l.scope = q.scope AND l.queue = q.queue AND l.locked_until > now()
@@ -20,5 +35,5 @@ SELECT q.queue, q.paused, now() AS db_now,
               WHERE f.scope = %(scope)s AND f.state = 'failed'
               GROUP BY f.queue) AS f
     ON f.failed_queue = q.queue
- WHERE q.scope = %(scope)s
+ WHERE q.scope = %(scope)s AND (%(queue)s::text IS NULL OR q.queue = %(queue)s)
  ORDER BY q.queue
