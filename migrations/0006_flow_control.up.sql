@@ -6,6 +6,13 @@
 -- records it, and however late the request reached it.
 ALTER TABLE queuetopia_jobs ADD COLUMN IF NOT EXISTS cancel_request jsonb;
 
+-- Jobs that wait for other jobs: `depends_on` names the jobs (of the same scope) that
+-- must be done before this one may start. `wake` lists the queues whose heads wait for
+-- this job: the worker step that finds such a head writes it here, and the step that
+-- records this job done notifies them (docs/flow-control.md).
+ALTER TABLE queuetopia_jobs ADD COLUMN IF NOT EXISTS depends_on bigint[];
+ALTER TABLE queuetopia_jobs ADD COLUMN IF NOT EXISTS wake text[];
+
 -- Rate limits: a limit covers the queues whose name matches `pattern` (a LIKE
 -- pattern, from the glob `queues`); each covered queue has a budget of its own, or,
 -- `shared`, all of them draw from one. A budget is a token bucket: `burst` tokens at

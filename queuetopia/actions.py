@@ -59,6 +59,7 @@ class JobOptions:
     max_attempts: int | None = None
     max_backoff: float | None = None
     unique_key: str | None = None
+    after: tuple[Any, ...] = ()  # jobs (or ids) that must be done first
 
 
 @dataclass(frozen=True)
@@ -256,13 +257,22 @@ class Action(Generic[P, R]):
         max_backoff: float | timedelta | None = None,
         connection: Conn | AsyncConn | None = None,
         unique_key: str | None = None,
+        after: Sequence[Any] = (),
     ) -> BoundAction:
         """The same action with per-job options for the jobs enqueued through it.
 
         With `unique_key`, an enqueue returns the job already in line with that key
-        in the queue, if any, instead of writing a new one (docs/unique-jobs.md)."""
+        in the queue, if any, instead of writing a new one (docs/unique-jobs.md).
+        With `after` (jobs, or their ids), the jobs start only once every job named
+        is done (docs/flow-control.md)."""
         options = JobOptions(
-            optional_seconds(timeout), max_attempts, optional_seconds(max_backoff), unique_key
+            optional_seconds(timeout),
+            max_attempts,
+            optional_seconds(max_backoff),
+            unique_key,
+            tuple(after)
+            if isinstance(after, Sequence) and not isinstance(after, str)
+            else (after,),
         )
         return BoundAction(self, options, connection)
 
@@ -346,6 +356,7 @@ class BoundAction:
                 max_attempts=o.max_attempts,
                 max_backoff=o.max_backoff,
                 unique_key=o.unique_key,
+                after=o.after,
             )
             for params in params_list
         ]

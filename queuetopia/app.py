@@ -379,6 +379,7 @@ class Queuetopia:
         max_attempts: int | None = None,
         unique_key: str | None = None,
         connection: Conn | None = None,
+        after: Sequence[Job | int] = (),
     ) -> Job:
         """Enqueue a job by action name; the action need not be registered here."""
         request = JobRequest(
@@ -390,6 +391,7 @@ class Queuetopia:
             max_attempts=max_attempts,
             max_backoff=max_backoff,
             unique_key=unique_key,
+            after=after,
         )
         return self.producer.enqueue([request], connection, label=False)[0]
 
@@ -405,6 +407,7 @@ class Queuetopia:
         max_attempts: int | None = None,
         unique_key: str | None = None,
         connection: AsyncConn | None = None,
+        after: Sequence[Job | int] = (),
     ) -> Job:
         """`create_job` for async code; `connection` is a psycopg AsyncConnection."""
         request = JobRequest(
@@ -416,6 +419,7 @@ class Queuetopia:
             max_attempts=max_attempts,
             max_backoff=max_backoff,
             unique_key=unique_key,
+            after=after,
         )
         return (await self.producer.enqueue_async([request], connection, label=False))[0]
 

@@ -8,17 +8,19 @@ per request, in request order. `.delay`, `delay_many`, `create_job`, the CLI's
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
+
+from psycopg.pq import TransactionStatus
 
 from .actions import Action, ActionConfig, JobOptions
 from .db import store
 from .db.connections import Pools, is_async_connection, is_sync_connection
 from .db.notify import notify_payload
-from .db.rows import AsyncConn, Conn
+from .db.rows import AsyncConn, Conn, transaction
 from .durations import optional_seconds
 from .errors import DatabaseConflict, ValidationError
 from .models import Job, JobRequest, JobState, Waiter, job_from_row
@@ -40,6 +42,7 @@ class Batch:
     keys: dict[tuple[str, int], str]  # (queue, position) -> unique_key
     index: dict[tuple[str, int], int]  # (queue, position) -> its element of `columns`
     meta: dict[str, Any] = field(default_factory=dict)
+    depends: set[int] = field(default_factory=set)  # every job id named by `after`
 
     @property
     def queue_label(self) -> str:
@@ -93,6 +96,7 @@ class Batch:
                 "max_backoff": c["max_backoffs"][k],
                 "meta": self.meta,
                 "unique_key": c["unique_keys"][k],
+                "depends_on": _ids(c["depends_on"][k]),
             }
         )
 
@@ -197,9 +201,13 @@ class _Builder:
         self.batch.index[queue, position] = len(self._rows)
         c = config
         timeout, backoff = float(c.timeout), float(c.max_backoff)
+        depends = _depends(request.after)
+        self.batch.depends.update(depends)
+        after = "{" + ",".join(map(str, depends)) + "}" if depends else None
         self._rows.append(
-            (queue, action, text, at, delay, timeout, c.max_attempts, backoff, c.on_exhausted, key)
-        )
+            (queue, action, text, at, delay, timeout, c.max_attempts, backoff, c.on_exhausted, key,
+             after)
+        )  # fmt: skip
 
     def done(self) -> Batch:
         """The batch, its columns made from the rows (one transposition, in C)."""
@@ -258,7 +266,30 @@ _COLUMNS = (
     "max_backoffs",
     "on_exhausted",
     "unique_keys",
+    "depends_on",
 )
+
+
+def _depends(after: object) -> list[int]:
+    """The job ids `after` names (Jobs or ids), sorted, each once; ValidationError for
+    anything else (a JobRequest is resolved to its id before this, by `waves`)."""
+    if isinstance(after, str | bytes) or not isinstance(after, Sequence):
+        raise ValidationError(f"after takes a list of jobs or job ids, got {after!r}")
+    ids: set[int] = set()
+    for item in after:
+        value = item.id if isinstance(item, Job) else item
+        if isinstance(item, JobRequest):
+            raise ValidationError(
+                "after names a JobRequest that is not earlier in the same enqueue_many call"
+            )
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**63:
+            raise ValidationError(f"after takes jobs or job ids, got {item!r}")
+        ids.add(value)
+    return sorted(ids)
+
+
+def _ids(text: str | None) -> list[int]:
+    return [int(i) for i in text[1:-1].split(",")] if text else []
 
 
 def schedule(at: datetime | timedelta | None) -> tuple[datetime | None, float]:
@@ -274,9 +305,17 @@ def schedule(at: datetime | timedelta | None) -> tuple[datetime | None, float]:
     raise ValidationError(f"at must be a datetime or a timedelta, got {type(at).__name__}")
 
 
+def _unknown(scope: str, missing: list[int]) -> ValidationError:
+    named = ", ".join(map(str, missing))
+    return ValidationError(f"after names no job of scope {scope!r}: {named}")
+
+
 def insert(conn: Conn, batch: Batch, meta: dict[str, Any]) -> list[Job]:
     """Write the batch (one statement; a second one only when unique keys were
-    taken) and return one Job per request, in request order."""
+    taken, and one before when jobs name others in `after`, to check that they
+    exist) and return one Job per request, in request order."""
+    if batch.depends and (unknown := store.jobs_missing(conn, batch.scope, batch.depends)):
+        raise _unknown(batch.scope, unknown)
     uniform = batch.uniform
     rows = store.job_insert_many(conn, batch.params(meta, uniform=uniform), uniform=uniform)
     written = batch.written(rows)
@@ -287,6 +326,10 @@ def insert(conn: Conn, batch: Batch, meta: dict[str, Any]) -> list[Job]:
 
 async def insert_async(conn: AsyncConn, batch: Batch, meta: dict[str, Any]) -> list[Job]:
     """`insert` for async code."""
+    if batch.depends:
+        unknown = await store.jobs_missing_async(conn, batch.scope, batch.depends)
+        if unknown:
+            raise _unknown(batch.scope, unknown)
     uniform = batch.uniform
     params = batch.params(meta, uniform=uniform)
     written = batch.written(await store.job_insert_many_async(conn, params, uniform=uniform))
@@ -330,7 +373,8 @@ class Producer:
         *,
         label: bool = True,
     ) -> list[Job]:
-        batch = self.prepare(requests, label=label)
+        staged = waves(requests)
+        batch = self.prepare(staged.placeholders if staged else requests, label=label)
         if not batch.slots:
             return []
         if connection is not None and not is_sync_connection(connection):
@@ -338,9 +382,21 @@ class Producer:
                 "an AsyncConnection needs the async enqueue calls (enqueue_many_async, "
                 "delay_async, ...)"
             )
+        if staged is not None:
+            return self._enqueue_waves(staged, connection)
         with _span(batch) as meta, self._pools.connection(self._joined(connection)) as conn:
             jobs = insert(conn, batch, meta)
         return [job.bound(self._waiter) for job in jobs]
+
+    def _enqueue_waves(self, staged: Waves, connection: Conn | None) -> list[Job]:
+        """A call whose jobs name others of the same call in `after`: one statement per
+        wave, in one transaction (docs/flow-control.md)."""
+        with self._pools.connection(self._joined(connection)) as conn, _together(conn):
+            for wave in staged.order:
+                batch = self.prepare(staged.resolved(wave))
+                with _span(batch) as meta:
+                    staged.wrote(wave, insert(conn, batch, meta))
+        return [job.bound(self._waiter) for job in staged.jobs()]
 
     async def enqueue_async(
         self,
@@ -349,13 +405,24 @@ class Producer:
         *,
         label: bool = True,
     ) -> list[Job]:
-        batch = self.prepare(requests, label=label)
+        staged = waves(requests)
+        batch = self.prepare(staged.placeholders if staged else requests, label=label)
         if not batch.slots:
             return []
         if connection is not None and not is_async_connection(connection):
             raise ValidationError(
                 "a sync Connection needs the sync enqueue calls (enqueue_many, delay, ...)"
             )
+        if staged is not None:
+            async with self._pools.async_connection(connection) as conn:
+                if not conn.autocommit and conn.info.transaction_status == IDLE:
+                    await conn.execute("SELECT 1")  # the caller's transaction, begun
+                async with conn.transaction():
+                    for wave in staged.order:
+                        wave_batch = self.prepare(staged.resolved(wave))
+                        with _span(wave_batch) as meta:
+                            staged.wrote(wave, await insert_async(conn, wave_batch, meta))
+            return [job.bound(self._waiter) for job in staged.jobs()]
         with _span(batch) as meta:
             async with self._pools.async_connection(connection) as conn:
                 jobs = await insert_async(conn, batch, meta)
@@ -365,6 +432,83 @@ class Producer:
         if given is not None or self.join is None:
             return given
         return self.join()
+
+
+@contextmanager
+def _together(conn: Conn) -> Iterator[None]:
+    """The waves in one transaction: a savepoint in the caller's (begun first if it
+    is not yet: a transaction of our own would commit it), or one of their own."""
+    if not conn.autocommit and conn.info.transaction_status == IDLE:
+        conn.execute("SELECT 1")
+    with transaction(conn):
+        yield
+
+
+@dataclass
+class Waves:
+    """A call whose jobs name other jobs of the same call in `after` (a fan-out and its
+    fan-in): written in waves, each job after every job it names, and each job of a
+    queue no earlier than the one before it in that queue (list order is kept)."""
+
+    requests: Sequence[JobRequest]
+    order: list[list[int]]  # the indexes of the requests of each wave
+    placeholders: list[JobRequest]  # the requests as `prepare` checks them up front
+    written: dict[int, Job] = field(default_factory=dict)
+
+    def resolved(self, wave: list[int]) -> list[JobRequest]:
+        """The wave's requests, each JobRequest in `after` replaced by its job's id."""
+        position = {id(r): i for i, r in enumerate(self.requests)}
+        return [
+            replace(
+                self.requests[i],
+                after=[
+                    self.written[position[id(a)]].id if isinstance(a, JobRequest) else a
+                    for a in self.requests[i].after
+                ],
+            )
+            for i in wave
+        ]
+
+    def wrote(self, wave: list[int], jobs: list[Job]) -> None:
+        self.written.update(zip(wave, jobs, strict=True))
+
+    def jobs(self) -> list[Job]:
+        return [self.written[i] for i in range(len(self.requests))]
+
+
+def waves(requests: Sequence[JobRequest]) -> Waves | None:
+    """The waves of a call whose jobs name others of the call in `after`; None for any
+    other call (one statement). ValidationError for a JobRequest named that is not
+    earlier in the call: cycles cannot be written."""
+    if not isinstance(requests, Sequence) or not any(
+        isinstance(r, JobRequest) and isinstance(r.after, Sequence) and
+        any(isinstance(a, JobRequest) for a in r.after)
+        for r in requests
+    ):  # fmt: skip
+        return None
+    position = {id(r): i for i, r in enumerate(requests)}
+    wave: list[int] = []
+    last: dict[object, int] = {}
+    for i, request in enumerate(requests):
+        w = last.get(request.queue, 0)
+        for named in request.after:
+            if isinstance(named, JobRequest):
+                j = position.get(id(named), i)
+                if j >= i:
+                    raise ValidationError(
+                        f"item {i}: after names a JobRequest that is not earlier in this call"
+                    )
+                w = max(w, wave[j] + 1)
+        wave.append(w)
+        last[request.queue] = w
+    order = [[i for i, w in enumerate(wave) if w == n] for n in range(max(wave) + 1)]
+    placeholders = [
+        replace(r, after=[1 if isinstance(a, JobRequest) else a for a in r.after]) for r in requests
+    ]
+    return Waves(requests, order, placeholders)
+
+
+IDLE = TransactionStatus.IDLE
 
 
 def _span(batch: Batch) -> AbstractContextManager[dict[str, Any]]:

@@ -4,7 +4,7 @@ database layer (Lease, Finish, StepItem, Step): the types that cross module boun
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -130,7 +130,8 @@ class JobRequest:
     Options left as None take the action's registered defaults (or the library's for
     an action not registered here). `scheduled_at` is an aware datetime or a delay;
     `unique_key` makes the enqueue return the job already in line with that key in
-    the queue instead of writing a twin (docs/unique-jobs.md)."""
+    the queue instead of writing a twin (docs/unique-jobs.md); `after` names the jobs
+    that must be done before it starts (docs/flow-control.md)."""
 
     queue: str
     action: str | Named  # an action's name, or the Action itself
@@ -141,6 +142,9 @@ class JobRequest:
     max_attempts: int | None = None
     max_backoff: float | timedelta | None = None
     unique_key: str | None = None
+    # Jobs that must be done first (docs/flow-control.md): Jobs, their ids, or
+    # JobRequests that come earlier in the same enqueue_many call.
+    after: Sequence[Any] = ()
 
 
 class Attempt(BaseModel):
@@ -214,6 +218,8 @@ class Job(BaseModel):
     # Factories, not `= {}`: pydantic deep-copies a mutable default for every instance.
     meta: dict[str, Any] = Field(default_factory=dict)
     unique_key: str | None = None
+    # The jobs that must be done before this one may start (docs/flow-control.md).
+    depends_on: list[int] = Field(default_factory=list)
     attempt_log: list[Attempt] = Field(default_factory=list)
     operator_log: list[OperatorAction] = Field(default_factory=list)
     # True when an enqueue found an unfinished job with the same unique_key in the
@@ -224,10 +230,11 @@ class Job(BaseModel):
     # stored; None elsewhere.
     fence: int | None = Field(default=None, exclude=True)
 
-    @field_validator("attempt_log", "operator_log", mode="before")
+    @field_validator("attempt_log", "operator_log", "depends_on", mode="before")
     @classmethod
     def _empty_log(cls, value: Any) -> Any:
-        """The database returns an empty log as NULL (queuetopia/db/queries.py)."""
+        """The database returns an empty log (or no dependencies) as NULL
+        (queuetopia/db/queries.py)."""
         return [] if value is None else value
 
     @model_validator(mode="after")
@@ -325,6 +332,10 @@ class QueueInfo(BaseModel):
     # (docs/flow-control.md).
     rate_limited_until: datetime | None = None
     rate_limited_by: str | None = None
+    # Its head waits for these jobs (not done yet), and why, in words: "waits for job
+    # 12 (failed)" (docs/flow-control.md).
+    waiting_for: list[int] = Field(default_factory=list)
+    held_by: str | None = None
 
 
 class RateLimit(BaseModel):
@@ -444,3 +455,6 @@ class Step:
     job: Job | None
     db_now: datetime
     rated: float | None = None  # its due head waits this long for a rate limit's token
+    # Its head waits for other jobs: True, look again at once (one turned done since
+    # the step's snapshot); False, wait for the notification they send when done.
+    awaiting: bool | None = None

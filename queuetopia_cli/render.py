@@ -109,6 +109,8 @@ def next_attempt(info: QueueInfo) -> str:
         return "needs an operator"
     if info.paused:
         return "when resumed"
+    if info.held_by is not None:
+        return info.held_by
     if info.rate_limited_until is not None:
         return rate_limited(info)
     due = _due(head)
@@ -213,10 +215,13 @@ def job_view(job: Job, queue: QueueInfo | None = None) -> RenderableType:
         ("failing since", stamp(job.failing_since)),
         (_ended_label(job), stamp(job.done_at)),
         ("unique key", job.unique_key or "—"),
+        ("depends on", ", ".join(f"#{i}" for i in job.depends_on) or "—"),
         ("inserted at", stamp(job.inserted_at)),
         ("updated at", stamp(job.updated_at)),
     ]
     head = queue is not None and queue.head is not None and queue.head.id == job.id
+    if head and queue is not None and queue.held_by is not None:
+        rows.insert(5, ("waiting", queue.held_by))
     if head and queue is not None and queue.rate_limited_until is not None:
         until = stamp(queue.rate_limited_until)
         rows.insert(5, ("rate limited", f"by {queue.rate_limited_by}, next at {until}"))

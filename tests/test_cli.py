@@ -587,7 +587,7 @@ def test_help_lists_each_command_in_one_line() -> None:
     rows = [line.removeprefix("│ ").split()[0] for line in panel if line.strip()]
     assert rows == [
         "worker", "inspect", "jobs", "job", "retry", "cancel", "pause", "resume",
-        "enqueue", "migrate", "prune", "demo", "dashboard",
+        "enqueue", "migrate", "prune", "demo", "dashboard", "limit",
     ]  # fmt: skip
 
 
@@ -685,3 +685,11 @@ def test_inspect_and_job_show_a_queue_waiting_for_its_rate_limit(
     [info] = [q for q in as_json("inspect", APP) if q["queue"] == "mail"]
     assert info["rate_limited_by"] == "slow-mail" and info["rate_limited_until"]
     assert "by slow-mail, next at" in ok("job", APP, str(waiting.id)).stdout
+
+
+def test_inspect_and_job_show_a_head_waiting_for_other_jobs(shop: Queuetopia, wide: None) -> None:
+    first = charge(shop, "billing")
+    waiting = shop.actions["send_mail"].options(after=[first]).delay("mail", to="a@b")
+    assert f"waits for job {first.id} (pending)" in ok("inspect", APP).stdout
+    shown = ok("job", APP, str(waiting.id)).stdout
+    assert f"#{first.id}" in shown and f"waits for job {first.id} (pending)" in shown

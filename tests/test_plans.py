@@ -34,6 +34,7 @@ WORKER_STATEMENTS = [
     "JOB_INSERT_MANY",
     "JOB_INSERT_UNIFORM",
     "JOB_GET_UNIQUE",
+    "JOB_IDS_MISSING",  # an enqueue whose jobs name others in `after`
 ]
 
 # The statements a worker never runs: producers, operators (CLI, API), the dashboard
@@ -51,6 +52,9 @@ OTHER_STATEMENTS = [
     "LEASE_LIST",
     "QUEUE_LINE",
     "JOB_COUNTS_PER_MINUTE",
+    "LIMIT_SET",
+    "LIMIT_LIST",
+    "LIMIT_REMOVE",
 ]
 
 

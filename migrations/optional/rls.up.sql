@@ -42,6 +42,18 @@ CREATE POLICY queuetopia_scope ON queuetopia_leases
     USING (scope IN (SELECT s.scope FROM queuetopia_scope_roles s))
     WITH CHECK (scope IN (SELECT s.scope FROM queuetopia_scope_roles s));
 
+ALTER TABLE queuetopia_limits ENABLE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS queuetopia_scope ON queuetopia_limits;
+CREATE POLICY queuetopia_scope ON queuetopia_limits
+    USING (scope IN (SELECT s.scope FROM queuetopia_scope_roles s))
+    WITH CHECK (scope IN (SELECT s.scope FROM queuetopia_scope_roles s));
+
+ALTER TABLE queuetopia_buckets ENABLE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS queuetopia_scope ON queuetopia_buckets;
+CREATE POLICY queuetopia_scope ON queuetopia_buckets
+    USING (scope IN (SELECT s.scope FROM queuetopia_scope_roles s))
+    WITH CHECK (scope IN (SELECT s.scope FROM queuetopia_scope_roles s));
+
 ALTER TABLE queuetopia_periodic ENABLE ROW LEVEL SECURITY;
 DROP POLICY IF EXISTS queuetopia_scope ON queuetopia_periodic;
 CREATE POLICY queuetopia_scope ON queuetopia_periodic

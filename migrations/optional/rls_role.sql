@@ -6,6 +6,8 @@ GRANT SELECT, INSERT, UPDATE ON queuetopia_queues TO {role};
 GRANT SELECT, INSERT, UPDATE, DELETE ON queuetopia_jobs TO {role};
 GRANT SELECT, INSERT, UPDATE, DELETE ON queuetopia_leases TO {role};
 GRANT SELECT, INSERT, UPDATE ON queuetopia_periodic TO {role};
+GRANT SELECT, INSERT, UPDATE, DELETE ON queuetopia_limits TO {role};
+GRANT SELECT, INSERT, UPDATE, DELETE ON queuetopia_buckets TO {role};
 GRANT SELECT ON queuetopia_versions TO {role};
 GRANT USAGE ON SEQUENCE queuetopia_fence TO {role};
 INSERT INTO queuetopia_scope_roles (role, scope)

@@ -66,6 +66,7 @@ async def _on_job(request: Request, job_id: int, done: str, call: Callable[[int]
             status_code=409,
             job=readings.shown(dashboard.topia, job) if job else None,
             rated=None,
+            held=None,
             message="",
             problem=str(exc),
         )

@@ -134,6 +134,7 @@ async def job(request: Request) -> Response:
         "job.html",
         job=readings.shown(dashboard.topia, found),
         rated=rated if rated and rated.rate_limited_until else None,
+        held=rated.held_by if rated else None,
         message=JOB_PAGE_MESSAGES.get(request.query_params.get("done", ""), ""),
         problem="",
     )

@@ -25,7 +25,7 @@ JOB_COLUMNS: LiteralString = (
     " id, scope, queue, seq, action, params, state, on_exhausted, attempts, max_attempts,"
     " timeout, max_backoff, scheduled_at, attempted_at, attempted_by, next_attempt_at,"
     " failing_since, done_at, error, result, lease_id, inserted_at, updated_at, meta,"
-    " unique_key, nullif(attempt_log, '[]') AS attempt_log,"
+    " unique_key, depends_on, nullif(attempt_log, '[]') AS attempt_log,"
     " nullif(operator_log, '[]') AS operator_log"
 )
 
@@ -39,6 +39,7 @@ JOB_CANCEL: LiteralString
 JOB_COUNTS_PER_MINUTE: LiteralString
 JOB_GET: LiteralString
 JOB_GET_UNIQUE: LiteralString
+JOB_IDS_MISSING: LiteralString
 JOB_INSERT_MANY: LiteralString
 JOB_INSERT_UNIFORM: LiteralString
 JOB_LIST: LiteralString

@@ -79,6 +79,8 @@ def job_of(row: dict[str, Any]) -> Job:
         del row["attempt_log"]
     if row.get("operator_log", 0) is None:
         del row["operator_log"]
+    if row.get("depends_on", 0) is None:
+        del row["depends_on"]
     return job_from_row(row)
 
 

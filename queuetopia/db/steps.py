@@ -142,6 +142,7 @@ class _Reply:
         # Heads a rate limit held back, by queue: seconds until they may start.
         held: dict[str, list[Any]] = summary.get("rated") or {}
         self.rated = {queue: float(wait) for queue, wait in held.values()}
+        self.waiting: dict[str, bool] = summary.get("waiting") or {}
         self.now = now
 
     def step(self, item: StepItem, row: dict[str, Any] | None) -> Step:
@@ -171,6 +172,7 @@ class _Reply:
             job=None if row is None else _job(row),
             db_now=self.now,
             rated=self.rated.get(queue),
+            awaiting=self.waiting.get(queue),
         )
 
 

@@ -75,6 +75,17 @@ def scope_notify(conn: Conn, scope: str, *queues: str) -> None:
     fetch(conn, queries.SCOPE_NOTIFY, {"payload": notify_payload(scope, list(queues) or [""])})
 
 
+def jobs_missing(conn: Conn, scope: str, ids: set[int]) -> list[int]:
+    """The ids among `ids` that name no job of `scope`."""
+    rows = fetch(conn, queries.JOB_IDS_MISSING, {"scope": scope, "ids": sorted(ids)})
+    return [r["id"] for r in rows]
+
+
+async def jobs_missing_async(conn: AsyncConn, scope: str, ids: set[int]) -> list[int]:
+    rows = await fetch_async(conn, queries.JOB_IDS_MISSING, {"scope": scope, "ids": sorted(ids)})
+    return [r["id"] for r in rows]
+
+
 def job_get(conn: Conn, *, scope: str, job_id: int) -> Job | None:
     rows = fetch(conn, queries.JOB_GET, {"scope": scope, "id": job_id})
     return job_of(rows[0]) if rows else None
@@ -205,6 +216,10 @@ def queue_list(conn: Conn, *, scope: str, queue: str | None = None) -> list[Queu
 def _queue_info(scope: str, row: dict[str, Any]) -> QueueInfo:
     head = None if row["head"] is None else Job.model_validate(row["head"])
     status = queue_status(row["paused"], head, row["has_running"])
+    awaits: list[list[Any]] = row["awaits"] or []
+    if awaits and status in (QueueStatus.WAITING, QueueStatus.BLOCKED):
+        stuck = any(state in ("failed", "cancelled", "deleted") for _, state in awaits)
+        status = QueueStatus.BLOCKED if stuck else QueueStatus.WAITING
     return QueueInfo(
         scope=scope,
         queue=row["queue"],
@@ -216,6 +231,8 @@ def _queue_info(scope: str, row: dict[str, Any]) -> QueueInfo:
         last_error=head.error if head else None,
         next_attempt_at=head.next_attempt_at if head else None,
         **_rated(head, row["rated"], row["db_now"]),
+        waiting_for=[job_id for job_id, _ in awaits],
+        held_by=_held_by(awaits),
         locked_by=row["locked_by"],
         locked_until=row["locked_until"],
         failed=row["failed"],
@@ -236,6 +253,13 @@ def queue_status(paused: bool, head: Job | None, running: bool = False) -> Queue
     if head.state == "failed" or (head.failing_since is not None and not head.snoozed):
         return QueueStatus.BLOCKED
     return QueueStatus.WAITING
+
+
+def _held_by(awaits: list[list[Any]]) -> str | None:
+    """'waits for job 12 (failed), job 13 (running)'."""
+    if not awaits:
+        return None
+    return "waits for " + ", ".join(f"job {job_id} ({state})" for job_id, state in awaits)
 
 
 def _rated(head: Job | None, rated: list[Any] | None, now: datetime) -> dict[str, Any]:

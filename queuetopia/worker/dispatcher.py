@@ -358,7 +358,10 @@ class Dispatcher:
             return
         turn.phase = Phase.IDLE
         turn.idle_since = time.monotonic()
-        if job is not None and not step.paused and job.state is JobState.PENDING:
+        if step.awaiting is not None:  # the jobs it waits for wake it when done
+            if step.awaiting:
+                self._wait_until(turn, 0.0)
+        elif job is not None and not step.paused and job.state is JobState.PENDING:
             due = max(job.scheduled_at, job.next_attempt_at or job.scheduled_at)
             wait = (due - step.db_now).total_seconds()
             self._wait_until(turn, wait if step.rated is None else max(wait, step.rated))

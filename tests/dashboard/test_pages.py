@@ -568,3 +568,15 @@ def test_a_queue_waiting_for_its_rate_limit_says_so_and_the_limits_are_listed(
     assert 'id="limits"' in overview and "mail:*" in overview and "1/h" in overview
     page = client.get(f"/jobs/{second.id}").text
     assert 'id="rated"' in page and "by mail-rate, next at" in page
+
+
+def test_a_job_waiting_for_others_links_them_and_its_queue_says_why(
+    client: TestClient, shop: Shop
+) -> None:
+    send = shop.topia.actions["send_mail"]
+    first = send.schedule("mail:first", at=timedelta(hours=1), to="a@b")
+    waiting = send.options(after=[first]).delay("mail:after", to="c@d")
+    page = client.get(f"/jobs/{waiting.id}").text
+    assert f'href="/jobs/{first.id}">#{first.id}</a>' in page
+    assert f"waits for job {first.id} (pending)" in page
+    assert f"waits for job {first.id} (pending)" in client.get("/").text

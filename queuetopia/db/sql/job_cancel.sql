@@ -24,5 +24,5 @@ UPDATE queuetopia_jobs t
 RETURNING id, scope, queue, seq, action, params, state, on_exhausted, attempts, max_attempts,
           timeout, max_backoff, scheduled_at, attempted_at, attempted_by, next_attempt_at,
           failing_since, done_at, error, result, lease_id, inserted_at, updated_at, meta,
-          unique_key, nullif(attempt_log, '[]') AS attempt_log,
+          unique_key, depends_on, nullif(attempt_log, '[]') AS attempt_log,
           nullif(operator_log, '[]') AS operator_log

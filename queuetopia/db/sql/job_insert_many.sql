@@ -31,10 +31,10 @@ WITH input AS (
                unnest(%(ats)s::timestamptz[]), unnest(%(delays)s::float8[]),
                unnest(%(timeouts)s::float8[]), unnest(%(max_attempts)s::int[]),
                unnest(%(max_backoffs)s::float8[]), unnest(%(on_exhausted)s::text[]),
-               unnest(%(unique_keys)s::text[]))
+               unnest(%(unique_keys)s::text[]), unnest(%(depends_on)s::text[]))
            WITH ORDINALITY AS i(in_queue, in_action, in_params, in_at, in_delay,
                                 in_timeout, in_max_attempts, in_max_backoff,
-                                in_on_exhausted, in_unique_key, in_ord)
+                                in_on_exhausted, in_unique_key, in_depends_on, in_ord)
 ), locked AS MATERIALIZED (
     SELECT count(pg_advisory_xact_lock(1364479824, lock_key)) AS locks
       FROM (SELECT DISTINCT queuetopia_lock_key(%(scope)s::text, in_queue) AS lock_key
@@ -58,9 +58,10 @@ WITH input AS (
 ), ins AS (
     INSERT INTO queuetopia_jobs (scope, queue, seq, action, params, on_exhausted,
                                  max_attempts, timeout, max_backoff, meta, scheduled_at,
-                                 unique_key)
+                                 unique_key, depends_on)
     SELECT %(scope)s, in_queue, new_seq, in_action, in_params, in_on_exhausted,
-           in_max_attempts, in_timeout, in_max_backoff, %(meta)s, new_at, in_unique_key
+           in_max_attempts, in_timeout, in_max_backoff, %(meta)s, new_at, in_unique_key,
+           in_depends_on::bigint[]
       FROM timed
      ORDER BY in_ord
     ON CONFLICT (scope, queue, unique_key) WHERE unique_key IS NOT NULL AND in_line

@@ -33,7 +33,7 @@ WITH input AS (
            %(timeouts)s::float8 AS in_timeout, %(max_attempts)s::int AS in_max_attempts,
            %(max_backoffs)s::float8 AS in_max_backoff,
            %(on_exhausted)s::text AS in_on_exhausted, %(unique_keys)s::text AS in_unique_key,
-           p.in_ord
+           %(depends_on)s::text AS in_depends_on, p.in_ord
       FROM jsonb_array_elements(%(params)s::jsonb) WITH ORDINALITY AS p(in_params, in_ord)
 ), locked AS MATERIALIZED (
     SELECT count(pg_advisory_xact_lock(1364479824, lock_key)) AS locks
@@ -58,9 +58,10 @@ WITH input AS (
 ), ins AS (
     INSERT INTO queuetopia_jobs (scope, queue, seq, action, params, on_exhausted,
                                  max_attempts, timeout, max_backoff, meta, scheduled_at,
-                                 unique_key)
+                                 unique_key, depends_on)
     SELECT %(scope)s, in_queue, new_seq, in_action, in_params, in_on_exhausted,
-           in_max_attempts, in_timeout, in_max_backoff, %(meta)s, new_at, in_unique_key
+           in_max_attempts, in_timeout, in_max_backoff, %(meta)s, new_at, in_unique_key,
+           in_depends_on::bigint[]
       FROM timed
      ORDER BY in_ord
     ON CONFLICT (scope, queue, unique_key) WHERE unique_key IS NOT NULL AND in_line

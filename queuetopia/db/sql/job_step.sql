@@ -54,7 +54,8 @@
 -- not, for want of a slot], recorded [queues whose attempt was recorded], searched
 -- {queue: [quiet, rewinds, paused]}, rewound {queue: [search_at, search_seq]} for
 -- the searches that started at a rewind rather than at the floor, and rated {job id:
--- [queue, seconds]} for the heads a rate limit held back (NULL: none). A found job's
+-- [queue, seconds]} for the heads a rate limit held back (NULL: none), waiting
+-- {queue: look again at once} for the heads that wait for other jobs. A found job's
 -- `outcome` is 'claimed' (the job, now running), 'head' (the head as it is: not due,
 -- paused, blocked, or running under our lease: a claim whose reply was lost) or
 -- 'zombie' (a lost worker's running job).
@@ -208,7 +209,8 @@ WITH input AS (
        AND j.state = (SELECT 'running')
        AND j.queue = %(batch)s::jsonb -> 'finishes' -> j.id::text ->> 'queue'
        AND j.lease_id = (%(batch)s::jsonb -> 'finishes' -> j.id::text ->> 'job_lease')::uuid
-    RETURNING j.id AS rec_id, j.queue AS rec_queue, j.in_line AS rec_in_line
+    RETURNING j.id AS rec_id, j.queue AS rec_queue, j.in_line AS rec_in_line,
+              j.wake AS rec_wake, j.state = 'done' AS rec_done
 ), already AS (
     SELECT j.*
       FROM input CROSS JOIN LATERAL (
@@ -305,12 +307,19 @@ WITH input AS (
             LIMIT 1) AS z
      WHERE s_zombies
 ), head AS (
+    -- A head that waits for other jobs (depends_on) is `ready` once each is done.
     SELECT sq AS hq, s_lease AS head_lease, s_paused AS head_paused, n.id AS head_id,
-           n.scheduled_at AS head_at, n.due AS head_due
+           n.scheduled_at AS head_at, n.due AS head_due, n.depends_on AS head_deps,
+           n.ready AS head_ready
       FROM search CROSS JOIN LATERAL (
            SELECT h.id, h.scheduled_at,
                   h.state = 'pending' AND h.scheduled_at <= now()
-                  AND coalesce(h.next_attempt_at, h.scheduled_at) <= now() AS due
+                  AND coalesce(h.next_attempt_at, h.scheduled_at) <= now() AS due,
+                  h.depends_on,
+                  h.depends_on IS NULL
+                  OR (SELECT count(*) FROM queuetopia_jobs d
+                       WHERE d.id = ANY(h.depends_on) AND d.scope = h.scope
+                         AND d.state = 'done') = cardinality(h.depends_on) AS ready
              FROM queuetopia_jobs h
             WHERE h.scope = %(scope)s AND h.queue = sq AND h.in_line
               AND (h.scheduled_at, h.seq) >= (s_at, s_seq)
@@ -326,7 +335,7 @@ WITH input AS (
     SELECT queuetopia_rate_take(%(scope)s, array_agg(head_id ORDER BY head_at, head_id),
                                 array_agg(hq ORDER BY head_at, head_id)) AS r_held
       FROM head
-     WHERE NOT head_paused AND head_due
+     WHERE NOT head_paused AND head_due AND head_ready
        AND EXISTS (SELECT 1 FROM queuetopia_limits WHERE scope = %(scope)s)
     HAVING count(*) > 0
 ), heads AS MATERIALIZED (
@@ -334,8 +343,56 @@ WITH input AS (
     SELECT coalesce(array_agg(head_id), '{}') AS h_ids,
            jsonb_object_agg(head_id::text, head_lease) AS h_map
       FROM head
-     WHERE NOT head_paused
+     WHERE NOT head_paused AND head_ready
        AND NOT coalesce((SELECT r_held ? head_id::text FROM rated), false)
+), awaits AS MATERIALIZED (
+    -- Heads that wait for other jobs (docs/flow-control.md), by the jobs they wait
+    -- for: {job id: [queues]}. Empty but for such heads.
+    SELECT coalesce(array_agg(dep), '{}') AS a_ids, jsonb_object_agg(dep::text, qs) AS a_map
+      FROM (SELECT dep, jsonb_agg(DISTINCT hq) AS qs
+              FROM head CROSS JOIN LATERAL unnest(head_deps) AS dep
+             WHERE NOT head_ready
+             GROUP BY dep) AS w
+), awaited AS (
+    -- Each job waited for that is not done is told to wake the heads' queues once it
+    -- is (`wake`, read by the step that records it done). A job this step records or
+    -- claims is left out (a statement updates a row once), as is one done since this
+    -- step's snapshot (the update reads the row as committed): its head's queue is
+    -- looked at again at once.
+    UPDATE queuetopia_jobs d
+       SET wake = ARRAY(SELECT DISTINCT x
+                          FROM unnest(coalesce(d.wake, '{}') || ARRAY(
+                                   SELECT jsonb_array_elements_text(
+                                              (SELECT a_map FROM awaits) -> d.id::text))) AS x
+                         ORDER BY x)
+     WHERE (SELECT a_ids FROM awaits) <> '{}'  -- rare: not even a scan without one
+       AND d.id = ANY((SELECT a_ids FROM awaits)::bigint[]) AND d.scope = %(scope)s
+       AND d.state <> 'done'
+       AND d.id <> ALL((SELECT r_ids FROM recs)::bigint[])
+       AND d.id <> ALL((SELECT h_ids FROM heads)::bigint[])
+    RETURNING d.id AS awaited_id
+), waiting AS MATERIALIZED (
+    -- The queues whose head waits for other jobs: {queue: look again at once}.
+    SELECT coalesce(jsonb_object_agg(hq, again), '{}') AS w_map
+      FROM (SELECT hq, bool_or(s.state <> 'done'
+                               AND s.id NOT IN (SELECT awaited_id FROM awaited)) AS again
+              FROM head CROSS JOIN LATERAL unnest(head_deps) AS dep
+              CROSS JOIN LATERAL (
+                   SELECT s.id, s.state FROM queuetopia_jobs s
+                    WHERE s.id = dep AND s.scope = %(scope)s
+                   OFFSET 0) AS s
+             WHERE NOT head_ready
+             GROUP BY hq) AS x
+), woken AS (
+    -- The queues whose heads wait for a job this step recorded done, woken.
+    SELECT pg_notify('queuetopia', CASE WHEN length(t) > 7000
+                                        THEN jsonb_build_array(%(scope)s::text, '')::text
+                                        ELSE t END)
+      FROM (SELECT (jsonb_build_array(%(scope)s::text) || to_jsonb(array_agg(DISTINCT q)))::text
+                   AS t
+              FROM rec CROSS JOIN LATERAL unnest(rec_wake) AS q
+             WHERE rec_done
+            HAVING count(*) > 0) AS x
 ), claimed AS (
     UPDATE queuetopia_jobs j
        SET state = 'running', attempts = j.attempts + 1, attempted_at = now(),
@@ -348,7 +405,7 @@ WITH input AS (
     RETURNING id, scope, queue, seq, action, params, state, on_exhausted, attempts, max_attempts,
               timeout, max_backoff, scheduled_at, attempted_at, attempted_by, next_attempt_at,
               failing_since, done_at, error, result, lease_id, inserted_at, updated_at, meta,
-              unique_key, nullif(attempt_log, '[]') AS attempt_log,
+              unique_key, depends_on, nullif(attempt_log, '[]') AS attempt_log,
               nullif(operator_log, '[]') AS operator_log
 ), unclaimed AS (
     -- The heads not claimed, and the jobs left running, returned as they are.
@@ -364,7 +421,7 @@ WITH input AS (
            SELECT id, scope, queue, seq, action, params, state, on_exhausted, attempts,
                   max_attempts, timeout, max_backoff, scheduled_at, attempted_at,
                   attempted_by, next_attempt_at, failing_since, done_at, error, result,
-                  lease_id, inserted_at, updated_at, meta, unique_key,
+                  lease_id, inserted_at, updated_at, meta, unique_key, depends_on,
                   nullif(attempt_log, '[]') AS attempt_log,
                   nullif(operator_log, '[]') AS operator_log
              FROM queuetopia_jobs
@@ -383,7 +440,9 @@ WITH input AS (
                'rewound', (SELECT coalesce(jsonb_object_agg(sq, jsonb_build_array(
                                       s_at, s_seq)), '{}')
                              FROM search WHERE s_rewind),
-               'rated', (SELECT r_held FROM rated))
+               'rated', (SELECT r_held FROM rated),
+               'waiting', (SELECT w_map FROM waiting),
+               'woke', (SELECT count(*) FROM woken))
                AS step, now() AS db_now
 )
 SELECT step.*, found.* FROM step LEFT JOIN found ON false

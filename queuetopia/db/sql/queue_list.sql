@@ -1,7 +1,8 @@
 -- One row per queue of the scope with its head, lease and count of jobs in line, and
 -- its failed jobs (those the queue moved past, counted from the failed-jobs index).
 -- `rated`: when the queue's next start fits every rate limit covering it, if one has
--- no token now, and the names of those limits (docs/flow-control.md).
+-- no token now, and the names of those limits; `awaits`: the jobs its head waits for
+-- that are not done, [id, state] ('deleted' for one pruned) (docs/flow-control.md).
 SELECT q.queue, q.paused, now() AS db_now,
        EXISTS (SELECT 1 FROM queuetopia_jobs r
                 WHERE r.scope = q.scope AND r.queue = q.queue AND r.state = 'running')
@@ -25,7 +26,14 @@ SELECT q.queue, q.paused, now() AS db_now,
                                      * greatest(extract(epoch FROM now() - b.refilled_at), 0)),
                                l.burst)) AS t(tokens)
          WHERE l.scope = q.scope AND q.queue LIKE l.pattern AND t.tokens < 1
-        HAVING count(*) > 0) AS rated
+        HAVING count(*) > 0) AS rated,
+       (SELECT jsonb_agg(jsonb_build_array(dep, coalesce(d.state, 'deleted')) ORDER BY dep)
+          FROM (SELECT h.depends_on FROM queuetopia_jobs h
+                 WHERE h.scope = q.scope AND h.queue = q.queue AND h.in_line
+                 ORDER BY h.scheduled_at, h.seq LIMIT 1) AS hd
+         CROSS JOIN LATERAL unnest(hd.depends_on) AS dep
+          LEFT JOIN queuetopia_jobs d ON d.id = dep AND d.scope = q.scope
+         WHERE d.state IS DISTINCT FROM 'done') AS awaits
   FROM queuetopia_queues q
   LEFT JOIN queuetopia_leases l
     ON l.scope = q.scope AND l.queue = q.queue AND l.locked_until > now()
