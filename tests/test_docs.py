@@ -56,6 +56,21 @@ SCRIPTS = {
         "cancelled cancelled: the site asked us to stop",
         "cancelled ops",
     ],
+    "flow_limits.py": [
+        "['partner 2/s', 'per-customer 5/s']",
+        "True True",
+        "True",
+    ],
+    "flow_after.py": [
+        "True",
+        "waits for job 1 (pending), job 2 (pending)",
+        "charged order 7",
+        "reserved order 7",
+        "invoiced order 7",
+        "reserved order 8",
+        "reserved order 9",
+        "invoiced order 8",
+    ],
     "retries.py": [
         "charge 800 for acme gave up",
         "job 1 attempt 1/1 failed: 800 cents is over the limit of acme",
