@@ -8,19 +8,17 @@ per request, in request order. `.delay`, `delay_many`, `create_job`, the CLI's
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
-
-from psycopg.pq import TransactionStatus
 
 from .actions import Action, ActionConfig, JobOptions
 from .db import store
 from .db.connections import Pools, is_async_connection, is_sync_connection
 from .db.notify import notify_payload
-from .db.rows import AsyncConn, Conn, transaction
+from .db.rows import AsyncConn, Conn, joined_transaction, joined_transaction_async
 from .durations import optional_seconds
 from .errors import DatabaseConflict, ValidationError
 from .models import Job, JobRequest, JobState, Waiter, job_from_row
@@ -391,7 +389,8 @@ class Producer:
     def _enqueue_waves(self, staged: Waves, connection: Conn | None) -> list[Job]:
         """A call whose jobs name others of the same call in `after`: one statement per
         wave, in one transaction (docs/flow-control.md)."""
-        with self._pools.connection(self._joined(connection)) as conn, _together(conn):
+        joined = self._pools.connection(self._joined(connection))
+        with joined as conn, joined_transaction(conn):
             for wave in staged.order:
                 batch = self.prepare(staged.resolved(wave))
                 with _span(batch) as meta:
@@ -414,14 +413,12 @@ class Producer:
                 "a sync Connection needs the sync enqueue calls (enqueue_many, delay, ...)"
             )
         if staged is not None:
-            async with self._pools.async_connection(connection) as conn:
-                if not conn.autocommit and conn.info.transaction_status == IDLE:
-                    await conn.execute("SELECT 1")  # the caller's transaction, begun
-                async with conn.transaction():
-                    for wave in staged.order:
-                        wave_batch = self.prepare(staged.resolved(wave))
-                        with _span(wave_batch) as meta:
-                            staged.wrote(wave, await insert_async(conn, wave_batch, meta))
+            joined = self._pools.async_connection(connection)
+            async with joined as conn, joined_transaction_async(conn):
+                for wave in staged.order:
+                    wave_batch = self.prepare(staged.resolved(wave))
+                    with _span(wave_batch) as meta:
+                        staged.wrote(wave, await insert_async(conn, wave_batch, meta))
             return [job.bound(self._waiter) for job in staged.jobs()]
         with _span(batch) as meta:
             async with self._pools.async_connection(connection) as conn:
@@ -432,16 +429,6 @@ class Producer:
         if given is not None or self.join is None:
             return given
         return self.join()
-
-
-@contextmanager
-def _together(conn: Conn) -> Iterator[None]:
-    """The waves in one transaction: a savepoint in the caller's (begun first if it
-    is not yet: a transaction of our own would commit it), or one of their own."""
-    if not conn.autocommit and conn.info.transaction_status == IDLE:
-        conn.execute("SELECT 1")
-    with transaction(conn):
-        yield
 
 
 @dataclass
@@ -506,9 +493,6 @@ def waves(requests: Sequence[JobRequest]) -> Waves | None:
         replace(r, after=[1 if isinstance(a, JobRequest) else a for a in r.after]) for r in requests
     ]
     return Waves(requests, order, placeholders)
-
-
-IDLE = TransactionStatus.IDLE
 
 
 def _span(batch: Batch) -> AbstractContextManager[dict[str, Any]]:

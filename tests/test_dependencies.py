@@ -8,6 +8,7 @@ completion wakes it."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 import time
@@ -206,3 +207,23 @@ def test_dependencies_finishing_while_their_dependents_are_claimed(
         line = sorted((j for j in done.values() if j.queue == queue), key=lambda j: j.seq)
         starts = [j.attempted_at for j in line]
         assert starts == sorted(starts), queue  # type: ignore[type-var]
+
+
+def test_a_fan_in_in_one_async_call_in_the_callers_transaction(topia: Queuetopia, dsn: str) -> None:
+    parts = [JobRequest(f"part:{i}", "part", {}) for i in range(2)]
+    merge = JobRequest("merge", "part", {}, after=parts)
+
+    async def enqueue(commit: bool) -> list[Job]:
+        async with await psycopg.AsyncConnection.connect(dsn) as conn:
+            jobs = await topia.enqueue_many_async([*parts, merge], connection=conn)
+            if commit:
+                await conn.commit()
+            else:
+                await conn.rollback()
+        return jobs
+
+    asyncio.run(enqueue(False))
+    assert topia.list_jobs() == []
+    jobs = asyncio.run(enqueue(True))
+    assert jobs[2].depends_on == sorted(j.id for j in jobs[:2])
+    assert sorted(j.id for j in topia.list_jobs()) == sorted(j.id for j in jobs)

@@ -4,8 +4,8 @@ JSON decoded by our own loaders)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import psycopg
@@ -26,6 +26,27 @@ def transaction(conn: Conn) -> Iterator[Conn]:
     must write together; errors translated."""
     with translate_errors(), conn.transaction():
         yield conn
+
+
+@contextmanager
+def joined_transaction(conn: Conn) -> Iterator[Conn]:
+    """`transaction`, inside the caller's transaction when `conn` is theirs and not in
+    autocommit: a transaction of our own on it would commit theirs, so theirs is begun
+    first (a savepoint in it then)."""
+    if not conn.autocommit and conn.info.transaction_status == pq.TransactionStatus.IDLE:
+        conn.execute("SELECT 1")
+    with transaction(conn):
+        yield conn
+
+
+@asynccontextmanager
+async def joined_transaction_async(conn: AsyncConn) -> AsyncIterator[AsyncConn]:
+    """`joined_transaction` for async code."""
+    if not conn.autocommit and conn.info.transaction_status == pq.TransactionStatus.IDLE:
+        await conn.execute("SELECT 1")
+    with translate_errors():
+        async with conn.transaction():
+            yield conn
 
 
 _JSON_OIDS = (psycopg.postgres.types["jsonb"].oid, psycopg.postgres.types["json"].oid)

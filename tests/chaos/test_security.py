@@ -284,8 +284,9 @@ def test_a_least_privileged_producer_gets_a_clear_error_for_bad_names(
 def test_an_operator_with_least_privileges_runs_every_operator_command(
     chaos_server: ChaosServer, role_password: str, fuzz_scope: str, fuzz_db: Db
 ) -> None:
-    """qt_operator (grants.sql) can inspect, list, show, pause, resume, retry, cancel and
-    prune through the CLI; qt_producer enqueues the jobs."""
+    """qt_operator (grants.sql) can inspect, list, show, pause, resume, retry, cancel,
+    prune and set, list and remove rate limits through the CLI; qt_producer enqueues
+    the jobs."""
     producer = role_dsn(chaos_server, "producer", role_password)
     operator = ["--dsn", role_dsn(chaos_server, "operator", role_password)]
     queue = f"ops-{uuid.uuid4().hex[:6]}"
@@ -304,6 +305,9 @@ def test_an_operator_with_least_privileges_runs_every_operator_command(
         ["retry", FUZZ_APP, job_id],
         ["cancel", FUZZ_APP, job_id],
         ["prune", FUZZ_APP, "--older-than", "0s"],
+        ["limit", "set", FUZZ_APP, "ops-limit", "--queues", queue, "--rate", "10/s"],
+        ["limit", "list", FUZZ_APP],
+        ["limit", "remove", FUZZ_APP, "ops-limit"],
     ):
         result = runner.invoke(app, [*args, *operator])
         assert result.exit_code == 0, (args, result.output)
