@@ -109,5 +109,19 @@ BEGIN
 END
 $$;
 
+-- The jobs among `p_ids` (what a head depends on) that are not done: NULL once all
+-- are. A function, so that a step plans no subquery for the heads that depend on
+-- nothing (nearly all of them).
+CREATE OR REPLACE FUNCTION queuetopia_waits(p_scope text, p_ids bigint[])
+RETURNS bigint[] LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN nullif(ARRAY(
+        SELECT w FROM unnest(p_ids) AS w
+         WHERE NOT EXISTS (SELECT 1 FROM queuetopia_jobs d
+                            WHERE d.id = w AND d.scope = p_scope AND d.state = 'done')
+         ORDER BY w), '{}');
+END
+$$;
+
 INSERT INTO queuetopia_versions (version, name) VALUES (6, 'flow_control')
 ON CONFLICT (version) DO NOTHING;

@@ -455,6 +455,5 @@ class Step:
     job: Job | None
     db_now: datetime
     rated: float | None = None  # its due head waits this long for a rate limit's token
-    # Its head waits for other jobs: True, look again at once (one turned done since
-    # the step's snapshot); False, wait for the notification they send when done.
-    awaiting: bool | None = None
+    # Its head waits for these jobs, not done when the step looked (job_await.sql).
+    awaiting: list[int] | None = None

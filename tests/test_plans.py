@@ -35,6 +35,7 @@ WORKER_STATEMENTS = [
     "JOB_INSERT_UNIFORM",
     "JOB_GET_UNIQUE",
     "JOB_IDS_MISSING",  # an enqueue whose jobs name others in `after`
+    "JOB_AWAIT",  # a head that waits for other jobs
 ]
 
 # The statements a worker never runs: producers, operators (CLI, API), the dashboard

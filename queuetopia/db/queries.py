@@ -35,6 +35,7 @@ JOB_COLUMNS: LiteralString = (
 # The statements, one for each file of queuetopia/sql/, set by _load() below. A file
 # without its name here, or a name here without its file, fails the import.
 DB_NOW: LiteralString
+JOB_AWAIT: LiteralString
 JOB_CANCEL: LiteralString
 JOB_COUNTS_PER_MINUTE: LiteralString
 JOB_GET: LiteralString

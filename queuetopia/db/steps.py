@@ -142,7 +142,7 @@ class _Reply:
         # Heads a rate limit held back, by queue: seconds until they may start.
         held: dict[str, list[Any]] = summary.get("rated") or {}
         self.rated = {queue: float(wait) for queue, wait in held.values()}
-        self.waiting: dict[str, bool] = summary.get("waiting") or {}
+        self.waiting: dict[str, list[int]] = summary.get("waiting") or {}
         self.now = now
 
     def step(self, item: StepItem, row: dict[str, Any] | None) -> Step:
@@ -251,6 +251,13 @@ def queue_next_due(conn: Conn, *, scope: str, owner: str, queues: list[str] | No
 
 
 # -- after an attempt ----------------------------------------------------------------
+
+
+def job_await(conn: Conn, *, scope: str, queue: str, ids: list[int]) -> bool:
+    """Have the jobs `ids`, which a head of `queue` waits for, wake the queue once done;
+    whether one of them is done already (look at the queue again at once)."""
+    params = {"scope": scope, "queue": queue, "ids": sorted(ids)}
+    return len(fetch(conn, queries.JOB_AWAIT, params)) < len(set(ids))
 
 
 def job_note_error(conn: Conn, *, scope: str, lease: Lease, job_id: int, note: str) -> None:

@@ -359,13 +359,21 @@ class Dispatcher:
         turn.phase = Phase.IDLE
         turn.idle_since = time.monotonic()
         if step.awaiting is not None:  # the jobs it waits for wake it when done
-            if step.awaiting:
-                self._wait_until(turn, 0.0)
+            self._background(self._await(turn, step.awaiting))
         elif job is not None and not step.paused and job.state is JobState.PENDING:
             due = max(job.scheduled_at, job.next_attempt_at or job.scheduled_at)
             wait = (due - step.db_now).total_seconds()
             self._wait_until(turn, wait if step.rated is None else max(wait, step.rated))
         self._again_if_wanted(turn)
+
+    async def _await(self, turn: Turn, ids: list[int]) -> None:
+        """Have the jobs the head of `turn`'s queue waits for wake the queue when done
+        (docs/flow-control.md); look again at once if one is done already."""
+        scope, queue = self.scope, turn.hold.queue
+        done = await self.house(lambda c: steps.job_await(c, scope=scope, queue=queue, ids=ids))
+        if done and self.turns.get(queue) is turn and turn.phase is Phase.IDLE:
+            self.due.setdefault(queue, time.monotonic())
+            self.fill()
 
     def _recover(self, turn: Turn, job: Job) -> None:
         """Record the attempt of a job a vanished worker left running, then claim."""

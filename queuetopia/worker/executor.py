@@ -60,13 +60,21 @@ class Execution:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[Any] | None = None
-        # What `job.cancel_requested` reads inside the action (docs/flow-control.md).
-        self.cancel_flag = threading.Event()
+        # What `job.cancel_requested` reads inside the action (docs/flow-control.md):
+        # made only for an action that takes `job` (an Event per job cost 1 % of a
+        # worker's CPU), or when a cancel comes.
+        self.cancel_flag: threading.Event | None = None
+
+    def watched(self) -> threading.Event:
+        with self._lock:
+            if self.cancel_flag is None:
+                self.cancel_flag = threading.Event()
+            return self.cancel_flag
 
     def interrupt(self, reason: Interrupt) -> None:
         exc = JobTimeout if reason is Interrupt.TIMEOUT else Interrupted
         if reason is Interrupt.CANCELLED:
-            self.cancel_flag.set()
+            self.watched().set()
         with self._lock:
             if not self._active or self.reason is not None:
                 return
@@ -244,7 +252,7 @@ def _execution(job: Job, kwargs: dict[str, Any]) -> Execution:
     one, reads the execution's cancel flag."""
     execution = Execution(job.timeout)
     if "job" in kwargs:
-        kwargs["job"] = kwargs["job"].watching(execution.cancel_flag)
+        kwargs["job"] = kwargs["job"].watching(execution.watched())
     return execution
 
 

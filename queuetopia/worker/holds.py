@@ -47,6 +47,11 @@ class Cancels:
             while len(self._ids) > KEEP_CANCELS:
                 self._ids.popitem(last=False)
 
+    def __bool__(self) -> bool:
+        """Any pending? Read without the lock (almost always: none, and a lock per job
+        start costs); an add that comes after this read finds the execution itself."""
+        return bool(self._ids)
+
     def pop(self, attempt: AttemptId | None) -> bool:
         if attempt is None:
             return False
@@ -139,7 +144,7 @@ class Hold:
             execution.interrupt(Interrupt.LEASE_LOST)
         elif now > self.trusted_until:
             self.lose()
-        elif self.cancels is not None and self.cancels.pop(attempt_of(job)):
+        elif self.cancels and self.cancels.pop(attempt_of(job)):
             execution.interrupt(Interrupt.CANCELLED)
 
     def fenced(self, job: Job) -> Job:

@@ -55,7 +55,8 @@
 -- {queue: [quiet, rewinds, paused]}, rewound {queue: [search_at, search_seq]} for
 -- the searches that started at a rewind rather than at the floor, and rated {job id:
 -- [queue, seconds]} for the heads a rate limit held back (NULL: none), waiting
--- {queue: look again at once} for the heads that wait for other jobs. A found job's
+-- {queue: [job ids]} for the heads that wait for other jobs not done (NULL: none;
+-- the worker then has each of them wake the queue when done: job_await.sql). A found job's
 -- `outcome` is 'claimed' (the job, now running), 'head' (the head as it is: not due,
 -- paused, blocked, or running under our lease: a claim whose reply was lost) or
 -- 'zombie' (a lost worker's running job).
@@ -167,42 +168,46 @@ WITH input AS (
     UPDATE queuetopia_jobs j
        SET (state, lease_id, on_exhausted, done_at, result, error, next_attempt_at,
             failing_since, attempt_log, attempts, cancel_request, updated_at) = (
-           SELECT CASE v.st WHEN 'parked' THEN 'failed' WHEN 'snoozed' THEN 'pending'
-                            ELSE v.st END,
+           SELECT CASE WHEN j.cancel_request IS NOT NULL AND f.state <> 'done' THEN 'cancelled'
+                       WHEN f.state = 'parked' THEN 'failed'
+                       WHEN f.state = 'snoozed' THEN 'pending'
+                       ELSE f.state END,
                   f.lease,
-                  CASE WHEN v.st = 'parked' THEN 'skip' ELSE j.on_exhausted END,
-                  CASE WHEN v.st IN ('done', 'failed', 'parked', 'cancelled') THEN now() END,
+                  CASE WHEN f.state = 'parked' THEN 'skip' ELSE j.on_exhausted END,
+                  CASE WHEN f.state IN ('done', 'failed', 'parked')
+                            OR j.cancel_request IS NOT NULL THEN now() END,
                   f.result,
-                  CASE WHEN v.st = 'cancelled' AND j.cancel_request IS NOT NULL
+                  CASE WHEN j.cancel_request IS NOT NULL AND f.state <> 'done'
                        THEN 'cancelled: ' || (j.cancel_request ->> 'reason')
                             || coalesce(E'\nlast error: ' || j.error, '')
                        ELSE coalesce(f.error, j.error) END,
-                  CASE WHEN v.st IN ('pending', 'snoozed')
+                  CASE WHEN f.state IN ('pending', 'snoozed') AND j.cancel_request IS NULL
                        THEN now() + make_interval(secs => f.backoff) END,
-                  CASE WHEN v.st = 'done' THEN NULL
+                  CASE WHEN f.state = 'done' THEN NULL
                        WHEN f.unstarted THEN j.failing_since
                        ELSE coalesce(j.failing_since, now()) END,
                   CASE
                       WHEN f.unstarted THEN j.attempt_log
-                      WHEN v.st = 'done' AND j.attempt_log = '[]' THEN j.attempt_log
+                      WHEN f.state = 'done' AND j.attempt_log = '[]' THEN j.attempt_log
                       ELSE (CASE WHEN jsonb_array_length(j.attempt_log) >= 20
                                  THEN j.attempt_log - 0 ELSE j.attempt_log END)
                            || jsonb_build_array(jsonb_build_object(
                                   'attempt', j.attempts, 'started_at', j.attempted_at,
                                   'ended_at', now(), 'node', j.attempted_by,
-                                  'outcome', CASE v.st WHEN 'pending' THEN 'retry'
-                                                       ELSE v.st END,
+                                  'outcome', CASE WHEN j.cancel_request IS NOT NULL
+                                                       AND f.state <> 'done' THEN 'cancelled'
+                                                  WHEN f.state = 'pending' THEN 'retry'
+                                                  ELSE f.state END,
                                   'error', left(f.error, 2000)))
                   END,
-                  j.attempts - CASE WHEN f.unstarted OR v.st = 'snoozed' THEN 1 ELSE 0 END,
+                  j.attempts - CASE WHEN f.unstarted OR (f.state = 'snoozed'
+                                                         AND j.cancel_request IS NULL)
+                                    THEN 1 ELSE 0 END,
                   NULL::jsonb,
                   now()
              FROM jsonb_to_record(%(batch)s::jsonb -> 'finishes' -> j.id::text)
                   AS f(lease uuid, state text, error text, result jsonb, backoff float8,
-                       unstarted bool)
-            CROSS JOIN LATERAL (
-                  SELECT CASE WHEN j.cancel_request IS NOT NULL AND f.state <> 'done'
-                              THEN 'cancelled' ELSE f.state END) AS v(st))
+                       unstarted bool))
      WHERE j.id = ANY((SELECT r_ids FROM recs)::bigint[]) AND j.scope = %(scope)s
        -- A value the planner cannot see: with the literal it may scan the partial
        -- index of the running jobs, every one of the scope, for each step.
@@ -210,7 +215,13 @@ WITH input AS (
        AND j.queue = %(batch)s::jsonb -> 'finishes' -> j.id::text ->> 'queue'
        AND j.lease_id = (%(batch)s::jsonb -> 'finishes' -> j.id::text ->> 'job_lease')::uuid
     RETURNING j.id AS rec_id, j.queue AS rec_queue, j.in_line AS rec_in_line,
-              j.wake AS rec_wake, j.state = 'done' AS rec_done
+              -- The queues whose heads wait for this job (wake), woken once it is done.
+              CASE WHEN j.wake IS NOT NULL AND j.state = 'done'
+                   THEN pg_notify('queuetopia', CASE WHEN cardinality(j.wake) > 20
+                                                     THEN jsonb_build_array(j.scope, '')::text
+                                                     ELSE (jsonb_build_array(j.scope)
+                                                           || to_jsonb(j.wake))::text END)
+              END AS rec_woke
 ), already AS (
     SELECT j.*
       FROM input CROSS JOIN LATERAL (
@@ -307,19 +318,16 @@ WITH input AS (
             LIMIT 1) AS z
      WHERE s_zombies
 ), head AS (
-    -- A head that waits for other jobs (depends_on) is `ready` once each is done.
+    -- A head that waits for other jobs (docs/flow-control.md) lists those not done
+    -- (`head_waits`, NULL for a head that waits for none).
     SELECT sq AS hq, s_lease AS head_lease, s_paused AS head_paused, n.id AS head_id,
-           n.scheduled_at AS head_at, n.due AS head_due, n.depends_on AS head_deps,
-           n.ready AS head_ready
+           n.scheduled_at AS head_at, n.due AS head_due, n.waits AS head_waits
       FROM search CROSS JOIN LATERAL (
            SELECT h.id, h.scheduled_at,
                   h.state = 'pending' AND h.scheduled_at <= now()
                   AND coalesce(h.next_attempt_at, h.scheduled_at) <= now() AS due,
-                  h.depends_on,
-                  h.depends_on IS NULL
-                  OR (SELECT count(*) FROM queuetopia_jobs d
-                       WHERE d.id = ANY(h.depends_on) AND d.scope = h.scope
-                         AND d.state = 'done') = cardinality(h.depends_on) AS ready
+                  CASE WHEN h.depends_on IS NOT NULL
+                       THEN queuetopia_waits(h.scope, h.depends_on) END AS waits
              FROM queuetopia_jobs h
             WHERE h.scope = %(scope)s AND h.queue = sq AND h.in_line
               AND (h.scheduled_at, h.seq) >= (s_at, s_seq)
@@ -327,72 +335,26 @@ WITH input AS (
             ORDER BY h.scheduled_at, h.seq
             LIMIT 1) AS n
      WHERE sq NOT IN (SELECT zq FROM zombie)
-), rated AS MATERIALIZED (
-    -- Rate limits (docs/flow-control.md): the heads about to be claimed in queues a
-    -- limit covers take a token of each, longest waiting first, or are held back:
-    -- {job id: [queue, seconds until it may start]}. Looked at only when the scope
-    -- has a limit: otherwise one probe of queuetopia_limits per step, and no call.
-    SELECT queuetopia_rate_take(%(scope)s, array_agg(head_id ORDER BY head_at, head_id),
-                                array_agg(hq ORDER BY head_at, head_id)) AS r_held
-      FROM head
-     WHERE NOT head_paused AND head_due AND head_ready
-       AND EXISTS (SELECT 1 FROM queuetopia_limits WHERE scope = %(scope)s)
-    HAVING count(*) > 0
+), limited AS MATERIALIZED (
+    SELECT EXISTS (SELECT 1 FROM queuetopia_limits WHERE scope = %(scope)s) AS l_any
 ), heads AS MATERIALIZED (
-    -- The heads to claim, by job id: the lease each is claimed under.
+    -- The heads to claim, by job id: the lease each is claimed under. Rate limits
+    -- (docs/flow-control.md): where the scope has one, the due heads take a token of
+    -- each limit covering their queue, longest waiting first, or are held back
+    -- (h_held: {job id: [queue, seconds until it may start]}). Without one, one probe
+    -- of queuetopia_limits (`limited`), and no call, and no input to its arrays.
     SELECT coalesce(array_agg(head_id), '{}') AS h_ids,
-           jsonb_object_agg(head_id::text, head_lease) AS h_map
+           jsonb_object_agg(head_id::text, head_lease) AS h_map,
+           CASE WHEN (SELECT l_any FROM limited)
+                THEN queuetopia_rate_take(
+                         %(scope)s,
+                         coalesce(array_agg(head_id ORDER BY head_at, head_id)
+                                  FILTER (WHERE head_due AND (SELECT l_any FROM limited)), '{}'),
+                         coalesce(array_agg(hq ORDER BY head_at, head_id)
+                                  FILTER (WHERE head_due AND (SELECT l_any FROM limited)), '{}'))
+           END AS h_held
       FROM head
-     WHERE NOT head_paused AND head_ready
-       AND NOT coalesce((SELECT r_held ? head_id::text FROM rated), false)
-), awaits AS MATERIALIZED (
-    -- Heads that wait for other jobs (docs/flow-control.md), by the jobs they wait
-    -- for: {job id: [queues]}. Empty but for such heads.
-    SELECT coalesce(array_agg(dep), '{}') AS a_ids, jsonb_object_agg(dep::text, qs) AS a_map
-      FROM (SELECT dep, jsonb_agg(DISTINCT hq) AS qs
-              FROM head CROSS JOIN LATERAL unnest(head_deps) AS dep
-             WHERE NOT head_ready
-             GROUP BY dep) AS w
-), awaited AS (
-    -- Each job waited for that is not done is told to wake the heads' queues once it
-    -- is (`wake`, read by the step that records it done). A job this step records or
-    -- claims is left out (a statement updates a row once), as is one done since this
-    -- step's snapshot (the update reads the row as committed): its head's queue is
-    -- looked at again at once.
-    UPDATE queuetopia_jobs d
-       SET wake = ARRAY(SELECT DISTINCT x
-                          FROM unnest(coalesce(d.wake, '{}') || ARRAY(
-                                   SELECT jsonb_array_elements_text(
-                                              (SELECT a_map FROM awaits) -> d.id::text))) AS x
-                         ORDER BY x)
-     WHERE (SELECT a_ids FROM awaits) <> '{}'  -- rare: not even a scan without one
-       AND d.id = ANY((SELECT a_ids FROM awaits)::bigint[]) AND d.scope = %(scope)s
-       AND d.state <> 'done'
-       AND d.id <> ALL((SELECT r_ids FROM recs)::bigint[])
-       AND d.id <> ALL((SELECT h_ids FROM heads)::bigint[])
-    RETURNING d.id AS awaited_id
-), waiting AS MATERIALIZED (
-    -- The queues whose head waits for other jobs: {queue: look again at once}.
-    SELECT coalesce(jsonb_object_agg(hq, again), '{}') AS w_map
-      FROM (SELECT hq, bool_or(s.state <> 'done'
-                               AND s.id NOT IN (SELECT awaited_id FROM awaited)) AS again
-              FROM head CROSS JOIN LATERAL unnest(head_deps) AS dep
-              CROSS JOIN LATERAL (
-                   SELECT s.id, s.state FROM queuetopia_jobs s
-                    WHERE s.id = dep AND s.scope = %(scope)s
-                   OFFSET 0) AS s
-             WHERE NOT head_ready
-             GROUP BY hq) AS x
-), woken AS (
-    -- The queues whose heads wait for a job this step recorded done, woken.
-    SELECT pg_notify('queuetopia', CASE WHEN length(t) > 7000
-                                        THEN jsonb_build_array(%(scope)s::text, '')::text
-                                        ELSE t END)
-      FROM (SELECT (jsonb_build_array(%(scope)s::text) || to_jsonb(array_agg(DISTINCT q)))::text
-                   AS t
-              FROM rec CROSS JOIN LATERAL unnest(rec_wake) AS q
-             WHERE rec_done
-            HAVING count(*) > 0) AS x
+     WHERE NOT head_paused AND head_waits IS NULL
 ), claimed AS (
     UPDATE queuetopia_jobs j
        SET state = 'running', attempts = j.attempts + 1, attempted_at = now(),
@@ -400,6 +362,7 @@ WITH input AS (
            lease_id = ((SELECT h_map FROM heads) ->> j.id::text)::uuid,
            next_attempt_at = NULL, updated_at = now()
      WHERE j.id = ANY((SELECT h_ids FROM heads)::bigint[]) AND j.state = 'pending'
+       AND NOT coalesce((SELECT h_held FROM heads) ? j.id::text, false)
        AND j.scheduled_at <= now()
        AND coalesce(j.next_attempt_at, j.scheduled_at) <= now()
     RETURNING id, scope, queue, seq, action, params, state, on_exhausted, attempts, max_attempts,
@@ -440,9 +403,9 @@ WITH input AS (
                'rewound', (SELECT coalesce(jsonb_object_agg(sq, jsonb_build_array(
                                       s_at, s_seq)), '{}')
                              FROM search WHERE s_rewind),
-               'rated', (SELECT r_held FROM rated),
-               'waiting', (SELECT w_map FROM waiting),
-               'woke', (SELECT count(*) FROM woken))
+               'rated', (SELECT h_held FROM heads),
+               'waiting', (SELECT jsonb_object_agg(hq, head_waits) FROM head
+                            WHERE head_waits IS NOT NULL))
                AS step, now() AS db_now
 )
 SELECT step.*, found.* FROM step LEFT JOIN found ON false
