@@ -82,6 +82,8 @@ class Batch:
 
     def _job(self, k: int, row: dict[str, Any]) -> Job:
         c = self.columns
+        if c["depends_on"][k] is not None:  # almost never: the default otherwise
+            row["depends_on"] = [int(i) for i in c["depends_on"][k][1:-1].split(",")]
         return job_from_row(
             {
                 **row,
@@ -94,7 +96,6 @@ class Batch:
                 "max_backoff": c["max_backoffs"][k],
                 "meta": self.meta,
                 "unique_key": c["unique_keys"][k],
-                "depends_on": _ids(c["depends_on"][k]),
             }
         )
 
@@ -199,9 +200,11 @@ class _Builder:
         self.batch.index[queue, position] = len(self._rows)
         c = config
         timeout, backoff = float(c.timeout), float(c.max_backoff)
-        depends = _depends(request.after)
-        self.batch.depends.update(depends)
-        after = "{" + ",".join(map(str, depends)) + "}" if depends else None
+        after = None
+        if request.after is not NO_JOBS:  # almost never: nothing to do per job otherwise
+            depends = _depends(request.after)
+            self.batch.depends.update(depends)
+            after = "{" + ",".join(map(str, depends)) + "}" if depends else None
         self._rows.append(
             (queue, action, text, at, delay, timeout, c.max_attempts, backoff, c.on_exhausted, key,
              after)
@@ -268,6 +271,9 @@ _COLUMNS = (
 )
 
 
+NO_JOBS: tuple[()] = ()  # the default `after` (the one empty tuple): no job to wait for
+
+
 def _depends(after: object) -> list[int]:
     """The job ids `after` names (Jobs or ids), sorted, each once; ValidationError for
     anything else (a JobRequest is resolved to its id before this, by `waves`)."""
@@ -284,10 +290,6 @@ def _depends(after: object) -> list[int]:
             raise ValidationError(f"after takes jobs or job ids, got {item!r}")
         ids.add(value)
     return sorted(ids)
-
-
-def _ids(text: str | None) -> list[int]:
-    return [int(i) for i in text[1:-1].split(",")] if text else []
 
 
 def schedule(at: datetime | timedelta | None) -> tuple[datetime | None, float]:
