@@ -50,9 +50,9 @@ class Batch:
 
     @property
     def uniform(self) -> bool:
-        """Do the jobs differ only in their params? Then JOB_INSERT_UNIFORM writes
-        them from one value for each other column."""
-        return all(
+        """Do the jobs differ only in their params, and name no job to wait for? Then
+        JOB_INSERT_UNIFORM writes them from one value for each other column."""
+        return self.columns["depends_on"][0] is None and all(
             values.count(values[0]) == len(values)
             for name, values in self.columns.items()
             if name != "params"
@@ -470,10 +470,10 @@ def waves(requests: Sequence[JobRequest]) -> Waves | None:
     other call (one statement). ValidationError for a JobRequest named that is not
     earlier in the call: cycles cannot be written."""
     if not isinstance(requests, Sequence) or not any(
-        isinstance(r, JobRequest) and isinstance(r.after, Sequence) and
-        any(isinstance(a, JobRequest) for a in r.after)
+        isinstance(r, JobRequest) and r.after is not NO_JOBS and isinstance(r.after, Sequence)
+        and any(isinstance(a, JobRequest) for a in r.after)
         for r in requests
-    ):  # fmt: skip
+    ):  # fmt: skip (the identity test first: it is the one a job pays)
         return None
     position = {id(r): i for i, r in enumerate(requests)}
     wave: list[int] = []

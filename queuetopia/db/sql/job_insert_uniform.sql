@@ -26,14 +26,15 @@
 -- `delay_many`): one value for each other column, not an array of copies. psycopg
 -- dumps arrays element by element in Python: ten of them cost a one-job enqueue as
 -- much as all the rest of it, and a thousand-job batch a third of its CPU. The params
--- come as one JSON array, one element per job, in the caller's order.
+-- come as one JSON array, one element per job, in the caller's order. Jobs that wait
+-- for other jobs go through job_insert_many.sql: here, none does.
 WITH input AS (
     SELECT %(queues)s::text AS in_queue, %(actions)s::text AS in_action, p.in_params,
            %(ats)s::timestamptz AS in_at, %(delays)s::float8 AS in_delay,
            %(timeouts)s::float8 AS in_timeout, %(max_attempts)s::int AS in_max_attempts,
            %(max_backoffs)s::float8 AS in_max_backoff,
            %(on_exhausted)s::text AS in_on_exhausted, %(unique_keys)s::text AS in_unique_key,
-           %(depends_on)s::text AS in_depends_on, p.in_ord
+           NULL::text AS in_depends_on, p.in_ord
       FROM jsonb_array_elements(%(params)s::jsonb) WITH ORDINALITY AS p(in_params, in_ord)
 ), locked AS MATERIALIZED (
     SELECT count(pg_advisory_xact_lock(1364479824, lock_key)) AS locks
