@@ -21,7 +21,8 @@ for n in range(5):
     call.delay("customer:1", endpoint="customer 1")
     call.delay("customer:2", endpoint="customer 2")
     call.delay(f"partner:{n % 2}", endpoint="partner")
-print([f"{lim.name} {lim.rate}" for lim in topia.list_limits()])  # ['partner 2/s', 'per-customer 5/s']
+limits = [f"{lim.name} {lim.rate}" for lim in topia.list_limits()]
+print(limits)  # ['partner 2/s', 'per-customer 5/s']
 
 with topia.worker():
     while sum(map(len, started.values())) < 15:

@@ -470,10 +470,12 @@ def waves(requests: Sequence[JobRequest]) -> Waves | None:
     other call (one statement). ValidationError for a JobRequest named that is not
     earlier in the call: cycles cannot be written."""
     if not isinstance(requests, Sequence) or not any(
-        isinstance(r, JobRequest) and r.after is not NO_JOBS and isinstance(r.after, Sequence)
+        isinstance(r, JobRequest)
+        and r.after is not NO_JOBS
+        and isinstance(r.after, Sequence)
         and any(isinstance(a, JobRequest) for a in r.after)
         for r in requests
-    ):  # fmt: skip (the identity test first: it is the one a job pays)
+    ):  # the identity test first: it is the one a job pays
         return None
     position = {id(r): i for i, r in enumerate(requests)}
     wave: list[int] = []
