@@ -89,7 +89,8 @@ def setup(dsn: str) -> Iterator[Setup]:
                     )
                 )
                 made.append(role)
-        Queuetopia(dsn=owner).migrate()
+        with Queuetopia(dsn=owner) as installer:  # closed: its pool is not left to the GC
+            installer.migrate()
         for scope, role in roles.items():
             run_script(owner, printed_rls("--role", role, "--scope", scope))
         yield Setup(
