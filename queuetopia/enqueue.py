@@ -415,17 +415,21 @@ class Producer:
                 "a sync Connection needs the sync enqueue calls (enqueue_many, delay, ...)"
             )
         if staged is not None:
-            joined = self._pools.async_connection(connection)
-            async with joined as conn, joined_transaction_async(conn):
-                for wave in staged.order:
-                    wave_batch = self.prepare(staged.resolved(wave))
-                    with _span(wave_batch) as meta:
-                        staged.wrote(wave, await insert_async(conn, wave_batch, meta))
-            return [job.bound(self._waiter) for job in staged.jobs()]
+            return await self._enqueue_waves_async(staged, connection)
         with _span(batch) as meta:
             async with self._pools.async_connection(connection) as conn:
                 jobs = await insert_async(conn, batch, meta)
         return [job.bound(self._waiter) for job in jobs]
+
+    async def _enqueue_waves_async(self, staged: Waves, connection: AsyncConn | None) -> list[Job]:
+        """`_enqueue_waves` for async code."""
+        joined = self._pools.async_connection(connection)
+        async with joined as conn, joined_transaction_async(conn):
+            for wave in staged.order:
+                batch = self.prepare(staged.resolved(wave))
+                with _span(batch) as meta:
+                    staged.wrote(wave, await insert_async(conn, batch, meta))
+        return [job.bound(self._waiter) for job in staged.jobs()]
 
     def _joined(self, given: Conn | None) -> Conn | None:
         if given is not None or self.join is None:
@@ -440,18 +444,18 @@ class Waves:
     queue no earlier than the one before it in that queue (list order is kept)."""
 
     requests: Sequence[JobRequest]
+    position: dict[int, int]  # id() of each request -> its index
     order: list[list[int]]  # the indexes of the requests of each wave
     placeholders: list[JobRequest]  # the requests as `prepare` checks them up front
     written: dict[int, Job] = field(default_factory=dict)
 
     def resolved(self, wave: list[int]) -> list[JobRequest]:
         """The wave's requests, each JobRequest in `after` replaced by its job's id."""
-        position = {id(r): i for i, r in enumerate(self.requests)}
         return [
             replace(
                 self.requests[i],
                 after=[
-                    self.written[position[id(a)]].id if isinstance(a, JobRequest) else a
+                    self.written[self.position[id(a)]].id if isinstance(a, JobRequest) else a
                     for a in self.requests[i].after
                 ],
             )
@@ -496,7 +500,7 @@ def waves(requests: Sequence[JobRequest]) -> Waves | None:
     placeholders = [
         replace(r, after=[1 if isinstance(a, JobRequest) else a for a in r.after]) for r in requests
     ]
-    return Waves(requests, order, placeholders)
+    return Waves(requests, position, order, placeholders)
 
 
 def _span(batch: Batch) -> AbstractContextManager[dict[str, Any]]:
