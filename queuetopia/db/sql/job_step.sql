@@ -335,23 +335,22 @@ WITH input AS (
             ORDER BY h.scheduled_at, h.seq
             LIMIT 1) AS n
      WHERE sq NOT IN (SELECT zq FROM zombie)
-), limited AS MATERIALIZED (
-    SELECT EXISTS (SELECT 1 FROM queuetopia_limits WHERE scope = %(scope)s) AS l_any
 ), heads AS MATERIALIZED (
     -- The heads to claim, by job id: the lease each is claimed under. Rate limits
     -- (docs/flow-control.md): where the scope has one, the due heads take a token of
     -- each limit covering their queue, longest waiting first, or are held back
     -- (h_held: {job id: [queue, seconds until it may start]}). Without one, one probe
-    -- of queuetopia_limits (`limited`), and no call, and no input to its arrays.
+    -- of queuetopia_limits, and neither the call nor its ordered inputs: a subquery in
+    -- a CASE branch not taken is never run.
     SELECT coalesce(array_agg(head_id), '{}') AS h_ids,
            jsonb_object_agg(head_id::text, head_lease) AS h_map,
-           CASE WHEN (SELECT l_any FROM limited)
-                THEN queuetopia_rate_take(
-                         %(scope)s,
-                         coalesce(array_agg(head_id ORDER BY head_at, head_id)
-                                  FILTER (WHERE head_due AND (SELECT l_any FROM limited)), '{}'),
-                         coalesce(array_agg(hq ORDER BY head_at, head_id)
-                                  FILTER (WHERE head_due AND (SELECT l_any FROM limited)), '{}'))
+           CASE WHEN EXISTS (SELECT 1 FROM queuetopia_limits WHERE scope = %(scope)s)
+                THEN (SELECT queuetopia_rate_take(
+                                 %(scope)s,
+                                 coalesce(array_agg(head_id ORDER BY head_at, head_id), '{}'),
+                                 coalesce(array_agg(hq ORDER BY head_at, head_id), '{}'))
+                        FROM head
+                       WHERE head_due AND NOT head_paused AND head_waits IS NULL)
            END AS h_held
       FROM head
      WHERE NOT head_paused AND head_waits IS NULL
