@@ -669,8 +669,12 @@ class Queuetopia:
             )
 
     def prune(self, older_than: timedelta | float = timedelta(days=7), batch: int = 1000) -> int:
-        """Delete done and cancelled jobs older than `older_than`; return how many."""
+        """Delete done and cancelled jobs older than `older_than`; return how many.
+        Rate limits' budgets that are full again go too (docs/flow-control.md)."""
         total = 0
+        with self.connection() as conn:
+            while store.bucket_prune(conn, scope=self.scope, batch=batch) == batch:
+                pass
         while True:
             with self.connection() as conn:
                 deleted = store.job_prune_batch(

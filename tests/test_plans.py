@@ -27,6 +27,7 @@ WORKER_STATEMENTS = [
     "SCOPE_NOTIFY",  # a release at the end of a turn, or while stopping, wakes the others
     "PRUNE_LOCK",  # pruning finished jobs
     "JOB_PRUNE_BATCH",
+    "BUCKET_PRUNE",  # and the rate limits' budgets full again
     "DB_NOW",  # periodic jobs: their ticks, and their enqueue
     "PERIODIC_REGISTER",
     "PERIODIC_LOCK",

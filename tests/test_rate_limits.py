@@ -248,3 +248,116 @@ def test_a_queue_covered_by_two_limits_takes_from_both(topia: Queuetopia) -> Non
         wait_for(lambda: sum(bool(q.rate_limited_until) for q in topia.list_queues()) == 2)
     assert len(topia.list_jobs(state="done")) == 1  # the shared hourly budget is spent
     assert {topia.get_job(j.id).attempts for j in jobs} == {0, 1}
+
+
+# -- budgets pruned ---------------------------------------------------------------------
+
+
+def buckets(topia: Queuetopia) -> dict[tuple[str, str], float]:
+    with topia.connection() as conn:
+        rows = conn.execute(
+            "SELECT name, key, tokens FROM queuetopia_buckets WHERE scope = %s", (topia.scope,)
+        ).fetchall()
+    return {(name, key): tokens for name, key, tokens in rows}
+
+
+def test_budgets_full_again_are_pruned_and_others_kept(topia: Queuetopia) -> None:
+    """A bucket full again is the same budget as none: prune deletes it (one row per
+    queue a glob ever covered would pile up), and keeps a budget still being refilled."""
+    topia.set_limit("hooks", queues="hook:*", rate="100/s")
+    topia.set_limit("daily", queues="report", rate="1/d")
+
+    @topia.action("work")
+    def work() -> None: ...
+
+    for q in ["hook:a", "hook:b", "report"]:
+        work.delay(q)
+    with topia.worker(concurrency=3):
+        wait_for(lambda: len(topia.list_jobs(state="done")) == 3)
+    assert set(buckets(topia)) == {("hooks", "hook:a"), ("hooks", "hook:b"), ("daily", "report")}
+    wait_for(lambda: topia.prune() == 0 and set(buckets(topia)) == {("daily", "report")})
+    # A budget pruned is drawn from again as a full one, and the spent one still holds.
+    second = [work.delay("hook:a"), work.delay("report")]
+    with topia.worker(concurrency=3):
+        wait_for(lambda: topia.get_job(second[0].id).state == JobState.DONE)
+        wait_for(lambda: (q := topia.get_queue("report")) is not None and q.rate_limited_until)
+    assert topia.get_job(second[1].id).state == JobState.PENDING
+
+
+def test_a_prune_racing_the_steps_never_lets_a_start_go_without_a_token(
+    topia: Queuetopia,
+) -> None:
+    """Buckets deleted over and over while a worker draws from them: a step that finds
+    its bucket deleted after it made sure of it makes it again under its own lock, so
+    replayed through the bucket no start lacks a token."""
+    topia.set_limit("hooks", queues="hook:*", rate="40/s", burst=2)
+
+    @topia.action("work")
+    def work() -> None: ...
+
+    queues = ["hook:a", "hook:b", "hook:c"]
+    for _ in range(30):
+        for q in queues:
+            work.delay(q)
+    stop, pruned = threading.Event(), [0]
+
+    def prune_forever() -> None:
+        with topia.connection() as conn:
+            while not stop.is_set():
+                pruned[0] += store.bucket_prune(conn, scope=topia.scope, batch=100)
+
+    pruner = threading.Thread(target=prune_forever)
+    pruner.start()
+    try:
+        with topia.worker(concurrency=3):
+            wait_for(lambda: len(topia.list_jobs(state="done", limit=200)) == 90, timeout=30)
+    finally:
+        stop.set()
+        pruner.join()
+    assert pruned[0] > 0, "the prune never found a full budget: the race was not run"
+    for q in queues:
+        bucket_holds(starts_of(topia, q), 40, 1.0, 2)
+
+
+def test_a_bucket_deleted_between_the_draws_insert_and_lock_is_made_again(
+    topia: Queuetopia, dsn: str
+) -> None:
+    """The one interleaving a prune can make with a step's draw, forced: the draw finds
+    the bucket (so makes none), waits for its lock, and meanwhile the prune deletes it.
+    The draw makes it again under its own lock and takes its token from it."""
+    topia.set_limit("hooks", queues="hook:*", rate="1/h", burst=2)
+    job = topia.create_job("hook:a", "work", {})
+    with (
+        psycopg.connect(dsn) as pruner,
+        psycopg.connect(dsn, autocommit=True) as step,
+        psycopg.connect(dsn, autocommit=True) as watcher,
+    ):
+        pruner.execute(
+            "INSERT INTO queuetopia_buckets VALUES (%s, 'hooks', 'hook:a', 2, now())",
+            (topia.scope,),
+        )
+        pruner.commit()
+        # A share lock the draw's FOR UPDATE waits for, and its insert does not.
+        pruner.execute(
+            "SELECT 1 FROM queuetopia_buckets WHERE scope = %s FOR SHARE", (topia.scope,)
+        )
+        pid = step.info.backend_pid
+        held: list[Any] = []
+        draw = threading.Thread(
+            target=lambda: held.append(
+                step.execute(
+                    "SELECT queuetopia_rate_take(%s, %s, %s)", (topia.scope, [job.id], ["hook:a"])
+                ).fetchone()
+            )
+        )
+        draw.start()
+        wait_for(
+            lambda: watcher.execute(
+                "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s", (pid,)
+            ).fetchone()[0]
+        )
+        pruner.execute("DELETE FROM queuetopia_buckets WHERE scope = %s", (topia.scope,))
+        pruner.commit()
+        draw.join(timeout=10)
+    assert held == [({},)], "the head was held back, or the draw did not end"
+    assert buckets(topia) == {("hooks", "hook:a"): 1.0}, "the token was not taken"

@@ -34,6 +34,7 @@ JOB_COLUMNS: LiteralString = (
 
 # The statements, one for each file of queuetopia/sql/, set by _load() below. A file
 # without its name here, or a name here without its file, fails the import.
+BUCKET_PRUNE: LiteralString
 DB_NOW: LiteralString
 JOB_AWAIT: LiteralString
 JOB_CANCEL: LiteralString

@@ -18,7 +18,7 @@ from psycopg.types.json import Jsonb
 from ..models import AttemptId, Finish, Found, Job, Lease, Position, Step, StepItem, Verdict
 from . import queries
 from .rows import AsyncConn, Conn, fetch, fetch_async, job_of, transaction
-from .store import job_prune_batch
+from .store import bucket_prune, job_prune_batch
 
 # Any fixed number: "prue". Only one worker of a scope prunes at a time.
 PRUNE_LOCK_KEY = 0x70727565
@@ -125,25 +125,27 @@ def _steps(found: list[dict[str, Any]], items: Sequence[StepItem]) -> list[Step]
         if row["step"] is None:
             jobs[row["queue"]] = row
         else:
-            reply = _Reply(row["step"], row["db_now"])
+            reply = _Reply(row)
     return [reply.step(item, jobs.get(item.queue)) for item in items]
 
 
 class _Reply:
     """The `step` object of JOB_STEP's reply, read per item."""
 
-    def __init__(self, summary: dict[str, Any], now: datetime) -> None:
+    def __init__(self, row: dict[str, Any]) -> None:
+        summary: dict[str, Any] = row["step"]
         self.held = set(summary["held"])
         self.taken: dict[str, list[Any]] = summary["taken"]
         self.due = set(summary["due"])
         self.recorded = set(summary["recorded"])
         self.searched: dict[str, list[Any]] = summary["searched"]
         self.rewound: dict[str, list[Any]] = summary["rewound"]
-        # Heads a rate limit held back, by queue: seconds until they may start.
-        held: dict[str, list[Any]] = summary.get("rated") or {}
-        self.rated = {queue: float(wait) for queue, wait in held.values()}
-        self.waiting: dict[str, list[int]] = summary.get("waiting") or {}
-        self.now = now
+        # Heads a rate limit held back, by queue: seconds until they may start; the
+        # heads that wait for other jobs. Both NULL (None) unless a step has some.
+        held: dict[str, list[Any]] | None = row["rated"]
+        self.rated = {queue: float(wait) for queue, wait in held.values()} if held else {}
+        self.waiting: dict[str, list[int]] = row["waiting"] or {}
+        self.now: datetime = row["db_now"]
 
     def step(self, item: StepItem, row: dict[str, Any] | None) -> Step:
         queue, lease, floor, seen = item.queue, item.lease, item.floor, item.seen
@@ -181,7 +183,7 @@ def _position(at: str | None, seq: int) -> Position | None:
 
 
 def _job(row: dict[str, Any]) -> Job:
-    for name in ("step", "db_now", "outcome"):
+    for name in ("step", "db_now", "rated", "waiting", "outcome"):
         del row[name]
     return job_of(row)
 
@@ -274,12 +276,16 @@ def job_note_error(conn: Conn, *, scope: str, lease: Lease, job_id: int, note: s
 # -- housekeeping --------------------------------------------------------------------
 
 
-def job_prune_turn(conn: Conn, *, scope: str, older_than: float, batch: int) -> int:
+def job_prune_turn(conn: Conn, *, scope: str, older_than: float | None, batch: int) -> int:
     """One batch of pruning, by one worker of the scope at a time (the others find
-    the lock taken and prune nothing)."""
+    the lock taken and prune nothing): finished jobs older than `older_than` (None:
+    none), and rate-limit budgets full again; how many jobs."""
     params = {"key": PRUNE_LOCK_KEY, "scope": scope}
     with transaction(conn):
         if not fetch(conn, queries.PRUNE_LOCK, params)[0]["locked"]:
+            return 0
+        bucket_prune(conn, scope=scope, batch=batch)
+        if older_than is None:
             return 0
         return job_prune_batch(conn, scope=scope, older_than=older_than, batch=batch)
 

@@ -72,7 +72,12 @@ async def job_get_unique_async(
 
 def scope_notify(conn: Conn, scope: str, *queues: str) -> None:
     """Wake the workers of `scope` for `queues` (none: for every queue)."""
-    fetch(conn, queries.SCOPE_NOTIFY, {"payload": notify_payload(scope, list(queues) or [""])})
+    notify(conn, notify_payload(scope, list(queues) or [""]))
+
+
+def notify(conn: Conn, payload: str) -> None:
+    """Send `payload` on the workers' channel, delivered when `conn` commits."""
+    fetch(conn, queries.SCOPE_NOTIFY, {"payload": payload})
 
 
 def jobs_missing(conn: Conn, scope: str, ids: set[int]) -> list[int]:
@@ -164,7 +169,7 @@ def jobs_change(
             if job.state == JobState.RUNNING and job.attempted_at is not None
         ]
         for payload in cancel_payloads(scope, running):
-            fetch(conn, queries.SCOPE_NOTIFY, {"payload": payload})
+            notify(conn, payload)
     return changed
 
 
@@ -293,11 +298,19 @@ def limit_remove(conn: Conn, *, scope: str, name: str) -> RateLimit | None:
 
 
 def job_prune_batch(conn: Conn, *, scope: str, older_than: float, batch: int) -> int:
+    params = {"scope": scope, "older_than": float(older_than), "batch": batch}
+    return _rowcount(conn, queries.JOB_PRUNE_BATCH, params)
+
+
+def bucket_prune(conn: Conn, *, scope: str, batch: int) -> int:
+    """Delete up to `batch` rate-limit budgets that are full again (the same budget
+    as none); how many."""
+    return _rowcount(conn, queries.BUCKET_PRUNE, {"scope": scope, "batch": batch})
+
+
+def _rowcount(conn: Conn, statement: LiteralString, params: dict[str, Any]) -> int:
     with translate_errors(), conn.cursor() as cur:
-        cur.execute(
-            queries.JOB_PRUNE_BATCH,
-            {"scope": scope, "older_than": float(older_than), "batch": batch},
-        )
+        cur.execute(statement, params)
         return cur.rowcount
 
 

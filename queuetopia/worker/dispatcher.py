@@ -720,11 +720,11 @@ class Dispatcher:
         return await self.house(tick)
 
     async def _prune(self) -> None:
-        """Delete finished jobs past job_retention: one batch, one worker per scope."""
+        """Delete finished jobs past job_retention, and rate-limit budgets full again:
+        one batch, one worker per scope."""
         retention = self.kit.settings.job_retention
-        if retention is None:
-            return
-        scope, older = self.scope, retention.total_seconds()
+        scope = self.scope
+        older = None if retention is None else retention.total_seconds()
         deleted = await self.house(
             lambda c: steps.job_prune_turn(c, scope=scope, older_than=older, batch=PRUNE_BATCH)
         )

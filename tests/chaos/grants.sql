@@ -22,15 +22,18 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON queuetopia_leases TO qt_worker;
 GRANT SELECT, INSERT, UPDATE ON queuetopia_periodic TO qt_worker;
 GRANT SELECT ON queuetopia_versions TO qt_worker;
 GRANT USAGE ON SEQUENCE queuetopia_fence TO qt_worker;
--- Rate limits (docs/flow-control.md): workers read them and draw from the budgets.
+-- Rate limits (docs/flow-control.md): workers read them, draw from the budgets and
+-- prune those full again.
 GRANT SELECT ON queuetopia_limits TO qt_worker;
-GRANT SELECT, INSERT, UPDATE ON queuetopia_buckets TO qt_worker;
+GRANT SELECT, INSERT, UPDATE, DELETE ON queuetopia_buckets TO qt_worker;
 
 -- Operators (queuetopia inspect, jobs, job, retry, cancel, pause, resume, prune) read
 -- everything, change jobs and queues, and delete finished jobs.
 GRANT SELECT, INSERT, UPDATE ON queuetopia_queues TO qt_operator;
 GRANT SELECT, UPDATE, DELETE ON queuetopia_jobs TO qt_operator;
 GRANT SELECT ON queuetopia_leases TO qt_operator;
--- ... and set, list and remove rate limits (queuetopia limit), whose budgets go with them.
+-- ... and set, list and remove rate limits (queuetopia limit), whose budgets go with
+-- them; a prune deletes the budgets full again, locking them (UPDATE) to skip those a
+-- worker is drawing from.
 GRANT SELECT, INSERT, UPDATE, DELETE ON queuetopia_limits TO qt_operator;
-GRANT SELECT, DELETE ON queuetopia_buckets TO qt_operator;
+GRANT SELECT, UPDATE, DELETE ON queuetopia_buckets TO qt_operator;

@@ -336,14 +336,15 @@ WITH input AS (
             LIMIT 1) AS n
      WHERE sq NOT IN (SELECT zq FROM zombie)
 ), heads AS MATERIALIZED (
-    -- The heads to claim, by job id: the lease each is claimed under. Rate limits
-    -- (docs/flow-control.md): where the scope has one, the due heads take a token of
-    -- each limit covering their queue, longest waiting first, or are held back
-    -- (h_held: {job id: [queue, seconds until it may start]}). Without one, one probe
-    -- of queuetopia_limits, and neither the call nor its ordered inputs: a subquery in
-    -- a CASE branch not taken is never run.
-    SELECT coalesce(array_agg(head_id), '{}') AS h_ids,
-           jsonb_object_agg(head_id::text, head_lease) AS h_map,
+    -- The heads to claim, by job id: the lease each is claimed under; those not
+    -- claimed because they wait for other jobs (h_waits: {queue: [job ids]}). Rate
+    -- limits (docs/flow-control.md): where the scope has one, the due heads take a
+    -- token of each limit covering their queue, longest waiting first, or are held
+    -- back (h_held: {job id: [queue, seconds until it may start]}). Without one, one
+    -- probe of queuetopia_limits, and neither the call nor its ordered inputs: a
+    -- subquery in a CASE branch not taken is never run.
+    SELECT coalesce(array_agg(head_id) FILTER (WHERE h_claim), '{}') AS h_ids,
+           jsonb_object_agg(head_id::text, head_lease) FILTER (WHERE h_claim) AS h_map,
            CASE WHEN EXISTS (SELECT 1 FROM queuetopia_limits WHERE scope = %(scope)s)
                 THEN (SELECT queuetopia_rate_take(
                                  %(scope)s,
@@ -351,9 +352,9 @@ WITH input AS (
                                  coalesce(array_agg(hq ORDER BY head_at, head_id), '{}'))
                         FROM head
                        WHERE head_due AND NOT head_paused AND head_waits IS NULL)
-           END AS h_held
-      FROM head
-     WHERE NOT head_paused AND head_waits IS NULL
+           END AS h_held,
+           jsonb_object_agg(hq, head_waits) FILTER (WHERE head_waits IS NOT NULL) AS h_waits
+      FROM head CROSS JOIN LATERAL (SELECT NOT head_paused AND head_waits IS NULL) AS c(h_claim)
 ), claimed AS (
     UPDATE queuetopia_jobs j
        SET state = 'running', attempts = j.attempts + 1, attempted_at = now(),
@@ -401,12 +402,10 @@ WITH input AS (
                               FROM search),
                'rewound', (SELECT coalesce(jsonb_object_agg(sq, jsonb_build_array(
                                       s_at, s_seq)), '{}')
-                             FROM search WHERE s_rewind),
-               'rated', (SELECT h_held FROM heads),
-               'waiting', (SELECT jsonb_object_agg(hq, head_waits) FROM head
-                            WHERE head_waits IS NOT NULL))
-               AS step, now() AS db_now
+                             FROM search WHERE s_rewind))
+               AS step, now() AS db_now, h_held AS rated, h_waits AS waiting
+      FROM heads
 )
 SELECT step.*, found.* FROM step LEFT JOIN found ON false
 UNION ALL
-SELECT NULL, NULL, found.* FROM found
+SELECT NULL, NULL, NULL, NULL, found.* FROM found

@@ -10,9 +10,7 @@ SELECT q.queue, q.paused, now() AS db_now,
        (SELECT count(*) FROM queuetopia_jobs c
          WHERE c.scope = q.scope AND c.queue = q.queue AND c.in_line) AS pending,
        l.owner AS locked_by, l.locked_until,
-       (SELECT to_jsonb(h) FROM queuetopia_jobs h
-         WHERE h.scope = q.scope AND h.queue = q.queue AND h.in_line
-         ORDER BY h.scheduled_at, h.seq LIMIT 1) AS head,
+       hd.head,
        q.operator_log, coalesce(f.failed, 0) AS failed, f.oldest_failed_at,
        (SELECT jsonb_build_array(
                    max(now() + make_interval(secs => (1 - t.tokens) * l.period / l.count)),
@@ -28,13 +26,15 @@ SELECT q.queue, q.paused, now() AS db_now,
          WHERE l.scope = q.scope AND q.queue LIKE l.pattern AND t.tokens < 1
         HAVING count(*) > 0) AS rated,
        (SELECT jsonb_agg(jsonb_build_array(dep, coalesce(d.state, 'deleted')) ORDER BY dep)
-          FROM (SELECT h.depends_on FROM queuetopia_jobs h
-                 WHERE h.scope = q.scope AND h.queue = q.queue AND h.in_line
-                 ORDER BY h.scheduled_at, h.seq LIMIT 1) AS hd
-         CROSS JOIN LATERAL unnest(hd.depends_on) AS dep
+          FROM unnest(hd.head_deps) AS dep
           LEFT JOIN queuetopia_jobs d ON d.id = dep AND d.scope = q.scope
          WHERE d.state IS DISTINCT FROM 'done') AS awaits
   FROM queuetopia_queues q
+  -- The head, looked up once for itself and for the jobs it waits for.
+  LEFT JOIN LATERAL (
+       SELECT to_jsonb(h) AS head, h.depends_on AS head_deps FROM queuetopia_jobs h
+        WHERE h.scope = q.scope AND h.queue = q.queue AND h.in_line
+        ORDER BY h.scheduled_at, h.seq LIMIT 1) AS hd ON true
   LEFT JOIN queuetopia_leases l
     ON l.scope = q.scope AND l.queue = q.queue AND l.locked_until > now()
   LEFT JOIN (SELECT f.queue AS failed_queue, count(*) AS failed,
