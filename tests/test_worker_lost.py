@@ -93,3 +93,38 @@ def test_a_job_put_back_under_a_live_lease_is_not_skipped_once_its_worker_dies(
     with topia.worker(concurrency=1):
         wait_for(lambda: len(ran) == 4, timeout=20, what="b and d to run")
     assert ran == ["a", "c", "b", "d"]
+
+
+def test_a_step_that_searches_from_a_rewind_marks_it_seen_and_clears_it(
+    topia: Queuetopia, dsn: str
+) -> None:
+    """What a step writes when it applies a rewind (queuetopia_rewinds_apply, called
+    only by steps that have one): its lease row counts the rewind seen, with the floor
+    brought back to the job put back, and the queue row's rewind position is cleared;
+    a step with no rewind to apply writes neither."""
+    _, step, b = _b_cancelled_behind_a(topia)
+    step.delay("q", name="c")
+    rows = (
+        "SELECT l.rewinds_seen, l.floor_seq, q.rewinds, q.rewind_seq"
+        "  FROM queuetopia_leases l JOIN queuetopia_queues q USING (scope, queue)"
+        " WHERE l.scope = %s AND l.queue = 'q'"
+    )
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        held = take_lease(conn, topia.scope, "owner")
+        assert held.job is not None and held.lease is not None
+        topia.retry_job(b.id)  # b is back in line, behind the floor
+        seen_before, _, rewinds, rewind_seq = conn.execute(rows, (topia.scope,)).fetchone()
+        assert rewinds > seen_before and rewind_seq == b.seq
+        done = Finish(held.job, Verdict.DONE, None, None, None)
+        item = StepItem("q", held.lease, held.floor, held.seen, done, claim=True)
+        found = run_step(conn, topia.scope, item, owner="owner")
+        assert found.job is not None and found.job.id == b.id
+        seen, floor_seq, rewinds_after, rewind_after = conn.execute(rows, (topia.scope,)).fetchone()
+        assert (seen, rewinds_after, rewind_after) == (rewinds, rewinds, None)
+        assert floor_seq <= b.seq
+        # Nothing to apply: the next step leaves both rows as they are.
+        done = Finish(found.job, Verdict.DONE, None, None, None)
+        again = StepItem("q", found.lease, found.floor, found.seen, done, claim=True)
+        run_step(conn, topia.scope, again, owner="owner")
+        row = conn.execute(rows, (topia.scope,)).fetchone()
+        assert (row[0], row[3]) == (rewinds, None)

@@ -243,6 +243,7 @@ WITH input AS (
     -- The items whose head is looked for, and where each search starts: the floor, or
     -- the queue's rewind position (s_rewind).
     SELECT in_queue AS sq, l_lease AS s_lease, l_zombies AS s_zombies, l_seen AS s_seen,
+           in_acquire AS s_taken,
            q.paused AS s_paused, q.rewinds AS s_rewinds, q.rewind_at IS NOT NULL AS s_rewound,
            w.rewind AS s_rewind,
            CASE WHEN w.rewind THEN q.rewind_at ELSE coalesce(l_floor_at, '-infinity') END
@@ -265,50 +266,20 @@ WITH input AS (
      WHERE (in_claim OR in_acquire) AND (in_id IS NULL OR d IS NOT NULL)
        AND NOT coalesce((d->>1)::bool, false)
 ), unseen AS MATERIALIZED (
-    -- The rewinds to apply, by queue: [lease, rewinds, the rewind's position when
-    -- the search starts there], and the queues' rewind positions to clear.
+    -- The rewinds to mark seen, by queue: [lease, rewinds, the rewind's position when
+    -- the search starts there], on the leases held (a lease taken here folded it into
+    -- its floor already); and the queues' rewind positions to clear. Rare: applied by
+    -- queuetopia_rewinds_apply, called only when there are some (`step`).
     SELECT coalesce(jsonb_object_agg(sq, jsonb_build_array(
                         s_lease, s_rewinds,
                         CASE WHEN s_rewind THEN jsonb_build_array(s_at, s_seq) END))
-                        FILTER (WHERE s_rewinds > s_seen), '{}') AS w_map,
-           coalesce(array_agg(sq) FILTER (WHERE s_rewinds > s_seen), '{}') AS w_queues,
+                        FILTER (WHERE s_rewinds > s_seen AND NOT s_taken), '{}') AS w_map,
+           coalesce(array_agg(sq) FILTER (WHERE s_rewinds > s_seen AND NOT s_taken), '{}')
+               AS w_queues,
            coalesce(jsonb_object_agg(sq, s_rewinds) FILTER (WHERE s_rewound), '{}') AS c_map,
            coalesce(array_agg(sq) FILTER (WHERE s_rewound), '{}') AS c_queues
       FROM search
      WHERE s_rewinds > s_seen OR s_rewound
-), seen AS (
-    -- A search that starts at a rewind also brings the floor the lease row keeps back
-    -- to it: should this holder die, the next one reads that floor, and with the
-    -- rewind seen it searched past the job put back, for good.
-    UPDATE queuetopia_leases l
-       SET (rewinds_seen, floor_at, floor_seq) = (
-           SELECT ((SELECT w_map FROM unseen) -> l.queue ->> 1)::bigint,
-                  CASE WHEN (r_at, r_seq) < (l.floor_at, l.floor_seq) THEN r_at
-                       ELSE l.floor_at END,
-                  CASE WHEN (r_at, r_seq) < (l.floor_at, l.floor_seq) THEN r_seq
-                       ELSE l.floor_seq END
-             FROM (SELECT ((SELECT w_map FROM unseen) -> l.queue #>> '{2,0}')::timestamptz,
-                          ((SELECT w_map FROM unseen) -> l.queue #>> '{2,1}')::bigint)
-                  AS r(r_at, r_seq))
-     WHERE (SELECT w_queues FROM unseen) <> '{}'  -- rare: not even a scan without one
-       AND l.scope = %(scope)s AND l.queue = ANY((SELECT w_queues FROM unseen)::text[])
-       AND l.lease_id = ((SELECT w_map FROM unseen) -> l.queue ->> 0)::uuid
-       AND l.rewinds_seen < ((SELECT w_map FROM unseen) -> l.queue ->> 1)::bigint
-    RETURNING l.queue
-), cleared AS (
-    -- The rewinds applied, the queue's rewind position is cleared, unless a producer
-    -- or an operator holds the queue row (SKIP LOCKED: a worker never waits for them;
-    -- the position stays, which only makes the next rewind search from further back).
-    UPDATE queuetopia_queues q SET rewind_at = NULL, rewind_seq = NULL
-     WHERE (SELECT c_queues FROM unseen) <> '{}'
-       AND q.scope = %(scope)s AND q.queue = ANY((SELECT c_queues FROM unseen)::text[])
-       AND q.rewinds = ((SELECT c_map FROM unseen) ->> q.queue)::bigint
-       AND q.ctid = ANY(ARRAY(
-           SELECT c.ctid FROM queuetopia_queues c
-            WHERE c.scope = %(scope)s AND c.rewind_at IS NOT NULL
-              AND c.queue = ANY((SELECT c_queues FROM unseen)::text[])
-              FOR NO KEY UPDATE OF c SKIP LOCKED))
-    RETURNING q.queue
 ), zombie AS (
     SELECT sq AS zq, z.id AS zombie_id, z.lease_id IS DISTINCT FROM s_lease AS lost
       FROM search CROSS JOIN LATERAL (
@@ -403,8 +374,16 @@ WITH input AS (
                'rewound', (SELECT coalesce(jsonb_object_agg(sq, jsonb_build_array(
                                       s_at, s_seq)), '{}')
                              FROM search WHERE s_rewind))
+               -- The rewinds applied (NULL: none to apply), by a function: the
+               -- updates it makes, as CTEs of this statement, were made ready at
+               -- every step (their tables and indexes opened), 40 µs of a step's 600
+               -- (docs/design.md, "What a step costs").
+               || CASE WHEN w_queues <> '{}' OR c_queues <> '{}'
+                       THEN jsonb_build_object('rewinds_applied', queuetopia_rewinds_apply(
+                                %(scope)s, w_map, w_queues, c_map, c_queues))
+                       ELSE '{}' END
                AS step, now() AS db_now, h_held AS rated, h_waits AS waiting
-      FROM heads
+      FROM heads CROSS JOIN unseen
 )
 SELECT step.*, found.* FROM step LEFT JOIN found ON false
 UNION ALL

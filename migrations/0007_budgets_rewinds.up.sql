@@ -1,3 +1,6 @@
+-- Two functions a worker's step calls: the draw from the rate limits' budgets, made
+-- safe for their pruning, and the application of rewinds, moved out of the step.
+--
 -- Budgets pruned (docs/flow-control.md): a bucket full again is the same budget as
 -- no bucket (a bucket is made full when first drawn from), so the worker's
 -- housekeeping and `prune` delete them; a limit on a glob would otherwise keep one
@@ -71,5 +74,49 @@ BEGIN
 END
 $$;
 
-INSERT INTO queuetopia_versions (version, name) VALUES (7, 'bucket_prune')
+-- The rewinds a worker's step applies (queuetopia/db/sql/job_step.sql, docs/design.md
+-- "The floor"): the leases that saw them record it, their floors brought back to the
+-- rewind the search started at (`p_seen`: {queue: [lease, rewinds, [at, seq] or
+-- null]}), and the queues' rewind positions cleared (`p_clear`: {queue: rewinds}),
+-- unless a producer or an operator holds the queue row (SKIP LOCKED: a worker never
+-- waits for them; the position stays, which only makes the next rewind search from
+-- further back). Rare, so the step calls this only when there are some: as parts of
+-- the step's own statement, these updates were made ready at every step, their
+-- tables and indexes opened, whether they wrote or not (docs/design.md, "What a step
+-- costs"). Each statement here reads with a snapshot of its own, taken after the
+-- step's: a lease taken over since, or a rewind counted since, is left as it is.
+CREATE OR REPLACE FUNCTION queuetopia_rewinds_apply(p_scope text, p_seen jsonb,
+                                                    p_seen_queues text[], p_clear jsonb,
+                                                    p_clear_queues text[])
+RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_seen_queues <> '{}' THEN
+        UPDATE queuetopia_leases l
+           SET (rewinds_seen, floor_at, floor_seq) = (
+               SELECT (p_seen -> l.queue ->> 1)::bigint,
+                      CASE WHEN (r_at, r_seq) < (l.floor_at, l.floor_seq) THEN r_at
+                           ELSE l.floor_at END,
+                      CASE WHEN (r_at, r_seq) < (l.floor_at, l.floor_seq) THEN r_seq
+                           ELSE l.floor_seq END
+                 FROM (SELECT (p_seen -> l.queue #>> '{2,0}')::timestamptz,
+                              (p_seen -> l.queue #>> '{2,1}')::bigint) AS r(r_at, r_seq))
+         WHERE l.scope = p_scope AND l.queue = ANY(p_seen_queues)
+           AND l.lease_id = (p_seen -> l.queue ->> 0)::uuid
+           AND l.rewinds_seen < (p_seen -> l.queue ->> 1)::bigint;
+    END IF;
+    IF p_clear_queues <> '{}' THEN
+        UPDATE queuetopia_queues q SET rewind_at = NULL, rewind_seq = NULL
+         WHERE q.scope = p_scope AND q.queue = ANY(p_clear_queues)
+           AND q.rewinds = (p_clear ->> q.queue)::bigint
+           AND q.ctid = ANY(ARRAY(
+               SELECT c.ctid FROM queuetopia_queues c
+                WHERE c.scope = p_scope AND c.rewind_at IS NOT NULL
+                  AND c.queue = ANY(p_clear_queues)
+                  FOR NO KEY UPDATE OF c SKIP LOCKED));
+    END IF;
+    RETURN true;
+END
+$$;
+
+INSERT INTO queuetopia_versions (version, name) VALUES (7, 'budgets_rewinds')
 ON CONFLICT (version) DO NOTHING;
