@@ -1,14 +1,15 @@
 """Same-run A/B of two engines on one in-process drain, alternated pair by pair.
 
-    python bench/ab.py BASE_COMMIT [--workload ordered|many|one] [--pairs 10]
+    python bench/ab.py BASE_COMMIT [--head COMMIT] [--workload ordered|many|one] [--pairs 10]
 
-Extracts BASE_COMMIT's `queuetopia/` (git archive) next to a temporary directory, then
-runs, A B A B ..., one child process per measurement: this checkout's engine (A) and the
-base (B), each draining the same jobs (a no-op plain action) with one in-process worker
-of concurrency 10 on one embedded PostgreSQL shared by all measurements. Prints each
-pair's ratios and their medians: jobs/s A/B (above 1: A is faster) and process CPU per
-job A/B (below 1: A is cheaper). Single pairs swing widely on a shared machine; quote
-the medians of many pairs (docs/performance.md)."""
+Extracts BASE_COMMIT's `queuetopia/` (git archive) into a temporary directory (and
+HEAD's, with --head; else A is this checkout), then runs, pair by pair, one child
+process per measurement, A then B, then B then A in the next pair (so neither always
+goes first): the engine A and the base B, each draining the same jobs (a no-op plain
+action) with one in-process worker of concurrency 10 on one embedded PostgreSQL shared
+by all measurements. Prints each pair's ratios and their medians: jobs/s A/B (above 1:
+A is faster) and process CPU per job A/B (below 1: A is cheaper). Single pairs swing
+widely on a shared machine; quote the medians of many pairs (docs/performance.md)."""
 
 from __future__ import annotations
 
@@ -88,6 +89,7 @@ def main() -> int:
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("base")
+    parser.add_argument("--head", help="the commit measured as A (default: this checkout)")
     parser.add_argument("--workload", choices=sorted(SIZES), default="ordered")
     parser.add_argument("--pairs", type=int, default=10)
     args = parser.parse_args()
@@ -96,11 +98,16 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="queuetopia-ab-") as tmp:
         server = pgserver.get_server(Path(tmp) / "pg", cleanup_mode="stop")
         base = base_tree(args.base, Path(tmp) / "base")
+        head = ROOT if args.head is None else base_tree(args.head, Path(tmp) / "head")
         ratios: dict[str, list[float]] = {"jobs_per_s": [], "cpu_us": []}
-        print(f"A = this checkout, B = {args.base}; workload {args.workload}")
+        print(f"A = {args.head or 'this checkout'}, B = {args.base}; workload {args.workload}")
         for i in range(args.pairs):
-            a = child(ROOT, server.get_uri(), args.workload)
-            b = child(base, server.get_uri(), args.workload)
+            if i % 2 == 0:
+                a = child(head, server.get_uri(), args.workload)
+                b = child(base, server.get_uri(), args.workload)
+            else:
+                b = child(base, server.get_uri(), args.workload)
+                a = child(head, server.get_uri(), args.workload)
             for key in ratios:
                 ratios[key].append(a[key] / b[key])
             print(

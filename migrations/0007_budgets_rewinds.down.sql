@@ -60,4 +60,16 @@ BEGIN
 END
 $$;
 
+-- A head's dependencies as 0006 read them (STABLE: as of the step's start).
+CREATE OR REPLACE FUNCTION queuetopia_waits(p_scope text, p_ids bigint[])
+RETURNS bigint[] LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN nullif(ARRAY(
+        SELECT w FROM unnest(p_ids) AS w
+         WHERE NOT EXISTS (SELECT 1 FROM queuetopia_jobs d
+                            WHERE d.id = w AND d.scope = p_scope AND d.state = 'done')
+         ORDER BY w), '{}');
+END
+$$;
+
 DELETE FROM queuetopia_versions WHERE version = 7;

@@ -1,5 +1,6 @@
--- Two functions a worker's step calls: the draw from the rate limits' budgets, made
--- safe for their pruning, and the application of rewinds, moved out of the step.
+-- Functions a worker's step calls: the draw from the rate limits' budgets, made safe
+-- for their pruning; the application of rewinds, moved out of the step; a head's
+-- dependencies, read as they are when the step reaches it.
 --
 -- Budgets pruned (docs/flow-control.md): a bucket full again is the same budget as
 -- no bucket (a bucket is made full when first drawn from), so the worker's
@@ -115,6 +116,23 @@ BEGIN
                   FOR NO KEY UPDATE OF c SKIP LOCKED));
     END IF;
     RETURN true;
+END
+$$;
+
+-- A head's dependencies, read as they are when the step reaches the head
+-- (docs/flow-control.md): VOLATILE, so its query reads with a snapshot of its own,
+-- taken then, which sees the jobs the same step has just recorded done. STABLE, it
+-- read them as of the step's start: a head whose last dependency finished in the
+-- step that looked at it waited for one more step (found by the model of the rules,
+-- tests/test_model.py). Otherwise as in 0006.
+CREATE OR REPLACE FUNCTION queuetopia_waits(p_scope text, p_ids bigint[])
+RETURNS bigint[] LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    RETURN nullif(ARRAY(
+        SELECT w FROM unnest(p_ids) AS w
+         WHERE NOT EXISTS (SELECT 1 FROM queuetopia_jobs d
+                            WHERE d.id = w AND d.scope = p_scope AND d.state = 'done')
+         ORDER BY w), '{}');
 END
 $$;
 

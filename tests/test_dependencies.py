@@ -227,3 +227,26 @@ def test_a_fan_in_in_one_async_call_in_the_callers_transaction(topia: Queuetopia
     jobs = asyncio.run(enqueue(True))
     assert jobs[2].depends_on == sorted(j.id for j in jobs[:2])
     assert sorted(j.id for j in topia.list_jobs()) == sorted(j.id for j in jobs)
+
+
+def test_the_step_that_records_the_last_dependency_done_claims_the_dependent(
+    topia: Queuetopia, dsn: str
+) -> None:
+    """Found by the model of the rules (tests/test_model.py, seed 11): a head whose
+    last dependency is recorded done by the very step that looks at it is claimed by
+    that step, not a step later (queuetopia_waits reads the jobs as they are when the
+    step reaches the head)."""
+    from queuetopia.models import Finish, Found, StepItem, Verdict
+
+    from .helpers import step, take
+
+    first = topia.create_job("q", "work", {})
+    second = topia.create_job("q", "work", {}, after=[first])
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        taken = take(conn, topia.scope, "q")
+        assert taken.job is not None and taken.job.id == first.id
+        done = Finish(taken.job, Verdict.DONE)
+        item = StepItem("q", taken.lease, taken.floor, taken.seen, done, claim=True)
+        found = step(conn, topia.scope, item)
+    assert found.recorded and found.awaiting is None
+    assert found.found is Found.CLAIMED and found.job is not None and found.job.id == second.id

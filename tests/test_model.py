@@ -1,4 +1,5 @@
-"""The ordering and blocking rules (docs/guarantees.md) checked against a model.
+"""The ordering and blocking rules (docs/guarantees.md), snoozes, cancels of running
+jobs and dependencies (docs/flow-control.md) checked against a model.
 
 A hypothesis state machine drives the real engine one step at a time, the way a
 worker does it (take a queue, claim its head from the queue's floor, record outcomes
@@ -63,6 +64,7 @@ class ModelJob:
     visible: bool = True  # its producer has committed
     cancel_asked: bool = False  # an operator cancelled it while it ran
     snoozed: bool = False  # its last attempt snoozed: waiting, not blocked
+    after: tuple[int, ...] = ()  # jobs that must be done before it starts
 
     @property
     def in_line(self) -> bool:
@@ -125,11 +127,15 @@ class QueueMachine(RuleBasedStateMachine):
         head = self.head(queue)
         if head is None or head.state != "pending" or queue in self.paused:
             return None
-        if self.running(queue):
+        if self.running(queue) or self.awaits(head):
             return None
         if head.key[0] > self.hour or (head.not_before or 0) > self.hour:
             return None
         return head
+
+    def awaits(self, job: ModelJob) -> list[ModelJob]:
+        """The jobs `job` waits for that are not done (docs/flow-control.md)."""
+        return [self.jobs[i] for i in job.after if self.jobs[i].state != "done"]
 
     def status(self, queue: str) -> str:
         head = self.head(queue)
@@ -139,6 +145,9 @@ class QueueMachine(RuleBasedStateMachine):
             return "running"
         if head is None:
             return "idle"
+        if awaits := self.awaits(head):  # held with its dependencies' reason
+            stuck = any(job.state in ("failed", "cancelled") for job in awaits)
+            return "blocked" if stuck else "waiting"
         if head.state == "failed" or (head.failing and not head.snoozed):
             return "blocked"
         return "waiting"
@@ -190,6 +199,23 @@ class QueueMachine(RuleBasedStateMachine):
             self.jobs[job.id] = ModelJob(
                 job.id, queue, (self.hour + delay, next(self.order)), max_attempts, block
             )
+
+    @precondition(lambda self: any(job.visible for job in self.jobs.values()))
+    @rule(queue=st.sampled_from(QUEUES), data=st.data())
+    def enqueue_after(self, queue: str, data: st.DataObject) -> None:
+        """A job that waits for jobs already made, of any queue (its own included): it
+        holds its queue, in its place, until they are done (docs/flow-control.md)."""
+        if queue == self.busy_queue():
+            return  # it would wait for the open producer's lock
+        visible = sorted(i for i, job in self.jobs.items() if job.visible)
+        unfinished = [i for i in visible if self.jobs[i].state != "done"]
+        after = data.draw(
+            st.lists(st.sampled_from(unfinished or visible), min_size=1, max_size=2, unique=True)
+        )
+        job = self.topia.create_job(queue, "skip", {}, max_attempts=2, after=after)
+        self.queues.add(queue)
+        key = (self.hour, next(self.order))
+        self.jobs[job.id] = ModelJob(job.id, queue, key, 2, False, after=tuple(after))
 
     @precondition(lambda self: self.open is None)
     @rule(queue=st.sampled_from(QUEUES), count=st.integers(1, 2))
@@ -293,6 +319,7 @@ class QueueMachine(RuleBasedStateMachine):
         assert self.fail(job, backoff) == state
         if job.cancel_asked:  # a cancel asked while it ran wins over the lost attempt
             job.state, job.not_before, job.snoozed = "cancelled", None, False
+        job.cancel_asked = False  # the record consumes the request (a retry runs anew)
         stored = self.topia.get_job(job.id)
         assert stored is not None and stored.state == job.state
         self.holds[queue].searched(found)
@@ -349,6 +376,7 @@ class QueueMachine(RuleBasedStateMachine):
         if job.cancel_asked and how != "done":
             job.state, job.not_before, job.snoozed = "cancelled", None, False
             job.attempts += 1 if how == "snoozed" else 0  # a cancel charges the attempt
+        job.cancel_asked = False  # the record consumes the request (a retry runs anew)
         seconds = None if how == "done" else backoff * HOUR.total_seconds()
         error = "boom" if how == "failed" else None
         finish = Finish(running, Verdict(state), error, None, seconds)
