@@ -1,6 +1,7 @@
 -- Undo 0007: the step's draw as 0006 made it (budgets are no longer pruned then), and
--- no function applies a step's rewinds.
+-- no function applies a step's rewinds or takes its leases.
 DROP FUNCTION IF EXISTS queuetopia_rewinds_apply(text, jsonb, text[], jsonb, text[]);
+DROP FUNCTION IF EXISTS queuetopia_leases_take(text, text, float8, text[], text[]);
 CREATE OR REPLACE FUNCTION queuetopia_rate_take(p_scope text, p_jobs bigint[], p_queues text[])
 RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE

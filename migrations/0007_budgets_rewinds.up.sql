@@ -136,5 +136,62 @@ BEGIN
 END
 $$;
 
+-- A worker's step takes the leases of `p_queues` (job_step.sql, `chosen`: queues due,
+-- free, and tried first with the step's advisory lock), or finds again what a step of
+-- `p_owner` retried after its reply was lost (`p_retry`) took: an expired or released
+-- lease is taken over, a live one, another worker's, is left alone. Returns
+-- {queue: [lease, token, floor_at, floor_seq, rewinds_seen, takeover]} for the
+-- leases taken. A rewind before the floor comes into the floor the row keeps, as the
+-- step's search starts there: a step cannot mark it seen in a row it takes, and the
+-- search clears the queue's rewind position. A function, called only by the steps
+-- that take a queue: as part of the step's own statement, the insert was made ready at
+-- every step, its table and indexes opened (docs/design.md, "What a step costs"). Its
+-- statement reads with a snapshot of its own, taken after the step's; the conflict is
+-- decided on the rows as they are, as an INSERT ... ON CONFLICT always does.
+CREATE OR REPLACE FUNCTION queuetopia_leases_take(p_scope text, p_owner text, p_ttl float8,
+                                                  p_queues text[], p_retry text[])
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    v_taken jsonb;
+BEGIN
+    WITH took AS (
+        INSERT INTO queuetopia_leases AS l (scope, queue, lease_id, token, owner,
+                                            acquired_at, locked_until)
+        SELECT p_scope, cq, gen_random_uuid(), nextval('queuetopia_fence'), p_owner,
+               now(), now() + make_interval(secs => p_ttl)
+          FROM unnest(p_queues) AS c(cq)
+         ORDER BY cq
+        ON CONFLICT (scope, queue) DO UPDATE
+           SET lease_id = CASE WHEN l.locked_until <= now() THEN EXCLUDED.lease_id
+                               ELSE l.lease_id END,
+               token = CASE WHEN l.locked_until <= now() THEN EXCLUDED.token ELSE l.token END,
+               acquired_at = CASE WHEN l.locked_until <= now() THEN EXCLUDED.acquired_at
+                                  ELSE l.acquired_at END,
+               locked_until = CASE WHEN l.locked_until <= now() THEN EXCLUDED.locked_until
+                                   ELSE l.locked_until END,
+               owner = EXCLUDED.owner, takeover = l.locked_until > now() OR NOT l.released,
+               released = false,
+               (floor_at, floor_seq) = (
+                   SELECT CASE WHEN w THEN q.rewind_at ELSE l.floor_at END,
+                          CASE WHEN w THEN q.rewind_seq ELSE l.floor_seq END
+                     FROM queuetopia_queues q
+                    CROSS JOIN LATERAL (
+                          SELECT l.locked_until <= now() AND q.rewinds > l.rewinds_seen
+                                 AND (q.rewind_at, q.rewind_seq)
+                                     < (l.floor_at, l.floor_seq)) AS r(w)
+                    WHERE q.scope = l.scope AND q.queue = l.queue)
+         WHERE l.locked_until <= now()
+            OR (l.owner = EXCLUDED.owner AND l.queue = ANY(p_retry))
+        RETURNING l.queue, l.lease_id, l.token, l.floor_at, l.floor_seq, l.rewinds_seen,
+                  l.takeover
+    )
+    SELECT coalesce(jsonb_object_agg(queue, jsonb_build_array(
+               lease_id, token, floor_at, floor_seq, rewinds_seen, takeover)), '{}')
+      INTO v_taken
+      FROM took;
+    RETURN v_taken;
+END
+$$;
+
 INSERT INTO queuetopia_versions (version, name) VALUES (7, 'budgets_rewinds')
 ON CONFLICT (version) DO NOTHING;

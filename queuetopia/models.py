@@ -3,7 +3,6 @@ database layer (Lease, Finish, StepItem, Step): the types that cross module boun
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime, timedelta
@@ -172,6 +171,12 @@ class OperatorAction(BaseModel):
     reason: str | None = None
 
 
+class CancelSource(Protocol):
+    """What a running job's `cancel_requested` reads: its attempt's execution."""
+
+    cancel_requested: bool
+
+
 class Waiter(Protocol):
     """What `Job.wait` needs: the topia that returned the job."""
 
@@ -190,7 +195,7 @@ class Job(BaseModel):
     # Who returned the job, for `wait`: a slot, not a field (never compared, dumped or
     # copied). A pydantic private attribute would cost 3 µs at every Job made, and a
     # worker makes one per job it claims.
-    __slots__ = ("_cancel_flag", "_waiter_of")
+    __slots__ = ("_cancel_source", "_waiter_of")
 
     id: int
     scope: str
@@ -266,9 +271,10 @@ class Job(BaseModel):
         object.__setattr__(self, "_waiter_of", waiter)
         return self
 
-    def watching(self, flag: threading.Event) -> Job:
-        """This job, as its running action sees it: `cancel_requested` reads `flag`."""
-        object.__setattr__(self, "_cancel_flag", flag)
+    def watching(self, source: CancelSource) -> Job:
+        """This job, as its running action sees it: `cancel_requested` reads `source`
+        (the attempt's execution)."""
+        object.__setattr__(self, "_cancel_source", source)
         return self
 
     @property
@@ -282,8 +288,8 @@ class Job(BaseModel):
         """Inside a running action: has an operator cancelled this attempt? Threads
         the action started are not interrupted; they can poll this at safe points
         (docs/flow-control.md). False outside an action."""
-        flag: threading.Event | None = getattr(self, "_cancel_flag", None)
-        return flag is not None and flag.is_set()
+        source: CancelSource | None = getattr(self, "_cancel_source", None)
+        return source is not None and source.cancel_requested
 
     def wait(self, timeout: float = 30.0) -> Any:
         """The job's result once it is done; see `Queuetopia.wait`."""

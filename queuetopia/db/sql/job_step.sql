@@ -96,45 +96,15 @@ WITH input AS (
     SELECT cq FROM (SELECT cq, c_ready FROM candidate ORDER BY c_ready OFFSET 0) AS c
      WHERE pg_try_advisory_xact_lock(1364479825, queuetopia_lock_key(%(scope)s::text, cq))
      LIMIT (SELECT count(*) FROM input WHERE in_acquire AND in_claim)
-), took AS (
-    INSERT INTO queuetopia_leases AS l (scope, queue, lease_id, token, owner, acquired_at,
-                                        locked_until)
-    SELECT %(scope)s, cq, gen_random_uuid(), nextval('queuetopia_fence'), %(owner)s,
-           now(), now() + make_interval(secs => %(ttl)s)
-      FROM chosen
-     ORDER BY cq
-    ON CONFLICT (scope, queue) DO UPDATE
-       SET lease_id = CASE WHEN l.locked_until <= now() THEN EXCLUDED.lease_id
-                           ELSE l.lease_id END,
-           token = CASE WHEN l.locked_until <= now() THEN EXCLUDED.token ELSE l.token END,
-           acquired_at = CASE WHEN l.locked_until <= now() THEN EXCLUDED.acquired_at
-                              ELSE l.acquired_at END,
-           locked_until = CASE WHEN l.locked_until <= now() THEN EXCLUDED.locked_until
-                               ELSE l.locked_until END,
-           owner = EXCLUDED.owner, takeover = l.locked_until > now() OR NOT l.released,
-           released = false,
-           -- A rewind before the floor comes into the floor the row keeps, as the
-           -- search below starts there: a step cannot mark it seen in a row it takes,
-           -- and the search clears the queue's rewind position.
-           (floor_at, floor_seq) = (
-               SELECT CASE WHEN w THEN q.rewind_at ELSE l.floor_at END,
-                      CASE WHEN w THEN q.rewind_seq ELSE l.floor_seq END
-                 FROM queuetopia_queues q
-                CROSS JOIN LATERAL (
-                      SELECT l.locked_until <= now() AND q.rewinds > l.rewinds_seen
-                             AND (q.rewind_at, q.rewind_seq) < (l.floor_at, l.floor_seq)) AS r(w)
-                WHERE q.scope = l.scope AND q.queue = l.queue)
-     WHERE l.locked_until <= now()
-        OR (l.owner = EXCLUDED.owner
-            AND (SELECT bool_or(in_retry) FROM input WHERE in_queue = l.queue))
-    RETURNING l.queue AS took_queue, l.lease_id AS took_lease, l.token AS took_token,
-              l.floor_at AS took_floor_at, l.floor_seq AS took_floor_seq,
-              l.rewinds_seen AS took_seen, l.takeover AS took_takeover
 ), taken AS MATERIALIZED (
-    SELECT coalesce(jsonb_object_agg(took_queue, jsonb_build_array(
-               took_lease, took_token, took_floor_at, took_floor_seq, took_seen,
-               took_takeover)), '{}') AS t_map
-      FROM took
+    -- The leases taken (queuetopia_leases_take, only when there are queues to take):
+    -- {queue: [lease, token, floor_at, floor_seq, seen, takeover]}.
+    SELECT coalesce((
+           SELECT queuetopia_leases_take(
+                      %(scope)s, %(owner)s, %(ttl)s, c_queues,
+                      ARRAY(SELECT in_queue FROM input WHERE in_retry))
+             FROM (SELECT array_agg(cq) AS c_queues FROM chosen) AS c
+            WHERE c_queues IS NOT NULL), '{}') AS t_map
 ), item AS (
     -- Each item with the lease it works under: ours and live, or taken now. An item
     -- that takes a lease records no attempt (it has none under the new lease).
