@@ -196,10 +196,13 @@ class Listener:
                     last_ping = time.monotonic()
 
     def _dispatch(self, payload: str) -> None:
-        cancel = parse_cancel(payload)
-        if cancel is not None and cancel[0] == self._scope:
-            for attempt in cancel[1]:
-                self._on_cancel(attempt)
+        # A cancel is a JSON object, a wake a JSON array: each payload is parsed once,
+        # as a wave of wakes (a release per queue drained) reaches every worker.
+        if payload.lstrip().startswith("{"):
+            cancel = parse_cancel(payload)
+            if cancel is not None and cancel[0] == self._scope:
+                for attempt in cancel[1]:
+                    self._on_cancel(attempt)
             return
         parsed = parse_payload(payload)
         if parsed is not None and parsed[0] == self._scope:
