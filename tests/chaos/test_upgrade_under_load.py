@@ -25,7 +25,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from queuetopia import Queuetopia
+from queuetopia import Queuetopia, migrations
 
 from ..helpers import wait_for
 from .server import SUPERUSER, ChaosServer, dsn_for
@@ -145,7 +145,8 @@ def test_migration_5_applied_under_workers_of_the_first_engine(upgrade: Upgrade)
     wait_for(lambda: len(upgrade.rows("SELECT 1 FROM upg_log")) >= 20, timeout=60, what="v1 jobs")
 
     with Queuetopia(dsn=upgrade.dsn, scope="upgrade") as topia:
-        assert topia.migrate() == [5, 6]  # under the old workers and the old producer
+        # Every version after 4, under the old workers and the old producer.
+        assert topia.migrate() == [m.version for m in migrations.all_migrations() if m.version > 4]
     migrated = time.time()
     new1 = upgrade.worker("v2")
     assert producer.wait(60) == 0
