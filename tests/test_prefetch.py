@@ -15,6 +15,7 @@ import pytest
 from queuetopia import Job, JobState, Queuetopia, ValidationError
 from queuetopia.models import StepItem
 from queuetopia.worker.ahead import Ahead
+from queuetopia.worker.dispatcher import HANDOFF
 from queuetopia.worker.verdict import not_started
 
 from .helpers import step, take, wait_for
@@ -204,6 +205,45 @@ def test_a_job_claimed_ahead_that_waits_is_handed_to_an_idle_worker(topia: Queue
             finish_long.set()
     assert done.attempted_by is not None and done.attempted_by.endswith(":b")
     assert done.attempts == 1
+
+
+def test_a_worker_does_not_claim_again_the_job_it_handed_off(topia: Queuetopia) -> None:
+    """Once it has handed a job off, worker a claims none ahead until a running job
+    ends: its own release wakes it too, and if it took the job back it would go back
+    and forth (a CI run saw an idle worker lose that race for 2.5 s)."""
+
+    @topia.action("quick")
+    def quick(tag: str) -> None:
+        time.sleep(0.005)
+
+    claimed_ahead, finish_long, last = _claimed_ahead_behind_a_long_job(topia, quick)
+    with topia.worker(concurrency=1, prefetch=1, name="a"):
+        assert claimed_ahead.wait(20)
+        try:
+            [b_job] = [j for j in topia.list_jobs(limit=100) if j.queue == "b"]
+            state = lambda: topia.get_job(b_job.id).state  # noqa: E731
+            wait_for(lambda: state() is JobState.PENDING, timeout=10, what="the handoff")
+            # Claimed again, it would wait for the slot for the handoff delay each time.
+            seen = set()
+            until = time.monotonic() + 4 * HANDOFF
+            while time.monotonic() < until:
+                seen.add(state())
+                time.sleep(0.01)
+            assert seen == {JobState.PENDING}
+            assert topia.get_job(last.id).state is JobState.RUNNING
+        finally:
+            finish_long.set()
+        wait_for(lambda: state() is JobState.DONE, timeout=10, what="b to run after the long job")
+
+
+def test_a_handoff_stops_claiming_ahead_until_an_attempt_ends() -> None:
+    ahead = Ahead(limit=10, concurrency=10)
+    ahead.ran(0.01)
+    assert ahead.allowed() == 10
+    ahead.handed_off()
+    assert ahead.allowed() == 0
+    ahead.ran(0.01)
+    assert ahead.allowed() == 10
 
 
 def test_a_job_claimed_ahead_waits_twice_the_recent_run_time_before_it_is_handed_off() -> None:

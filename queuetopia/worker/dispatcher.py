@@ -637,9 +637,12 @@ class Dispatcher:
                 waiting.append(turn)
         self._release(waiting, wake=True)
         patience = self.ahead.patience(HANDOFF)
-        for turn, job in [(t, j) for t, j in self.ready if t.ready_since <= now - patience]:
+        late = [(t, j) for t, j in self.ready if t.ready_since <= now - patience]
+        for turn, job in late:
             self.ready.remove((turn, job))
             self._give_back(turn, job, hand_off=True)
+        if waiting or late:
+            self.ahead.handed_off()
 
     # -- the loop ------------------------------------------------------------------
 

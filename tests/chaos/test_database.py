@@ -66,7 +66,13 @@ def wake_latencies(chaos: Chaos, procs: list[WorkerProcess], slots: int) -> list
     )
     runs = [chaos.executions(job_id=i)[0] for i in ids]
     assert {r["pid"] for r in runs} == {p.pid for p in procs}, "a worker was not woken"
-    return [(r["started_at"] - before).total_seconds() for r in runs]
+    latencies = [(r["started_at"] - before).total_seconds() for r in runs]
+    # Shown if the test fails: which worker was late, on which queue, is the first clue.
+    print(
+        "wakes (queue, worker pid, seconds):",
+        [(r["queue"], r["pid"], round(s, 3)) for r, s in zip(runs, latencies, strict=True)],
+    )
+    return latencies
 
 
 def test_database_restarts_and_a_crash_while_jobs_run(make_chaos: Callable[..., Chaos]) -> None:
