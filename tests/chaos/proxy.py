@@ -102,8 +102,8 @@ class Link:
         # select() refuses those beyond; the pump died and left its link hung, which
         # the workers saw as a partition that never healed (seed 2478645721).
         poller = select.poll()
-        poller.register(src, select.POLLIN)
         try:
+            poller.register(src, select.POLLIN)
             while not self.closed.is_set():
                 if self.proxy.mode == "blackhole":
                     time.sleep(0.01)  # hold everything: a half-open partition
@@ -119,7 +119,7 @@ class Link:
                     return
                 buffer += chunk
                 buffer, startup = self._forward(buffer, upstream, startup)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: the other pump closed the socket
             self.reset()
         except BaseException:
             self.reset()  # never a link left open with nobody pumping it
