@@ -179,22 +179,31 @@ def test_a_give_back_whose_reply_was_lost_is_recognised_when_retried(topia: Queu
     assert stored is not None and (stored.state, stored.attempts) == (JobState.PENDING, 0)
 
 
+def _quick(topia: Queuetopia) -> Any:
+    @topia.action("quick")
+    def quick(tag: str) -> None:
+        time.sleep(0.005)
+
+    return quick
+
+
+def _job_of_b(topia: Queuetopia) -> Job:
+    [job] = [j for j in topia.list_jobs(limit=100) if j.queue == "b"]
+    return job
+
+
 def test_a_job_claimed_ahead_that_waits_is_handed_to_an_idle_worker(topia: Queuetopia) -> None:
     """Worker a, its jobs short so far, claims a job ahead behind a long one; the long
     one does not end as soon as the recent ones did. The job claimed ahead is given
     back (uncounted) within the handoff delay, and worker b, idle, runs it while the
     long job still runs."""
 
-    @topia.action("quick")
-    def quick(tag: str) -> None:
-        time.sleep(0.005)
-
-    claimed_ahead, finish_long, last = _claimed_ahead_behind_a_long_job(topia, quick)
+    claimed_ahead, finish_long, last = _claimed_ahead_behind_a_long_job(topia, _quick(topia))
     with topia.worker(concurrency=1, prefetch=1, name="a"):
         assert claimed_ahead.wait(20)
         try:
             with topia.worker(concurrency=1, prefetch=0, name="b"):
-                [b_job] = [j for j in topia.list_jobs(limit=100) if j.queue == "b"]
+                b_job = _job_of_b(topia)
                 done = wait_for(
                     lambda: (j := topia.get_job(b_job.id)) and j.state is JobState.DONE and j,
                     timeout=10,
@@ -212,15 +221,11 @@ def test_a_worker_does_not_claim_again_the_job_it_handed_off(topia: Queuetopia) 
     ends: its own release wakes it too, and if it took the job back it would go back
     and forth (a CI run saw an idle worker lose that race for 2.5 s)."""
 
-    @topia.action("quick")
-    def quick(tag: str) -> None:
-        time.sleep(0.005)
-
-    claimed_ahead, finish_long, last = _claimed_ahead_behind_a_long_job(topia, quick)
+    claimed_ahead, finish_long, last = _claimed_ahead_behind_a_long_job(topia, _quick(topia))
     with topia.worker(concurrency=1, prefetch=1, name="a"):
         assert claimed_ahead.wait(20)
         try:
-            [b_job] = [j for j in topia.list_jobs(limit=100) if j.queue == "b"]
+            b_job = _job_of_b(topia)
             state = lambda: topia.get_job(b_job.id).state  # noqa: E731
             wait_for(lambda: state() is JobState.PENDING, timeout=10, what="the handoff")
             # Claimed again, it would wait for the slot for the handoff delay each time.
